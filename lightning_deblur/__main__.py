@@ -1,0 +1,3 @@
+from lightning_deblur.cli import main
+
+main()

@@ -1,0 +1,92 @@
+"""The command line: ``python -m lightning_deblur fit --config configs/….yaml …``.
+
+A LightningCLI over :class:`DeblurJob` and :class:`BlurredImage`, with the job's
+callbacks always present and configurable under their own keys (``schedule``,
+``lr_schedule``, ``image_logging``, ``progress_bar``, ``outputs``). User mistakes are
+reported as one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningCLI
+
+from lightning_deblur.data import BlurredImage, load_observation
+from lightning_deblur.errors import InputError
+from lightning_deblur.image_logging import ImageLogging
+from lightning_deblur.io import check_job_sizes
+from lightning_deblur.job import DeblurJob
+from lightning_deblur.nets import SkipNet
+from lightning_deblur.outputs import ResultWriter
+from lightning_deblur.progress import JobProgressBar
+from lightning_deblur.schedule import LearningRateSchedule, LossSchedule
+
+TRAINER_DEFAULTS = {
+    "max_epochs": 1,
+    "devices": 1,
+    "enable_checkpointing": False,
+    "log_every_n_steps": 10,
+    "logger": {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        # name None: the CLI names the run after the input image.
+        "init_args": {"save_dir": "logs", "name": None, "default_hp_metric": False},
+    },
+}
+
+
+class DeblurCLI(LightningCLI):
+    """LightningCLI with the deblurring job's callbacks and input checks."""
+
+    def __init__(self, args=None, run: bool = True) -> None:
+        super().__init__(
+            DeblurJob,
+            BlurredImage,
+            args=args,
+            run=run,
+            seed_everything_default=0,
+            trainer_defaults=TRAINER_DEFAULTS,
+            save_config_kwargs={"overwrite": True},
+            # The job builds its own optimizer (two parameter groups) and schedules.
+            auto_configure_optimizers=False,
+            parser_kwargs={"fit": {"description": "Deblur one image (blind deconvolution with deep priors)."}},
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(LossSchedule, "schedule")
+        parser.add_lightning_class_args(LearningRateSchedule, "lr_schedule")
+        parser.add_lightning_class_args(ImageLogging, "image_logging")
+        parser.add_lightning_class_args(JobProgressBar, "progress_bar")
+        parser.add_lightning_class_args(ResultWriter, "outputs")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        check_inputs(config)
+        name_run_after_image(config)
+
+
+def check_inputs(config) -> None:
+    """Read the input files and check the sizes before anything is created on disk."""
+    observation = load_observation(config.data.image, config.data.kernel_size, config.data.sharp)
+    levels = config.model.image_net.levels
+    check_job_sizes(observation.size, observation.kernel_size, SkipNet.min_input_size(levels), levels)
+
+
+def name_run_after_image(config) -> None:
+    """Give a TensorBoard logger without a name the input image's file stem."""
+    logger = config.trainer.get("logger")
+    if isinstance(logger, list) or not hasattr(logger, "init_args"):
+        return
+    if "TensorBoardLogger" in str(logger.class_path) and logger.init_args.get("name") is None:
+        image = str(config.data.image)
+        logger.init_args.name = Path(image.split(":", 1)[-1] if image.startswith("example:") else image).stem
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``python -m lightning_deblur``; ``args`` lets tests run it in-process."""
+    try:
+        DeblurCLI(args=args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

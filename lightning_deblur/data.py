@@ -1,0 +1,123 @@
+"""The data side of a job: one blurred image, its kernel size, and a stream of steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from lightning_deblur.errors import InputError
+from lightning_deblur.io import LoadedImage, luminance, parse_kernel_size, read_image
+
+EXAMPLE_PREFIX = "example:"
+"""Paths starting with this name a file shipped in ``lightning_deblur/examples``."""
+
+
+def resolve_path(path: str) -> Path:
+    """Turn ``example:NAME`` into the bundled file's path; other paths are returned as given."""
+    if path.startswith(EXAMPLE_PREFIX):
+        name = path[len(EXAMPLE_PREFIX) :]
+        bundled = Path(str(resources.files("lightning_deblur") / "examples" / name))
+        if not bundled.is_file():
+            available = sorted(p.name for p in bundled.parent.iterdir() if not p.name.startswith(("_", ".")))
+            raise InputError(f"no bundled example '{name}'; choose one of {', '.join(available)}")
+        return bundled
+    return Path(path)
+
+
+@dataclass
+class Observation:
+    """The blurred image a job deblurs, as tensors, plus what is needed to write results.
+
+    Attributes:
+        y: ``(1, 1, H, W)`` float32 luminance (or grey) in [0, 1].
+        kernel_size: ``(kh, kw)`` in pixels, both odd.
+        source: the decoded input file (colour, bit depth, path).
+        sharp: ``(1, 1, H, W)`` float32 luminance of the sharp reference, if given.
+        sharp_source: the decoded sharp reference file, if given.
+    """
+
+    y: torch.Tensor
+    kernel_size: tuple[int, int]
+    source: LoadedImage
+    sharp: torch.Tensor | None = None
+    sharp_source: LoadedImage | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.y.shape[-2], self.y.shape[-1]
+
+
+def _to_tensor(pixels) -> torch.Tensor:
+    return torch.from_numpy(luminance(pixels)).float()[None, None]
+
+
+def load_observation(image: str, kernel_size: int | tuple[int, int], sharp: str | None = None) -> Observation:
+    """Read and check the job's input files.
+
+    Raises:
+        InputError: unreadable files, a bad kernel size, or a sharp reference whose size
+            differs from the blurred image.
+    """
+    kernel_size = parse_kernel_size(kernel_size)
+    source = read_image(resolve_path(image), "--data.image")
+    observation = Observation(y=_to_tensor(source.pixels), kernel_size=kernel_size, source=source)
+    if sharp is not None:
+        sharp_source = read_image(resolve_path(sharp), "--data.sharp")
+        if sharp_source.size != source.size:
+            raise InputError(
+                f"the sharp reference is {sharp_source.size[0]}×{sharp_source.size[1]} but the blurred image is "
+                f"{source.size[0]}×{source.size[1]}; --data.sharp must match the blurred image pixel for pixel"
+            )
+        observation.sharp = _to_tensor(sharp_source.pixels)
+        observation.sharp_source = sharp_source
+    return observation
+
+
+class StepIndices(Dataset):
+    """``length`` items, each its own index as a plain ``int``.
+
+    The image itself lives on the device inside the job; the loader only paces the
+    steps, so nothing is copied to the device per step.
+    """
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+class BlurredImage(LightningDataModule):
+    """One blurred photo and the size of its blur.
+
+    Args:
+        image: path of the blurred image (PNG, JPEG or TIFF; 8 or 16 bit; grey or RGB),
+            or ``example:NAME`` for a bundled example.
+        kernel_size: blur size in pixels: one odd number, or ``[kh, kw]``. An upper bound
+            of the true blur is safe.
+        sharp: optional sharp reference of the same size, for PSNR/SSIM/ISNR.
+    """
+
+    def __init__(self, image: str, kernel_size: int | tuple[int, int], sharp: str | None = None) -> None:
+        super().__init__()
+        self.image = image
+        self.kernel_size = kernel_size
+        self.sharp = sharp
+        self.observation: Observation | None = None
+
+    def setup(self, stage: str) -> None:
+        if self.observation is None:
+            self.observation = load_observation(self.image, self.kernel_size, self.sharp)
+
+    def train_dataloader(self) -> DataLoader:
+        iterations = self.trainer.lightning_module.total_iterations
+        # batch_size=None: items pass through uncollated, so each batch is a plain int.
+        return DataLoader(StepIndices(iterations), batch_size=None, shuffle=False)

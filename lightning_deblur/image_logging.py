@@ -1,0 +1,59 @@
+"""TensorBoard pictures of a job: the input, and the current image and kernel every N steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from lightning_deblur.io import kernel_preview
+
+
+def _tensorboard(trainer: Trainer):
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+class ImageLogging(Callback):
+    """Writes the estimate and the kernel to TensorBoard every ``every_n_steps`` steps.
+
+    Reading the pictures back to the host is a device sync, so it happens only at
+    these intervals (and once at the start and the end).
+
+    Args:
+        every_n_steps: interval in steps; 0 turns the pictures off.
+    """
+
+    def __init__(self, every_n_steps: int = 100) -> None:
+        self.every_n_steps = every_n_steps
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        writer = _tensorboard(trainer)
+        if writer is None or not self.every_n_steps:
+            return
+        writer.add_image("input/blurred", pl_module.y[0].float().cpu(), 0)
+        if pl_module.sharp is not None:
+            writer.add_image("input/sharp", pl_module.sharp[0].float().cpu(), 0)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step  # already counts the step that just ended
+        if self.every_n_steps and step % self.every_n_steps == 0:
+            self.log_estimate(trainer, pl_module, "estimate", step)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.every_n_steps and pl_module.latest_x is not None:
+            self.log_estimate(trainer, pl_module, "estimate", trainer.global_step)
+
+    @staticmethod
+    def log_estimate(trainer: Trainer, pl_module: LightningModule, prefix: str, step: int) -> None:
+        """Write the current image crop and kernel preview under ``prefix/``."""
+        writer = _tensorboard(trainer)
+        if writer is None or pl_module.latest_x is None:
+            return
+        image, kernel = pl_module.estimate()
+        writer.add_image(f"{prefix}/image", image[0].clamp(0, 1).cpu(), step)
+        preview = kernel_preview(kernel.cpu().numpy().astype(np.float64))
+        writer.add_image(f"{prefix}/kernel", torch.from_numpy(preview)[None], step)

@@ -1,0 +1,249 @@
+"""Reading and writing images and kernels, and the checks on what the user hands us.
+
+Pixel arrays are float64 numpy arrays in [0, 1]: ``(H, W)`` for grey, ``(H, W, 3)`` for
+RGB. Files are written atomically (temporary name in the same folder, then rename), so
+a killed job never leaves a half-written result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lightning_deblur.errors import InputError
+
+# Full-range BT.601 (the JPEG convention, as used by Pillow's and OpenCV's YCbCr).
+_RGB_TO_YCBCR = np.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float64
+)
+_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
+
+
+@dataclass
+class LoadedImage:
+    """An image file decoded to floats.
+
+    Attributes:
+        pixels: ``(H, W)`` or ``(H, W, 3)`` float64 in [0, 1].
+        bit_depth: 8 or 16, the depth results are written back in.
+        path: where it came from.
+    """
+
+    pixels: np.ndarray
+    bit_depth: int
+    path: Path
+
+    @property
+    def is_colour(self) -> bool:
+        return self.pixels.ndim == 3
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.pixels.shape[0], self.pixels.shape[1]
+
+
+def read_image(path: str | os.PathLike, option: str = "--data.image") -> LoadedImage:
+    """Decode a PNG, JPEG or TIFF file (8 or 16 bit, grey or RGB) to floats in [0, 1].
+
+    EXIF orientation is applied; an alpha channel is dropped with a warning; palette and
+    bilevel images are expanded.
+
+    Raises:
+        InputError: missing, unreadable or undecodable file (``option`` names the
+            command-line option the path came from, for the message).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"image file not found: '{path}'; check the path given to {option}")
+    if path.is_dir():
+        raise InputError(f"'{path}' is a folder, not an image file; give {option} a PNG, JPEG or TIFF file")
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)
+            image.load()
+    except UnidentifiedImageError:
+        raise InputError(f"'{path}' is not an image that can be read; give {option} a PNG, JPEG or TIFF file") from None
+    except OSError as error:
+        raise InputError(f"cannot read '{path}' ({error}); check the file and its permissions") from None
+    return LoadedImage(*_decode(image, path), path=path)
+
+
+def _decode(image: Image.Image, path: Path) -> tuple[np.ndarray, int]:
+    mode = image.mode
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        warnings.warn(f"'{path}': the alpha channel is dropped", stacklevel=3)
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(image, dtype=np.float64) / 65535.0, 16
+    if mode == "I":
+        values = np.asarray(image, dtype=np.float64)
+        if values.min() < 0 or values.max() > 65535:
+            raise InputError(f"'{path}' holds 32-bit integer pixels; convert it to an 8- or 16-bit image")
+        return values / 65535.0, 16
+    if mode == "F":
+        raise InputError(f"'{path}' holds floating-point pixels; convert it to an 8- or 16-bit image")
+    if mode in ("1", "L", "LA"):
+        return np.asarray(image.convert("L"), dtype=np.float64) / 255.0, 8
+    return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0, 8
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` RGB in [0, 1] -> YCbCr with Y in [0, 1] and Cb, Cr centred on 0.5."""
+    ycbcr = rgb @ _RGB_TO_YCBCR.T
+    ycbcr[..., 1:] += 0.5
+    return ycbcr
+
+
+def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_ycbcr`, clipped to [0, 1]."""
+    shifted = ycbcr.copy()
+    shifted[..., 1:] -= 0.5
+    return np.clip(shifted @ _YCBCR_TO_RGB.T, 0.0, 1.0)
+
+
+def luminance(pixels: np.ndarray) -> np.ndarray:
+    """Grey images unchanged; RGB images -> their Y channel ``(H, W)``."""
+    return pixels if pixels.ndim == 2 else rgb_to_ycbcr(pixels)[..., 0]
+
+
+def replace_luminance(rgb: np.ndarray, new_luminance: np.ndarray) -> np.ndarray:
+    """Keep the chroma (Cb, Cr) of ``rgb`` and put ``new_luminance`` as its Y channel."""
+    ycbcr = rgb_to_ycbcr(rgb)
+    ycbcr[..., 0] = new_luminance
+    return ycbcr_to_rgb(ycbcr)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temporary_path)`` then rename the result onto ``path``.
+
+    The temporary file lives in the destination folder, so the rename is atomic and a
+    reader sees either the old file, or the complete new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def quantize(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Floats in [0, 1] -> uint8 or uint16, rounded to nearest."""
+    peak, dtype = (255, np.uint8) if bit_depth == 8 else (65535, np.uint16)
+    return np.round(np.clip(pixels, 0.0, 1.0) * peak).astype(dtype)
+
+
+def write_image(path: str | os.PathLike, pixels: np.ndarray, bit_depth: int = 8) -> Path:
+    """Write ``(H, W)`` or ``(H, W, 3)`` floats in [0, 1] as a PNG of the given bit depth."""
+    values = quantize(pixels, bit_depth)
+    if values.ndim == 3 and bit_depth == 16:
+        raise InputError("16-bit colour output is not supported yet; convert the input to 8 bits per channel")
+    return atomic_write(path, lambda temporary: Image.fromarray(values).save(temporary, format="PNG"))
+
+
+def write_kernel_npy(path: str | os.PathLike, kernel: np.ndarray) -> Path:
+    """Save a kernel as float32 ``.npy`` (physical orientation, sums to 1)."""
+    kernel = np.asarray(kernel, dtype=np.float32)
+    return atomic_write(path, lambda temporary: np.save(temporary, kernel))
+
+
+def kernel_preview(kernel: np.ndarray, min_side: int = 256) -> np.ndarray:
+    """A viewable picture of a kernel: scaled to its maximum, enlarged by nearest neighbour.
+
+    Returns:
+        uint8 ``(kh·f, kw·f)`` with ``f`` the smallest integer making the longer side at
+        least ``min_side`` pixels.
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    peak = kernel.max()
+    scaled = kernel / peak if peak > 0 else kernel
+    factor = max(1, -(-min_side // max(kernel.shape)))
+    enlarged = np.kron(scaled, np.ones((factor, factor)))
+    return quantize(enlarged, 8)
+
+
+def write_kernel_png(path: str | os.PathLike, kernel: np.ndarray) -> Path:
+    """Save :func:`kernel_preview` of ``kernel`` as an 8-bit PNG."""
+    preview = kernel_preview(kernel)
+    return atomic_write(path, lambda temporary: Image.fromarray(preview).save(temporary, format="PNG"))
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> Path:
+    """Write ``payload`` as indented JSON, atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+    return atomic_write(path, lambda temporary: temporary.write_text(text))
+
+
+def read_kernel(path: str | os.PathLike, option: str = "--data.kernel") -> np.ndarray:
+    """Load a kernel from ``.npy`` or an image file, normalized to sum 1 (float64)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"kernel file not found: '{path}'; check the path given to {option}")
+    if path.suffix.lower() == ".npy":
+        try:
+            kernel = np.load(path).astype(np.float64)
+        except (ValueError, OSError) as error:
+            raise InputError(f"cannot read kernel '{path}' ({error}); give {option} a .npy array or an image") from None
+    else:
+        kernel = luminance(read_image(path, option).pixels)
+    if kernel.ndim != 2 or kernel.min() < 0 or kernel.sum() <= 0:
+        raise InputError(f"'{path}' is not a kernel (a 2-D, non-negative array with a positive sum)")
+    return kernel / kernel.sum()
+
+
+def parse_kernel_size(kernel_size: int | Sequence[int], option: str = "--data.kernel_size") -> tuple[int, int]:
+    """``27`` or ``(kh, kw)`` -> ``(kh, kw)``, both odd and at least 3.
+
+    Raises:
+        InputError: even, too small, or not one or two integers.
+    """
+    sizes = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+    if len(sizes) != 2 or not all(isinstance(s, int) for s in sizes):
+        raise InputError(f"kernel size {kernel_size!r} is not one or two integers; pass e.g. {option} 27 or '[27, 31]'")
+    for side in sizes:
+        if side < 3:
+            raise InputError(f"kernel size {side} is too small; {option} must be an odd number of at least 3 pixels")
+        if side % 2 == 0:
+            raise InputError(
+                f"kernel size {side} is even; {option} must be odd so the kernel has a centre pixel: use {side + 1}"
+            )
+    return sizes[0], sizes[1]
+
+
+def check_job_sizes(image_size: tuple[int, int], kernel_size: tuple[int, int], min_support: int, levels: int) -> None:
+    """Refuse image/kernel combinations the method cannot run on.
+
+    Args:
+        image_size: ``(H, W)`` of the observation, pixels.
+        kernel_size: ``(kh, kw)``, pixels.
+        min_support: smallest side of the estimated support the image net accepts.
+        levels: the image net's level count (for the message).
+
+    Raises:
+        InputError: kernel not smaller than the image, or support too small for the net.
+    """
+    (height, width), (kh, kw) = image_size, kernel_size
+    if kh >= height or kw >= width:
+        raise InputError(
+            f"kernel {kh}×{kw} is not smaller than the image {height}×{width}; "
+            "use a smaller --data.kernel_size or a larger image"
+        )
+    support = (height + kh - 1, width + kw - 1)
+    if min(support) < min_support:
+        raise InputError(
+            f"image {height}×{width} with kernel {kh}×{kw} gives a {support[0]}×{support[1]} estimate, but the image "
+            f"net's {levels} levels need at least {min_support}×{min_support}; use a larger image or fewer levels "
+            "(--model.image_net.levels)"
+        )

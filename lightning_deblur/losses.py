@@ -1,0 +1,152 @@
+"""Loss terms of a deblurring job and the one place that sums them with their weights.
+
+Every term returns a scalar tensor in float32. Data terms compare the re-blurred
+estimate ``y_hat`` with the observation ``y`` (both ``(B, C, H, W)`` in [0, 1]);
+regularizers look at the image ``x`` or the kernel ``k``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_C1 = 0.01**2
+SSIM_C2 = 0.03**2
+
+
+def gaussian_window_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, device=None) -> torch.Tensor:
+    """Normalized 1-D Gaussian of ``size`` taps (float32, sums to 1)."""
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    window = torch.exp(-(coords**2) / (2 * sigma**2))
+    return (window / window.sum()).to(device=device, dtype=torch.float32)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean SSIM of two image batches, computed in float32.
+
+    11×11 Gaussian window (σ = 1.5), ``C1 = 0.01²``, ``C2 = 0.03²`` (data in [0, 1]),
+    zero-padded "same" filtering, mean over the whole map and batch. The 2-D window is
+    the outer product of a 1-D one, so it is applied as two 1-D passes; with zero
+    padding that is exactly the 2-D filtering.
+
+    Args:
+        a, b: ``(B, C, H, W)`` images in [0, 1].
+        window: optional precomputed 1-D window from :func:`gaussian_window_1d`.
+
+    Returns:
+        Scalar tensor: mean SSIM in [-1, 1].
+    """
+    with torch.autocast(device_type=a.device.type, enabled=False):
+        a, b = a.float(), b.float()
+        if window is None:
+            window = gaussian_window_1d(device=a.device)
+        batch, channels, height, width = a.shape
+        # Filter the five local statistics in one grouped convolution pass.
+        stats = torch.stack([a, b, a * a, b * b, a * b], dim=2).reshape(batch, channels * 5, height, width)
+        groups = channels * 5
+        pad = window.numel() // 2
+        filtered = F.conv2d(stats, window.view(1, 1, 1, -1).expand(groups, 1, 1, -1), padding=(0, pad), groups=groups)
+        filtered = F.conv2d(filtered, window.view(1, 1, -1, 1).expand(groups, 1, -1, 1), padding=(pad, 0), groups=groups)
+        mu_a, mu_b, aa, bb, ab = filtered.reshape(batch, channels, 5, height, width).unbind(dim=2)
+        var_a = aa - mu_a * mu_a
+        var_b = bb - mu_b * mu_b
+        cov = ab - mu_a * mu_b
+        numerator = (2 * mu_a * mu_b + SSIM_C1) * (2 * cov + SSIM_C2)
+        denominator = (mu_a * mu_a + mu_b * mu_b + SSIM_C1) * (var_a + var_b + SSIM_C2)
+        return (numerator / denominator).mean()
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Anisotropic TV: mean absolute forward difference along H plus along W (float32).
+
+    The mean (rather than the sum) keeps the weight independent of the image size.
+    """
+    x = x.float()
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+def kernel_l2(k: torch.Tensor) -> torch.Tensor:
+    """Squared ℓ2 norm of the kernel; for a kernel summing to 1 it is lowest when spread out."""
+    return k.float().pow(2).sum()
+
+
+@dataclass
+class LossInputs:
+    """What the loss terms may look at during one step.
+
+    Attributes:
+        y_hat: re-blurred estimate ``(B, C, H, W)``, float32.
+        y: observation ``(B, C, H, W)``, float32.
+        x: image estimate on the full support ``(B, C, H+kh-1, W+kw-1)``.
+        k: kernel estimate ``(kh, kw)``.
+    """
+
+    y_hat: torch.Tensor
+    y: torch.Tensor
+    x: torch.Tensor
+    k: torch.Tensor
+    ssim_window: torch.Tensor | None = None
+
+
+def _mse_term(inputs: LossInputs) -> torch.Tensor:
+    return F.mse_loss(inputs.y_hat.float(), inputs.y.float())
+
+
+def _ssim_term(inputs: LossInputs) -> torch.Tensor:
+    return 1 - ssim(inputs.y_hat, inputs.y, inputs.ssim_window)
+
+
+def _tv_term(inputs: LossInputs) -> torch.Tensor:
+    return total_variation(inputs.x)
+
+
+def _kernel_l2_term(inputs: LossInputs) -> torch.Tensor:
+    return kernel_l2(inputs.k)
+
+
+LOSS_TERMS = {
+    "mse": _mse_term,
+    "ssim": _ssim_term,
+    "tv": _tv_term,
+    "kernel_l2": _kernel_l2_term,
+}
+"""Every loss term a schedule can weight: ``mse`` and ``ssim`` (1 − SSIM) are data terms,
+``tv`` regularizes the image and ``kernel_l2`` the kernel."""
+
+
+def weighted_loss(inputs: LossInputs, weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Sum the terms with non-zero weight.
+
+    Terms with zero weight are not computed at all (SSIM is the costliest term).
+
+    Returns:
+        ``(total, terms)``: the weighted sum (scalar float32 tensor) and each computed
+        term unweighted, for logging.
+    """
+    terms = {name: LOSS_TERMS[name](inputs) for name, weight in weights.items() if weight != 0}
+    if not terms:
+        raise ValueError("the loss schedule gives every term zero weight at this iteration")
+    total = sum(weights[name] * value for name, value in terms.items())
+    return total, terms
+
+
+def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of images in [0, 1] (peak 1), over the whole tensor."""
+    mse = F.mse_loss(estimate.float(), reference.float())
+    return -10 * torch.log10(mse.clamp_min(1e-20))
+
+
+__all__ = [
+    "LOSS_TERMS",
+    "LossInputs",
+    "gaussian_window_1d",
+    "kernel_l2",
+    "psnr",
+    "ssim",
+    "total_variation",
+    "weighted_loss",
+]

@@ -1,0 +1,7 @@
+"""Plain ``nn.Module`` generators: the image net G_x and the kernel net G_k."""
+
+from lightning_deblur.nets.kernel_fcn import KernelNet
+from lightning_deblur.nets.non_local import NonLocalBlock
+from lightning_deblur.nets.skip import SkipNet
+
+__all__ = ["KernelNet", "NonLocalBlock", "SkipNet"]

@@ -1,0 +1,93 @@
+"""Writes the results of a finished job into its run folder and says where they are."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from lightning_deblur.io import replace_luminance, write_image, write_json, write_kernel_npy, write_kernel_png
+from lightning_deblur.metrics import isnr_per_image, psnr_per_image, ssim_per_image
+
+RESULT_FILES = ("deblurred.png", "kernel.npy", "kernel.png", "metrics.json")
+"""Files every finished job leaves in its run folder (``metrics.json`` is written last)."""
+
+
+class ResultWriter(Callback):
+    """At the end of a job, writes into the run folder (``trainer.log_dir``):
+
+    - ``deblurred.png``: the ``H × W`` result in the input's bit depth (for RGB inputs,
+      the deblurred luminance with the input's chroma);
+    - ``kernel.npy``: float32 ``(kh, kw)``, sums to 1, physical orientation;
+    - ``kernel.png``: the kernel scaled to its maximum and enlarged (nearest neighbour);
+    - ``metrics.json``: final loss, iterations, wall time, and with a sharp reference
+      PSNR, SSIM and ISNR of the result and of the input (on the luminance).
+
+    Every file is written atomically; ``metrics.json`` comes last, so its presence
+    means the run's results are complete.
+
+    Args:
+        verbose: print where the results are and the PSNR gain.
+    """
+
+    def __init__(self, verbose: bool = True) -> None:
+        self.verbose = verbose
+        self._started = 0.0
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if pl_module.latest_x is None or not trainer.is_global_zero:
+            return
+        wall_time = time.perf_counter() - self._started
+        folder = Path(trainer.log_dir or trainer.default_root_dir)
+        observation = pl_module.observation
+        image, kernel = pl_module.estimate()
+        kernel_array = kernel.float().cpu().numpy()
+        luminance = image[0, 0].double().cpu().numpy()
+        source = observation.source
+        pixels = replace_luminance(source.pixels, luminance) if source.is_colour else luminance
+        write_image(folder / "deblurred.png", pixels, source.bit_depth)
+        write_kernel_npy(folder / "kernel.npy", kernel_array / kernel_array.sum(dtype=np.float64))
+        write_kernel_png(folder / "kernel.png", kernel_array)
+        metrics = {
+            "image": str(source.path),
+            "kernel_size": list(observation.kernel_size),
+            "iterations": int(trainer.global_step),
+            "final_loss": float(pl_module.latest_loss),
+            "wall_time_s": round(wall_time, 3),
+            "seconds_per_iteration": round(wall_time / max(trainer.global_step, 1), 5),
+            "device": str(pl_module.device),
+            "precision": str(trainer.precision),
+        }
+        if pl_module.sharp is not None:
+            metrics.update(quality_figures(image.float(), pl_module.y, pl_module.sharp))
+        write_json(folder / "metrics.json", metrics)
+        if self.verbose:
+            print(summary_line(folder, metrics), flush=True)
+
+
+def quality_figures(estimate, observation, sharp) -> dict:
+    """PSNR, SSIM and ISNR of the estimate and of the observation, as plain floats."""
+    figures = {
+        "psnr": psnr_per_image(estimate, sharp),
+        "ssim": ssim_per_image(estimate, sharp),
+        "isnr": isnr_per_image(estimate, observation, sharp),
+        "input_psnr": psnr_per_image(observation, sharp),
+        "input_ssim": ssim_per_image(observation, sharp),
+    }
+    return {name: round(float(value[0]), 4) for name, value in figures.items()}
+
+
+def summary_line(folder: Path, metrics: dict) -> str:
+    """One line that says where the result is and, when known, how much PSNR it gained."""
+    line = f"Result in {folder} ({metrics['iterations']} iterations, {metrics['wall_time_s']:.1f} s)"
+    if "psnr" in metrics:
+        line += (
+            f": PSNR {metrics['input_psnr']:.2f} dB -> {metrics['psnr']:.2f} dB "
+            f"({metrics['isnr']:+.2f} dB), SSIM {metrics['input_ssim']:.3f} -> {metrics['ssim']:.3f}"
+        )
+    return line

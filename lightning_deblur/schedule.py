@@ -1,0 +1,92 @@
+"""Callbacks that change the loss and the learning rates at iteration thresholds.
+
+Both key on :attr:`DeblurJob.step_in_scale`, the 0-based step within the current scale,
+and act in ``on_train_batch_start``, so the step that follows already uses the new
+setting.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from lightning_deblur.losses import LOSS_TERMS
+
+PiecewiseWeights = dict[str, dict[int, float]]
+
+
+def weight_at(breakpoints: dict[int, float], step: int) -> float:
+    """Value of a piecewise-constant schedule: the value at the last breakpoint ≤ ``step``, else 0."""
+    current = 0.0
+    for start in sorted(breakpoints):
+        if start > step:
+            break
+        current = breakpoints[start]
+    return float(current)
+
+
+class LossSchedule(Callback):
+    """Sets the weight of every loss term from piecewise-constant schedules.
+
+    Each term maps iteration thresholds to the weight that holds from that iteration
+    on (0 before the first threshold). The original method is
+    ``{"mse": {0: 1, 1000: 0}, "ssim": {1000: 1}}``: MSE for iterations 0–999, then
+    1 − SSIM.
+
+    Args:
+        weights: term name (one of ``mse``, ``ssim``, ``tv``, ``kernel_l2``) ->
+            ``{first_iteration: weight}``.
+    """
+
+    def __init__(self, weights: PiecewiseWeights = {"mse": {0: 1.0, 1000: 0.0}, "ssim": {1000: 1.0}}) -> None:  # noqa: B006
+        self.weights = validate_weights(weights)
+
+    def weights_at(self, step: int) -> dict[str, float]:
+        """Weight of every term at 0-based iteration ``step`` of the scale."""
+        return {name: weight_at(breakpoints, step) for name, breakpoints in self.weights.items()}
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
+        pl_module.loss_weights = self.weights_at(pl_module.step_in_scale)
+
+
+def validate_weights(weights: PiecewiseWeights) -> PiecewiseWeights:
+    """Check term names and thresholds; return the schedule with int keys and float values."""
+    cleaned: PiecewiseWeights = {}
+    for name, breakpoints in weights.items():
+        if name not in LOSS_TERMS:
+            raise ValueError(f"unknown loss term '{name}'; the terms are {', '.join(LOSS_TERMS)}")
+        cleaned[name] = {int(step): float(value) for step, value in breakpoints.items()}
+        if any(step < 0 for step in cleaned[name]):
+            raise ValueError(f"loss term '{name}' has a negative iteration threshold")
+    return cleaned
+
+
+class LearningRateSchedule(Callback):
+    """Multiplies every parameter group's ``base_lr`` by ``gamma`` at each milestone.
+
+    The learning rate at iteration ``i`` of a scale is ``base_lr · gamma^m`` with ``m``
+    the number of milestones ≤ ``i``: with milestones 2000, 3000, 4000 and gamma 0.5,
+    iteration 2000 is the first at half the rate, as in the original method.
+
+    Args:
+        milestones: iterations (within the scale) at which the rate is multiplied.
+        gamma: the factor applied at each milestone.
+    """
+
+    def __init__(self, milestones: list[int] = [2000, 3000, 4000], gamma: float = 0.5) -> None:  # noqa: B006
+        self.milestones = sorted(milestones)
+        self.gamma = gamma
+
+    def factor_at(self, step: int) -> float:
+        return self.gamma ** bisect_right(self.milestones, step)
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
+        factor = self.factor_at(pl_module.step_in_scale)
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+        # A Python float becomes a device tensor when logged: do it only when it is written.
+        if (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
+            for group in trainer.optimizers[0].param_groups:
+                pl_module.log(f"lr/{group.get('name', 'group')}", group["lr"], batch_size=1)
