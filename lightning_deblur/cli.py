@@ -16,9 +16,8 @@ from lightning.pytorch.cli import LightningCLI
 from lightning_deblur.data import BlurredImage, load_observation
 from lightning_deblur.errors import InputError
 from lightning_deblur.image_logging import ImageLogging
-from lightning_deblur.io import check_job_sizes
-from lightning_deblur.job import DeblurJob
-from lightning_deblur.nets import SkipNet
+from lightning_deblur.job import DeblurJob, ImageNetSpec, checked_plan
+from lightning_deblur.multiscale import ScalesSpec
 from lightning_deblur.outputs import ResultWriter
 from lightning_deblur.progress import JobProgressBar
 from lightning_deblur.schedule import LearningRateSchedule, LossSchedule
@@ -64,13 +63,24 @@ class DeblurCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         check_inputs(config)
         name_run_after_image(config)
+        if config.trainer.get("enable_progress_bar") is False:
+            # Our bar is always among the callbacks; Lightning refuses that combination,
+            # so "no progress bar" becomes a bar that never draws.
+            config.trainer.enable_progress_bar = None
+            config.progress_bar.refresh_rate = 0
 
 
 def check_inputs(config) -> None:
     """Read the input files and check the sizes before anything is created on disk."""
     observation = load_observation(config.data.image, config.data.kernel_size, config.data.sharp)
-    levels = config.model.image_net.levels
-    check_job_sizes(observation.size, observation.kernel_size, SkipNet.min_input_size(levels), levels)
+    model = config.model
+    checked_plan(
+        observation.size,
+        observation.kernel_size,
+        ImageNetSpec(**vars(model.image_net)),
+        ScalesSpec(**vars(model.scales)),
+        model.iterations,
+    )
 
 
 def name_run_after_image(config) -> None:

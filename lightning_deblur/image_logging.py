@@ -53,7 +53,15 @@ class ImageLogging(Callback):
         writer = _tensorboard(trainer)
         if writer is None or pl_module.latest_x is None:
             return
-        image, kernel = pl_module.estimate()
+        image, _ = pl_module.estimate()
         writer.add_image(f"{prefix}/image", image[0].clamp(0, 1).cpu(), step)
-        preview = kernel_preview(kernel.cpu().numpy().astype(np.float64))
+        ImageLogging.log_kernel(trainer, pl_module, prefix, step)
+
+    @staticmethod
+    def log_kernel(trainer: Trainer, pl_module: LightningModule, prefix: str, step: int) -> None:
+        """Write the current kernel, scaled to its maximum and enlarged, as ``prefix/kernel``."""
+        writer = _tensorboard(trainer)
+        if writer is None or pl_module.latest_k is None:
+            return
+        preview = kernel_preview(pl_module.latest_k.cpu().numpy().astype(np.float64))
         writer.add_image(f"{prefix}/kernel", torch.from_numpy(preview)[None], step)

@@ -9,9 +9,11 @@ from lightning.pytorch import LightningModule
 
 from lightning_deblur.data import Observation
 from lightning_deblur.io import check_job_sizes
-from lightning_deblur.losses import LossInputs, gaussian_window_1d, psnr, weighted_loss
+from lightning_deblur.losses import DATA_TERMS, LossInputs, gaussian_window_1d, psnr, weighted_loss
+from lightning_deblur.multiscale import RefitSpec, Scale, ScalesSpec, ScaleTransition, plan_scales, resize_image
 from lightning_deblur.nets import KernelNet, SkipNet
-from lightning_deblur.physics import blur_valid, crop_to_observation, support_size
+from lightning_deblur.physics import blur_valid, crop_to_observation
+from lightning_deblur.shock_filter import ShockFilterSpec, shock_filter
 
 
 @dataclass
@@ -81,19 +83,46 @@ class OptimizerSpec:
     kernel_lr: float = 1e-4
 
 
-class DeblurJob(LightningModule):
-    """Blind deconvolution of one image with two deep-prior generators.
+def checked_plan(
+    image_size: tuple[int, int],
+    kernel_size: tuple[int, int],
+    image_spec: ImageNetSpec,
+    scales_spec: ScalesSpec,
+    iterations: int,
+) -> list[Scale]:
+    """The scale plan, after checking that the image net can run at every scale.
 
-    Each training step draws ``x = G_x(z_x + ε)`` on the support ``(H+kh-1, W+kw-1)``
-    and ``k = G_k(z_k)``, re-blurs ``y_hat = k * x`` (valid, float32) and minimizes the
-    weighted loss terms that the schedule callbacks set in :attr:`loss_weights`.
+    Raises:
+        InputError: the kernel is not smaller than the image, or some scale's support
+            is too small for the image net's levels.
+    """
+    plan = plan_scales(image_size, kernel_size, scales_spec, iterations)
+    min_support = SkipNet.min_input_size(image_spec.levels)
+    for scale in reversed(plan):  # the full-size check first: its message is the clearest
+        check_job_sizes(scale.image_size, scale.kernel_size, min_support, image_spec.levels)
+    return plan
+
+
+class DeblurJob(LightningModule):
+    """Blind deconvolution of one image with two deep-prior generators, coarse to fine.
+
+    Each training step draws ``x = G_x(z_x + ε)`` on the support ``(H+kh-1, W+kw-1)`` of
+    the current scale and ``k = G_k(z_k)``, re-blurs ``y_hat = k * x`` (valid, float32)
+    and minimizes the weighted loss terms that the schedule callbacks set in
+    :attr:`loss_weights`. The :class:`ScaleTransition` callback moves the job from
+    scale to scale. The defaults are the improved method (3 scales, re-fitted
+    initialization); ``scales.count=1`` with ``refit.initial_kernel=none`` is the original.
 
     Args:
         image_net: shape of G_x.
         kernel_net: shape of G_k.
         optimizer: learning rates of the two parameter groups.
-        iterations: optimization steps of the job.
+        iterations: optimization steps at the finest scale.
         input_perturbation: std of the Gaussian noise ε added to ``z_x`` every step.
+        scales: the coarse-to-fine plan.
+        refit: how the generators are fitted to starting estimates.
+        kernel_prefilter: shock-filter the image estimate in the kernel's data term (a
+            variant the improved method's authors tried and rejected); ``None`` is off.
     """
 
     def __init__(
@@ -103,20 +132,30 @@ class DeblurJob(LightningModule):
         optimizer: OptimizerSpec = OptimizerSpec(),
         iterations: int = 5000,
         input_perturbation: float = 0.001,
+        scales: ScalesSpec = ScalesSpec(),
+        refit: RefitSpec = RefitSpec(),
+        kernel_prefilter: ShockFilterSpec | None = None,
     ) -> None:
         super().__init__()
         # The resolved config.yaml of the run records these; no hparams copy is kept.
         self.image_spec = image_net
         self.kernel_spec = kernel_net
         self.optimizer_spec = optimizer
+        self.scales_spec = scales
+        self.refit_spec = refit
+        self.kernel_prefilter = kernel_prefilter
         if iterations < 1:
             raise ValueError(f"iterations must be positive, got {iterations}")
+        if refit.initial_kernel not in ("gaussian", "none"):
+            raise ValueError(f"refit.initial_kernel must be 'gaussian' or 'none', got '{refit.initial_kernel}'")
         self.iterations = iterations
         self.input_perturbation = input_perturbation
         self.loss_weights: dict[str, float] = {"mse": 1.0}
         """Weight of each loss term for the current step; set by the schedule callbacks."""
-        self.scale_start_step = 0
-        """Global step at which the current scale began (schedules key on steps within it)."""
+        self.plan: list[Scale] = []
+        self.scale_index = 0
+        self.refit_reports: list = []
+        """``(net, scale index, FitReport)`` of every re-fit, in order."""
         self.image_net: SkipNet | None = None
         self.kernel_net: KernelNet | None = None
         self.observation: Observation | None = None
@@ -127,35 +166,56 @@ class DeblurJob(LightningModule):
     # ----------------------------------------------------------------- set-up
     @property
     def total_iterations(self) -> int:
-        """Steps the job runs in all."""
-        return self.iterations
+        """Steps the job runs in all, over every scale."""
+        return (self.scales_spec.count - 1) * self.scales_spec.coarse_iterations + self.iterations
+
+    @property
+    def current_scale(self) -> Scale:
+        return self.plan[self.scale_index]
+
+    @property
+    def is_finest_scale(self) -> bool:
+        return self.scale_index == len(self.plan) - 1
 
     @property
     def step_in_scale(self) -> int:
         """0-based index of the current step within the current scale."""
-        return self.global_step - self.scale_start_step
+        return self.global_step - self.current_scale.start_step
 
     def attach_observation(self, observation: Observation) -> None:
-        """Build the generators and their inputs for ``observation``; idempotent."""
+        """Plan the scales and build the generators for ``observation``; idempotent."""
         if self.image_net is not None:
             return
-        check_job_sizes(
-            observation.size,
-            observation.kernel_size,
-            SkipNet.min_input_size(self.image_spec.levels),
-            self.image_spec.levels,
-        )
+        plan = checked_plan(observation.size, observation.kernel_size, self.image_spec, self.scales_spec, self.iterations)
         self.observation = observation
-        support = support_size(observation.size, observation.kernel_size)
+        self.plan = plan
         self.image_net = self.image_spec.build(output_channels=1)
-        self.kernel_net = self.kernel_spec.build(observation.kernel_size)
-        self.register_buffer("y", observation.y.clone())
-        self.register_buffer("sharp", None if observation.sharp is None else observation.sharp.clone())
-        self.register_buffer(
-            "z_x", torch.rand(1, self.image_spec.input_channels, *support) * self.image_spec.noise_scale
-        )
+        self.kernel_net = self.kernel_spec.build(plan[0].kernel_size)
+        self.register_buffer("y_full", observation.y.clone())
+        self.register_buffer("sharp_full", None if observation.sharp is None else observation.sharp.clone())
         self.register_buffer("z_k", torch.rand(self.kernel_spec.input_size) * self.kernel_spec.noise_scale)
         self.register_buffer("ssim_window", gaussian_window_1d())
+        self.register_buffer("y", None)
+        self.register_buffer("sharp", None)
+        self.register_buffer("z_x", None)
+        self.enter_scale(0)
+
+    def enter_scale(self, index: int) -> None:
+        """Switch data, input noise and kernel-net output size to scale ``index``.
+
+        The observation (and sharp reference) are resampled from full resolution; ``z_x``
+        is fresh uniform noise of the new support size; G_k gets an output layer of the
+        new kernel size when it changes. The nets' weights are otherwise untouched: the
+        caller re-fits them.
+        """
+        self.scale_index = index
+        scale = self.current_scale
+        self.y = resize_image(self.y_full, scale.image_size)
+        self.sharp = None if self.sharp_full is None else resize_image(self.sharp_full, scale.image_size)
+        noise = torch.rand(1, self.image_spec.input_channels, *scale.support, device=self.y_full.device)
+        self.z_x = noise * self.image_spec.noise_scale
+        if tuple(self.kernel_net.kernel_size) != tuple(scale.kernel_size):
+            self.kernel_net.replace_output_layer(scale.kernel_size)
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
@@ -164,7 +224,17 @@ class DeblurJob(LightningModule):
         self.attach_observation(datamodule.observation)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return build_optimizer(self)
+        """One Adam with two parameter groups (θ_x, θ_k); each remembers its ``base_lr``."""
+        spec = self.optimizer_spec
+        return torch.optim.Adam(
+            [
+                {"params": self.image_net.parameters(), "lr": spec.image_lr, "base_lr": spec.image_lr, "name": "image"},
+                {"params": self.kernel_net.parameters(), "lr": spec.kernel_lr, "base_lr": spec.kernel_lr, "name": "kernel"},
+            ]
+        )
+
+    def configure_callbacks(self) -> list:
+        return [ScaleTransition()]
 
     # ------------------------------------------------------------------- step
     def forward(self, perturb: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,10 +244,33 @@ class DeblurJob(LightningModule):
             z_x = z_x + self.input_perturbation * torch.randn_like(z_x)
         return self.image_net(z_x), self.kernel_net(self.z_k)
 
+    def loss(self, x: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted loss of the estimates ``(x, k)`` against the current observation.
+
+        With a kernel pre-filter, the kernel's gradient comes from the data terms of
+        ``k * shock(x)`` instead of ``k * x``; the image's gradient, the regularizers and
+        the reported value are unchanged.
+
+        Returns:
+            ``(total, terms)`` as :func:`weighted_loss` gives them.
+        """
+        if self.kernel_prefilter is None:
+            return weighted_loss(LossInputs(blur_valid(x, k), self.y, x, k, self.ssim_window), self.loss_weights)
+        total, terms = weighted_loss(
+            LossInputs(blur_valid(x, k.detach()), self.y, x, k, self.ssim_window), self.loss_weights
+        )
+        sharpened = shock_filter(x.detach(), self.kernel_prefilter)
+        data_weights = {name: w for name, w in self.loss_weights.items() if name in DATA_TERMS}
+        if any(data_weights.values()):
+            for_kernel, _ = weighted_loss(
+                LossInputs(blur_valid(sharpened, k), self.y, sharpened, k, self.ssim_window), data_weights
+            )
+            total = total + (for_kernel - for_kernel.detach())
+        return total, terms
+
     def training_step(self, batch: int, batch_idx: int) -> torch.Tensor:
         x, k = self(perturb=True)
-        y_hat = blur_valid(x, k)
-        total, terms = weighted_loss(LossInputs(y_hat, self.y, x, k, self.ssim_window), self.loss_weights)
+        total, terms = self.loss(x, k)
         self.latest_x, self.latest_k, self.latest_loss = x.detach().float(), k.detach(), total.detach()
         # Tensors go to the logger as they are: they are read (a host sync) only at the
         # logging and progress-bar intervals, never every step.
@@ -185,24 +278,14 @@ class DeblurJob(LightningModule):
         for name, value in terms.items():
             self.log(f"loss/{name}", value, batch_size=1)
         if self.sharp is not None:
-            estimate = crop_to_observation(self.latest_x, self.observation.kernel_size)
+            estimate = crop_to_observation(self.latest_x, self.current_scale.kernel_size)
             self.log("psnr", psnr(estimate, self.sharp), prog_bar=True, batch_size=1)
         return total
 
     # ---------------------------------------------------------------- results
     def estimate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Result of the last step: the ``(1, 1, H, W)`` image crop and the ``(kh, kw)`` kernel."""
+        """Latest estimate at the current scale: the ``(1, 1, H, W)`` image crop and the
+        ``(kh, kw)`` kernel."""
         if self.latest_x is None:
             raise RuntimeError("the job has not run a step yet")
-        return crop_to_observation(self.latest_x, self.observation.kernel_size), self.latest_k
-
-
-def build_optimizer(job: DeblurJob) -> torch.optim.Adam:
-    """One Adam with two parameter groups (θ_x, θ_k); each remembers its ``base_lr``."""
-    spec = job.optimizer_spec
-    return torch.optim.Adam(
-        [
-            {"params": job.image_net.parameters(), "lr": spec.image_lr, "base_lr": spec.image_lr, "name": "image"},
-            {"params": job.kernel_net.parameters(), "lr": spec.kernel_lr, "base_lr": spec.kernel_lr, "name": "kernel"},
-        ]
-    )
+        return crop_to_observation(self.latest_x, self.current_scale.kernel_size), self.latest_k

@@ -117,6 +117,9 @@ LOSS_TERMS = {
 """Every loss term a schedule can weight: ``mse`` and ``ssim`` (1 − SSIM) are data terms,
 ``tv`` regularizes the image and ``kernel_l2`` the kernel."""
 
+DATA_TERMS = frozenset({"mse", "ssim"})
+"""The terms that compare the re-blurred estimate with the observation."""
+
 
 def weighted_loss(inputs: LossInputs, weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Sum the terms with non-zero weight.
@@ -141,6 +144,7 @@ def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = [
+    "DATA_TERMS",
     "LOSS_TERMS",
     "LossInputs",
     "gaussian_window_1d",

@@ -26,28 +26,64 @@ def weight_at(breakpoints: dict[int, float], step: int) -> float:
     return float(current)
 
 
+IMPROVED_WEIGHTS = {"mse": {0: 1.0, 2000: 0.0}, "ssim": {2000: 1.0}, "tv": {2000: 0.01}, "kernel_l2": {0: 0.1, 2000: 0.0}}
+"""The improved method at the finest scale: MSE then 1 − SSIM at 2000; TV from 2000; kernel ℓ2 until 2000."""
+
+IMPROVED_COARSE_WEIGHTS = {"mse": {0: 1.0}, "kernel_l2": {0: 0.1}}
+"""The improved method at coarse scales: the early regime (MSE + kernel ℓ2) throughout."""
+
+
 class LossSchedule(Callback):
-    """Sets the weight of every loss term from piecewise-constant schedules.
+    """Sets the weight of every loss term from piecewise schedules keyed on the step within the scale.
 
     Each term maps iteration thresholds to the weight that holds from that iteration
     on (0 before the first threshold). The original method is
     ``{"mse": {0: 1, 1000: 0}, "ssim": {1000: 1}}``: MSE for iterations 0–999, then
-    1 − SSIM.
+    1 − SSIM. Terms listed in ``linear`` change linearly between their thresholds
+    instead of in steps (e.g. a TV weight decaying from strong to normal).
 
     Args:
         weights: term name (one of ``mse``, ``ssim``, ``tv``, ``kernel_l2``) ->
-            ``{first_iteration: weight}``.
+            ``{first_iteration: weight}``, at the finest scale.
+        coarse_weights: the same for the coarse scales; ``None`` uses ``weights``.
+        linear: terms whose weights are interpolated linearly between thresholds.
     """
 
-    def __init__(self, weights: PiecewiseWeights = {"mse": {0: 1.0, 1000: 0.0}, "ssim": {1000: 1.0}}) -> None:  # noqa: B006
+    def __init__(
+        self,
+        weights: PiecewiseWeights = IMPROVED_WEIGHTS,
+        coarse_weights: PiecewiseWeights | None = IMPROVED_COARSE_WEIGHTS,
+        linear: list[str] = [],  # noqa: B006
+    ) -> None:
         self.weights = validate_weights(weights)
+        self.coarse_weights = None if coarse_weights is None else validate_weights(coarse_weights)
+        unknown = set(linear) - set(self.weights) - set(self.coarse_weights or {})
+        if unknown:
+            raise ValueError(f"linear lists terms without a schedule: {', '.join(sorted(unknown))}")
+        self.linear = set(linear)
 
-    def weights_at(self, step: int) -> dict[str, float]:
-        """Weight of every term at 0-based iteration ``step`` of the scale."""
-        return {name: weight_at(breakpoints, step) for name, breakpoints in self.weights.items()}
+    def weights_at(self, step: int, finest: bool = True) -> dict[str, float]:
+        """Weight of every term at 0-based iteration ``step`` of a (finest or coarse) scale."""
+        table = self.weights if finest or self.coarse_weights is None else self.coarse_weights
+        return {
+            name: (linear_weight_at if name in self.linear else weight_at)(breakpoints, step)
+            for name, breakpoints in table.items()
+        }
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
-        pl_module.loss_weights = self.weights_at(pl_module.step_in_scale)
+        pl_module.loss_weights = self.weights_at(pl_module.step_in_scale, pl_module.is_finest_scale)
+
+
+def linear_weight_at(breakpoints: dict[int, float], step: int) -> float:
+    """Piecewise-linear schedule: interpolated between thresholds, constant after the last,
+    0 before the first (as in :func:`weight_at`)."""
+    points = sorted(breakpoints.items())
+    if step < points[0][0]:
+        return 0.0
+    for (start, begin), (end, finish) in zip(points, points[1:]):
+        if step < end:
+            return float(begin + (finish - begin) * (step - start) / (end - start))
+    return float(points[-1][1])
 
 
 def validate_weights(weights: PiecewiseWeights) -> PiecewiseWeights:

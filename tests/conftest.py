@@ -1,0 +1,68 @@
+"""Shared fixtures: small synthetic blurred images and a way to run the real CLI in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_deblur.cli import main
+from lightning_deblur.io import write_image
+from lightning_deblur.physics import blur_valid
+
+CONF = Path(__file__).parent / "conf"
+
+
+def synthetic_sharp(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A piecewise-smooth test picture in [0.1, 0.9]: a gradient with random boxes and disks."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:height, 0:width]
+    image = 0.3 + 0.2 * cols / width
+    for _ in range(6):
+        top, left = rng.integers(0, height - 4), rng.integers(0, width - 4)
+        image[top : top + rng.integers(4, height // 2), left : left + rng.integers(4, width // 2)] = rng.uniform(0.1, 0.9)
+    for _ in range(3):
+        cy, cx, radius = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(3, 8)
+        image[(rows - cy) ** 2 + (cols - cx) ** 2 < radius**2] = rng.uniform(0.1, 0.9)
+    return np.clip(image, 0.1, 0.9)
+
+
+def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+    coords = np.arange(size) - (size - 1) / 2
+    g = np.exp(-(coords**2) / (2 * sigma**2))
+    kernel = np.outer(g, g)
+    return kernel / kernel.sum()
+
+
+def blur(support: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Valid true convolution with the project's own forward model, as float64 numpy."""
+    return blur_valid(torch.from_numpy(support)[None, None], torch.from_numpy(kernel))[0, 0].double().numpy()
+
+
+@pytest.fixture
+def blurred_case(tmp_path: Path):
+    """A 37×31 grey 8-bit blurred image (5×5 Gaussian blur) with its sharp crop.
+
+    Returns a dict with the paths ``image``, ``sharp`` and the ``kernel`` array.
+    """
+    kernel = gaussian_kernel(5, 1.2)
+    support = synthetic_sharp(37 + 4, 31 + 4)
+    write_image(tmp_path / "blurred.png", blur(support, kernel))
+    write_image(tmp_path / "sharp.png", support[2:-2, 2:-2])
+    return {"image": tmp_path / "blurred.png", "sharp": tmp_path / "sharp.png", "kernel": kernel, "root": tmp_path}
+
+
+def run_fit(tmp_path: Path, *extra: str, config: Path = CONF / "tiny.yaml") -> Path:
+    """Run ``python -m lightning_deblur fit`` in-process; return the run folder."""
+    logs = tmp_path / "logs"
+    main(["fit", "--config", str(config), "--trainer.logger.init_args.save_dir", str(logs), *extra])
+    runs = sorted(p.parent for p in logs.glob("*/version_*/metrics.json"))
+    assert runs, f"no finished run under {logs}"
+    return max(runs, key=lambda p: p.stat().st_mtime)
+
+
+def read_metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
