@@ -162,6 +162,7 @@ class DeblurJob(LightningModule):
         self.latest_x: torch.Tensor | None = None
         self.latest_k: torch.Tensor | None = None
         self.latest_loss: torch.Tensor | None = None
+        self.latest_psnr: torch.Tensor | None = None
 
     # ----------------------------------------------------------------- set-up
     @property
@@ -272,14 +273,16 @@ class DeblurJob(LightningModule):
         x, k = self(perturb=True)
         total, terms = self.loss(x, k)
         self.latest_x, self.latest_k, self.latest_loss = x.detach().float(), k.detach(), total.detach()
-        # Tensors go to the logger as they are: they are read (a host sync) only at the
-        # logging and progress-bar intervals, never every step.
-        self.log("loss", total, prog_bar=True, batch_size=1)
+        # Tensors go to the logger as they are and are read back (a host sync) only when
+        # the logger writes. Nothing is logged with prog_bar=True: Lightning would read
+        # those back every step; the progress bar reads latest_loss/latest_psnr itself.
+        self.log("loss", total, batch_size=1)
         for name, value in terms.items():
             self.log(f"loss/{name}", value, batch_size=1)
         if self.sharp is not None:
             estimate = crop_to_observation(self.latest_x, self.current_scale.kernel_size)
-            self.log("psnr", psnr(estimate, self.sharp), prog_bar=True, batch_size=1)
+            self.latest_psnr = psnr(estimate, self.sharp)
+            self.log("psnr", self.latest_psnr, batch_size=1)
         return total
 
     # ---------------------------------------------------------------- results

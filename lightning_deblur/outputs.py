@@ -9,7 +9,7 @@ import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lightning_deblur.io import replace_luminance, write_image, write_json, write_kernel_npy, write_kernel_png
-from lightning_deblur.metrics import isnr_per_image, psnr_per_image, ssim_per_image
+from lightning_deblur.metrics import aligned_psnr, aligned_ssim, isnr_per_image, psnr_per_image, ssim_per_image
 
 RESULT_FILES = ("deblurred.png", "kernel.npy", "kernel.png", "metrics.json")
 """Files every finished job leaves in its run folder (``metrics.json`` is written last)."""
@@ -23,7 +23,8 @@ class ResultWriter(Callback):
     - ``kernel.npy``: float32 ``(kh, kw)``, sums to 1, physical orientation;
     - ``kernel.png``: the kernel scaled to its maximum and enlarged (nearest neighbour);
     - ``metrics.json``: final loss, iterations, wall time, and with a sharp reference
-      PSNR, SSIM and ISNR of the result and of the input (on the luminance).
+      PSNR, SSIM and ISNR of the result and of the input (on the luminance), plain
+      and shift-aligned (see :func:`quality_figures`).
 
     Every file is written atomically; ``metrics.json`` comes last, so its presence
     means the run's results are complete.
@@ -70,8 +71,21 @@ class ResultWriter(Callback):
             print(summary_line(folder, metrics), flush=True)
 
 
+ALIGNED_BORDER = 15
+"""Pixels cropped from each side of the reference for the shift-aligned figures (Levin et al.)."""
+
+ALIGNED_MAX_SHIFT = 5.0
+"""Largest shift (pixels) searched by the aligned figures."""
+
+
 def quality_figures(estimate, observation, sharp) -> dict:
-    """PSNR, SSIM and ISNR of the estimate and of the observation, as plain floats."""
+    """Quality of the estimate and of the observation against the sharp reference.
+
+    ``psnr``, ``ssim`` and ``isnr`` compare pixel for pixel. The ``aligned_*`` figures
+    first search the best shift (integer and 0.25 px, up to 5 px, 15 px border crop), as
+    blind results are only defined up to a small shift; they are left out for images
+    too small for that crop.
+    """
     figures = {
         "psnr": psnr_per_image(estimate, sharp),
         "ssim": ssim_per_image(estimate, sharp),
@@ -79,6 +93,12 @@ def quality_figures(estimate, observation, sharp) -> dict:
         "input_psnr": psnr_per_image(observation, sharp),
         "input_ssim": ssim_per_image(observation, sharp),
     }
+    if min(sharp.shape[-2:]) >= 2 * ALIGNED_BORDER + 16:
+        options = {"border": ALIGNED_BORDER, "max_shift": ALIGNED_MAX_SHIFT}
+        figures["aligned_psnr"] = aligned_psnr(estimate, sharp, **options)
+        figures["aligned_ssim"] = aligned_ssim(estimate, sharp, **options)
+        figures["input_aligned_psnr"] = aligned_psnr(observation, sharp, **options)
+        figures["aligned_isnr"] = figures["aligned_psnr"] - figures["input_aligned_psnr"]
     return {name: round(float(value[0]), 4) for name, value in figures.items()}
 
 
@@ -90,4 +110,6 @@ def summary_line(folder: Path, metrics: dict) -> str:
             f": PSNR {metrics['input_psnr']:.2f} dB -> {metrics['psnr']:.2f} dB "
             f"({metrics['isnr']:+.2f} dB), SSIM {metrics['input_ssim']:.3f} -> {metrics['ssim']:.3f}"
         )
+    if "aligned_psnr" in metrics:
+        line += f"; shift-aligned PSNR {metrics['input_aligned_psnr']:.2f} -> {metrics['aligned_psnr']:.2f} dB"
     return line

@@ -30,11 +30,24 @@ class JobProgressBar(TQDMProgressBar):
         super().on_train_epoch_start(trainer, *args)
         self.train_progress_bar.set_description(self.description(trainer.lightning_module))
 
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
+        # The scale changes between steps; the description is plain Python state, no sync.
+        if pl_module.step_in_scale == 0 and self._train_progress_bar is not None and not self.is_disabled:
+            self.train_progress_bar.set_description(self.description(pl_module))
+
     @staticmethod
     def description(pl_module: LightningModule) -> str:
+        plan = getattr(pl_module, "plan", [])
+        if len(plan) > 1:
+            return f"deblurring, scale {pl_module.scale_index + 1}/{len(plan)}"
         return "deblurring"
 
     def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict:
+        """Loss and PSNR of the latest step, read back from the device only here."""
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
+        for name in ("loss", "psnr"):
+            value = getattr(pl_module, f"latest_{name}", None)
+            if value is not None:
+                metrics[name] = f"{value.item():.4g}" if name == "loss" else f"{value.item():.2f}"
         return metrics
