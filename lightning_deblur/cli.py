@@ -93,10 +93,24 @@ def name_run_after_image(config) -> None:
         logger.init_args.name = Path(image.split(":", 1)[-1] if image.startswith("example:") else image).stem
 
 
+def _synth(argv: list[str]) -> None:
+    from lightning_deblur.synth import command
+
+    command(argv)
+
+
+COMMANDS = {"synth": _synth}
+"""Subcommands of our own, beside LightningCLI's ``fit``."""
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``python -m lightning_deblur``; ``args`` lets tests run it in-process."""
+    argv = sys.argv[1:] if args is None else list(args)
     try:
-        DeblurCLI(args=args)
+        if argv and argv[0] in COMMANDS:
+            COMMANDS[argv[0]](argv[1:])
+        else:
+            DeblurCLI(args=argv)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
