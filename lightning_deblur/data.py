@@ -11,7 +11,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_deblur.errors import InputError
-from lightning_deblur.io import LoadedImage, luminance, parse_kernel_size, read_image
+from lightning_deblur.io import LoadedImage, luminance, parse_kernel_size, read_image, read_kernel
 
 EXAMPLE_PREFIX = "example:"
 """Paths starting with this name a file shipped in ``lightning_deblur/examples``."""
@@ -39,6 +39,8 @@ class Observation:
         source: the decoded input file (colour, bit depth, path).
         sharp: ``(1, 1, H, W)`` float32 luminance of the sharp reference, if given.
         sharp_source: the decoded sharp reference file, if given.
+        kernel: ``(kh, kw)`` float32 known kernel (physical orientation, sums to 1), for
+            non-blind jobs.
     """
 
     y: torch.Tensor
@@ -46,6 +48,7 @@ class Observation:
     source: LoadedImage
     sharp: torch.Tensor | None = None
     sharp_source: LoadedImage | None = None
+    kernel: torch.Tensor | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -56,16 +59,41 @@ def _to_tensor(pixels) -> torch.Tensor:
     return torch.from_numpy(luminance(pixels)).float()[None, None]
 
 
-def load_observation(image: str, kernel_size: int | tuple[int, int], sharp: str | None = None) -> Observation:
+def load_observation(
+    image: str,
+    kernel_size: int | tuple[int, int] | None,
+    sharp: str | None = None,
+    kernel: str | None = None,
+) -> Observation:
     """Read and check the job's input files.
+
+    Args:
+        image: blurred image path (or ``example:NAME``).
+        kernel_size: odd size or ``(kh, kw)``; may be ``None`` when ``kernel`` is given.
+        sharp: optional sharp reference of the same size.
+        kernel: optional known kernel (``.npy`` or image), for non-blind jobs.
 
     Raises:
         InputError: unreadable files, a bad kernel size, or a sharp reference whose size
             differs from the blurred image.
     """
-    kernel_size = parse_kernel_size(kernel_size)
+    known_kernel = None
+    if kernel is not None:
+        known_kernel = read_kernel(resolve_path(kernel), "--data.kernel")
+        if kernel_size is None:
+            kernel_size = known_kernel.shape
+        if tuple(parse_kernel_size(kernel_size)) != tuple(known_kernel.shape):
+            raise InputError(
+                f"--data.kernel is {known_kernel.shape[0]}×{known_kernel.shape[1]} but --data.kernel_size says "
+                f"{kernel_size}; leave --data.kernel_size out or make them agree"
+            )
+    if kernel_size is None:
+        raise InputError("the blur size is missing; pass --data.kernel_size (an odd number of pixels, e.g. 27)")
+    kernel_size = parse_kernel_size(tuple(kernel_size) if not isinstance(kernel_size, int) else kernel_size)
     source = read_image(resolve_path(image), "--data.image")
     observation = Observation(y=_to_tensor(source.pixels), kernel_size=kernel_size, source=source)
+    if known_kernel is not None:
+        observation.kernel = torch.from_numpy(known_kernel).float()
     if sharp is not None:
         sharp_source = read_image(resolve_path(sharp), "--data.sharp")
         if sharp_source.size != source.size:
@@ -102,20 +130,29 @@ class BlurredImage(LightningDataModule):
         image: path of the blurred image (PNG, JPEG or TIFF; 8 or 16 bit; grey or RGB),
             or ``example:NAME`` for a bundled example.
         kernel_size: blur size in pixels: one odd number, or ``[kh, kw]``. An upper bound
-            of the true blur is safe.
+            of the true blur is safe. May be left out when ``kernel`` is given.
         sharp: optional sharp reference of the same size, for PSNR/SSIM/ISNR.
+        kernel: optional known kernel (``.npy``, or an image scaled to any maximum), in
+            physical orientation; used by non-blind jobs (``model.kernel_mode: fixed``).
     """
 
-    def __init__(self, image: str, kernel_size: int | tuple[int, int], sharp: str | None = None) -> None:
+    def __init__(
+        self,
+        image: str,
+        kernel_size: int | tuple[int, int] | None = None,
+        sharp: str | None = None,
+        kernel: str | None = None,
+    ) -> None:
         super().__init__()
         self.image = image
         self.kernel_size = kernel_size
         self.sharp = sharp
+        self.kernel = kernel
         self.observation: Observation | None = None
 
     def setup(self, stage: str) -> None:
         if self.observation is None:
-            self.observation = load_observation(self.image, self.kernel_size, self.sharp)
+            self.observation = load_observation(self.image, self.kernel_size, self.sharp, self.kernel)
 
     def train_dataloader(self) -> DataLoader:
         iterations = self.trainer.lightning_module.total_iterations

@@ -8,6 +8,7 @@ import torch
 from lightning.pytorch import LightningModule
 
 from lightning_deblur.data import Observation
+from lightning_deblur.errors import InputError
 from lightning_deblur.io import check_job_sizes
 from lightning_deblur.losses import DATA_TERMS, LossInputs, gaussian_window_1d, psnr, weighted_loss
 from lightning_deblur.multiscale import RefitSpec, Scale, ScalesSpec, ScaleTransition, plan_scales, resize_image
@@ -123,6 +124,9 @@ class DeblurJob(LightningModule):
         refit: how the generators are fitted to starting estimates.
         kernel_prefilter: shock-filter the image estimate in the kernel's data term (a
             variant the improved method's authors tried and rejected); ``None`` is off.
+        kernel_mode: ``blind`` estimates the kernel with G_k; ``fixed`` deblurs with the
+            datamodule's known kernel (``--data.kernel``): the image net alone, as
+            SelfDeblur's non-blind script does. Fixed mode runs one scale.
     """
 
     def __init__(
@@ -135,6 +139,7 @@ class DeblurJob(LightningModule):
         scales: ScalesSpec = ScalesSpec(),
         refit: RefitSpec = RefitSpec(),
         kernel_prefilter: ShockFilterSpec | None = None,
+        kernel_mode: str = "blind",
     ) -> None:
         super().__init__()
         # The resolved config.yaml of the run records these; no hparams copy is kept.
@@ -145,9 +150,14 @@ class DeblurJob(LightningModule):
         self.refit_spec = refit
         self.kernel_prefilter = kernel_prefilter
         if iterations < 1:
-            raise ValueError(f"iterations must be positive, got {iterations}")
+            raise InputError(f"model.iterations must be positive, got {iterations}")
+        if kernel_mode not in ("blind", "fixed"):
+            raise InputError(f"model.kernel_mode must be 'blind' or 'fixed', got '{kernel_mode}'")
+        if kernel_mode == "fixed" and scales.count != 1:
+            raise InputError("a fixed (known) kernel runs at one scale: set --model.scales.count 1")
+        self.kernel_mode = kernel_mode
         if refit.initial_kernel not in ("gaussian", "none"):
-            raise ValueError(f"refit.initial_kernel must be 'gaussian' or 'none', got '{refit.initial_kernel}'")
+            raise InputError(f"model.refit.initial_kernel must be 'gaussian' or 'none', got '{refit.initial_kernel}'")
         self.iterations = iterations
         self.input_perturbation = input_perturbation
         self.loss_weights: dict[str, float] = {"mse": 1.0}
@@ -191,7 +201,12 @@ class DeblurJob(LightningModule):
         self.observation = observation
         self.plan = plan
         self.image_net = self.image_spec.build(output_channels=1)
-        self.kernel_net = self.kernel_spec.build(plan[0].kernel_size)
+        if self.kernel_mode == "fixed":
+            if observation.kernel is None:
+                raise InputError("non-blind mode (model.kernel_mode: fixed) needs the kernel: pass --data.kernel k.npy")
+            self.register_buffer("fixed_kernel", observation.kernel.clone())
+        else:
+            self.kernel_net = self.kernel_spec.build(plan[0].kernel_size)
         self.register_buffer("y_full", observation.y.clone())
         self.register_buffer("sharp_full", None if observation.sharp is None else observation.sharp.clone())
         self.register_buffer("z_k", torch.rand(self.kernel_spec.input_size) * self.kernel_spec.noise_scale)
@@ -215,7 +230,7 @@ class DeblurJob(LightningModule):
         self.sharp = None if self.sharp_full is None else resize_image(self.sharp_full, scale.image_size)
         noise = torch.rand(1, self.image_spec.input_channels, *scale.support, device=self.y_full.device)
         self.z_x = noise * self.image_spec.noise_scale
-        if tuple(self.kernel_net.kernel_size) != tuple(scale.kernel_size):
+        if self.kernel_net is not None and tuple(self.kernel_net.kernel_size) != tuple(scale.kernel_size):
             self.kernel_net.replace_output_layer(scale.kernel_size)
 
     def setup(self, stage: str) -> None:
@@ -227,12 +242,12 @@ class DeblurJob(LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """One Adam with two parameter groups (θ_x, θ_k); each remembers its ``base_lr``."""
         spec = self.optimizer_spec
-        return torch.optim.Adam(
-            [
-                {"params": self.image_net.parameters(), "lr": spec.image_lr, "base_lr": spec.image_lr, "name": "image"},
-                {"params": self.kernel_net.parameters(), "lr": spec.kernel_lr, "base_lr": spec.kernel_lr, "name": "kernel"},
-            ]
-        )
+        groups = [{"params": self.image_net.parameters(), "lr": spec.image_lr, "base_lr": spec.image_lr, "name": "image"}]
+        if self.kernel_net is not None:
+            groups.append(
+                {"params": self.kernel_net.parameters(), "lr": spec.kernel_lr, "base_lr": spec.kernel_lr, "name": "kernel"}
+            )
+        return torch.optim.Adam(groups)
 
     def configure_callbacks(self) -> list:
         return [ScaleTransition()]
@@ -243,7 +258,8 @@ class DeblurJob(LightningModule):
         z_x = self.z_x
         if perturb and self.input_perturbation > 0:
             z_x = z_x + self.input_perturbation * torch.randn_like(z_x)
-        return self.image_net(z_x), self.kernel_net(self.z_k)
+        kernel = self.fixed_kernel if self.kernel_net is None else self.kernel_net(self.z_k)
+        return self.image_net(z_x), kernel
 
     def loss(self, x: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted loss of the estimates ``(x, k)`` against the current observation.

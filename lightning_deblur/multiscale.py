@@ -191,7 +191,8 @@ class ScaleTransition(Callback):
     """
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if pl_module.refit_spec.initial_kernel == "gaussian" and pl_module.global_step == 0:
+        blind = pl_module.kernel_net is not None
+        if blind and pl_module.refit_spec.initial_kernel == "gaussian" and pl_module.global_step == 0:
             scale = pl_module.current_scale
             target = gaussian_kernel(scale.kernel_size, device=pl_module.device)
             self._fit_kernel(pl_module, target)

@@ -11,6 +11,7 @@ from bisect import bisect_right
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from lightning_deblur.errors import InputError
 from lightning_deblur.losses import LOSS_TERMS
 
 PiecewiseWeights = dict[str, dict[int, float]]
@@ -59,7 +60,7 @@ class LossSchedule(Callback):
         self.coarse_weights = None if coarse_weights is None else validate_weights(coarse_weights)
         unknown = set(linear) - set(self.weights) - set(self.coarse_weights or {})
         if unknown:
-            raise ValueError(f"linear lists terms without a schedule: {', '.join(sorted(unknown))}")
+            raise InputError(f"schedule.linear lists terms without a schedule: {', '.join(sorted(unknown))}")
         self.linear = set(linear)
 
     def weights_at(self, step: int, finest: bool = True) -> dict[str, float]:
@@ -91,10 +92,10 @@ def validate_weights(weights: PiecewiseWeights) -> PiecewiseWeights:
     cleaned: PiecewiseWeights = {}
     for name, breakpoints in weights.items():
         if name not in LOSS_TERMS:
-            raise ValueError(f"unknown loss term '{name}'; the terms are {', '.join(LOSS_TERMS)}")
+            raise InputError(f"unknown loss term '{name}' in the schedule; the terms are {', '.join(LOSS_TERMS)}")
         cleaned[name] = {int(step): float(value) for step, value in breakpoints.items()}
         if any(step < 0 for step in cleaned[name]):
-            raise ValueError(f"loss term '{name}' has a negative iteration threshold")
+            raise InputError(f"loss term '{name}' has a negative iteration threshold in the schedule")
     return cleaned
 
 

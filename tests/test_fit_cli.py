@@ -149,3 +149,29 @@ def test_results_json_is_complete_json(blurred_case, tmp_path):
     run = run_fit(tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5")
     assert json.loads((run / "metrics.json").read_text())["kernel_size"] == [5, 5]
     assert not list(run.glob(".*"))  # no temporary files left behind
+
+
+def test_non_blind_mode_keeps_the_given_kernel_and_trains_the_image_net_only(tmp_path):
+    kernel = gaussian_kernel(7, 2.0)
+    support = synthetic_sharp(40 + 6, 36 + 6)
+    write_image(tmp_path / "blurred.png", blur(support, kernel))
+    write_image(tmp_path / "sharp.png", support[3:-3, 3:-3])
+    np.save(tmp_path / "true_kernel.npy", kernel)
+    run = run_fit(
+        tmp_path,
+        "--data.image", str(tmp_path / "blurred.png"), "--data.sharp", str(tmp_path / "sharp.png"),
+        "--data.kernel", str(tmp_path / "true_kernel.npy"),
+        "--model.kernel_mode", "fixed", "--model.iterations", "200", "--model.image_net.channels", "16",
+        "--schedule.weights", '{"mse": {"0": 1.0, "100": 0.0}, "ssim": {"100": 1.0}}',
+    )  # fmt: skip
+    np.testing.assert_allclose(np.load(run / "kernel.npy"), kernel, atol=1e-6)
+    metrics = read_metrics(run)
+    assert metrics["psnr"] > metrics["input_psnr"] + 1.0, metrics
+
+
+def test_non_blind_config_needs_a_kernel(blurred_case, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(CONF / "tiny.yaml"), "--data.image", str(blurred_case["image"]),
+              "--data.kernel_size", "5", "--model.kernel_mode", "fixed"])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "--data.kernel" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import pytest
 from lightning.pytorch import Callback, Trainer
 
 from lightning_deblur.data import BlurredImage
+from lightning_deblur.errors import InputError
 from lightning_deblur.job import DeblurJob, ImageNetSpec, KernelNetSpec
 from lightning_deblur.multiscale import RefitSpec, ScalesSpec
 from lightning_deblur.schedule import LearningRateSchedule, LossSchedule, weight_at
@@ -28,7 +29,7 @@ def test_learning_rate_halves_at_each_milestone():
 
 
 def test_unknown_loss_term_is_refused():
-    with pytest.raises(ValueError, match="unknown loss term 'l1'"):
+    with pytest.raises(InputError, match="unknown loss term 'l1'"):
         LossSchedule({"l1": {0: 1.0}})
 
 
