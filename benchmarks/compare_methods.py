@@ -2,15 +2,16 @@
 failure rate. The reduced CPU protocol runs in about an hour on a 2-core machine.
 
 Protocol (defaults): `synth` makes 8 inputs, Kodak kodim01…08 each blurred by one Levin
-kernel (image i with kernel i: sizes 19, 17, 15, 27, 13, 21, 23, 23), 80×80 grey crops of
-the most textured region, 1 % Gaussian noise, seed 0; the true kernel size is given.
+kernel (image i with kernel i) resized by 1/2 (sizes 9, 9, 7, 13, 7, 11, 11, 11: the
+blur-to-image ratio of the full kernels on 192×192 images), 96×96 grey crops of the most
+textured region, 1 % Gaussian noise, seed 0; the true kernel size is given.
 Each input runs with seeds 0, 1, 2 under each method, with the reduced schedules of
 benchmarks/protocols/ (image net 32 channels, iterations and thresholds ÷5). ISNR is
 measured after Levin-style alignment (15 px border, shifts ≤ 5 px in 0.25 px steps);
 a run fails when its ISNR is below 1 dB.
 
     .venv/bin/python benchmarks/compare_methods.py --workers 2
-    .venv/bin/python benchmarks/compare_methods.py --seeds 0-9 --size 128   (longer)
+    .venv/bin/python benchmarks/compare_methods.py --seeds 0-9 --size 192 --kernel_scale 1   (longer)
 
 Finished runs are kept in --work_dir and skipped when the command is repeated.
 """
@@ -44,7 +45,7 @@ def parse_seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def make_dataset(work: Path, size: int, noise: float) -> list[dict]:
+def make_dataset(work: Path, size: int, noise: float, kernel_scale: float) -> list[dict]:
     sys.path.insert(0, str(ROOT))
     from lightning_deblur.synth import read_manifest, synthesize
 
@@ -52,7 +53,7 @@ def make_dataset(work: Path, size: int, noise: float) -> list[dict]:
     if not (data / "manifest.csv").exists():
         synthesize(
             images=str(DATA / "kodak"), kernels=str(DATA / "levin" / "kernels"), output_dir=str(data),
-            size=size, mode="textured", noise_std=noise, seed=0, pairs="diagonal",
+            size=size, mode="textured", noise_std=noise, seed=0, pairs="diagonal", kernel_scale=kernel_scale,
         )  # fmt: skip
     return read_manifest(data / "manifest.csv")
 
@@ -119,15 +120,16 @@ def markdown(summary: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work_dir", default=str(ROOT / "runs" / "compare_methods"))
+    parser.add_argument("--work_dir", default=str(ROOT / "runs" / "compare_methods"), help="data and runs; reused")
     parser.add_argument("--seeds", default="0-2")
-    parser.add_argument("--size", type=int, default=80)
+    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--kernel_scale", type=float, default=0.5)
     parser.add_argument("--noise", type=float, default=0.01)
     parser.add_argument("--workers", type=int, default=2, help="jobs at once (one CPU thread each by default)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
     args = parser.parse_args()
     work = Path(args.work_dir)
-    cases = make_dataset(work, args.size, args.noise)
+    cases = make_dataset(work, args.size, args.noise, args.kernel_scale)
     jobs = [(case, method, seed) for seed in parse_seeds(args.seeds) for case in cases for method in METHODS]
     started = time.perf_counter()
     with ThreadPoolExecutor(args.workers) as pool:

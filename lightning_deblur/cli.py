@@ -14,6 +14,8 @@ from pathlib import Path
 from lightning.pytorch.cli import LightningCLI
 
 from lightning_deblur.data import BlurredImage, load_observation
+from lightning_deblur.checkpointing import JobCheckpoint, run_folder_of_checkpoint
+from lightning_deblur.divergence import DivergenceGuard
 from lightning_deblur.errors import InputError
 from lightning_deblur.image_logging import ImageLogging
 from lightning_deblur.job import DeblurJob, ImageNetSpec, checked_plan
@@ -25,7 +27,8 @@ from lightning_deblur.schedule import LearningRateSchedule, LossSchedule
 TRAINER_DEFAULTS = {
     "max_epochs": 1,
     "devices": 1,
-    "enable_checkpointing": False,
+    # Checkpoints come from the job's own JobCheckpoint callback (key "checkpoint").
+    "enable_checkpointing": True,
     "log_every_n_steps": 10,
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -58,11 +61,14 @@ class DeblurCLI(LightningCLI):
         parser.add_lightning_class_args(ImageLogging, "image_logging")
         parser.add_lightning_class_args(JobProgressBar, "progress_bar")
         parser.add_lightning_class_args(ResultWriter, "outputs")
+        parser.add_lightning_class_args(DivergenceGuard, "divergence")
+        parser.add_lightning_class_args(JobCheckpoint, "checkpoint")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         check_inputs(config)
         name_run_after_image(config)
+        resume_in_the_checkpoints_run_folder(config)
         if config.trainer.get("enable_progress_bar") is False:
             # Our bar is always among the callbacks; Lightning refuses that combination,
             # so "no progress bar" becomes a bar that never draws.
@@ -72,8 +78,11 @@ class DeblurCLI(LightningCLI):
 
 def check_inputs(config) -> None:
     """Read the input files and check the sizes before anything is created on disk."""
-    observation = load_observation(config.data.image, config.data.kernel_size, config.data.sharp)
+    data = config.data
+    observation = load_observation(data.image, data.kernel_size, data.sharp, data.get("kernel"))
     model = config.model
+    if model.get("kernel_mode") == "fixed" and observation.kernel is None:
+        raise InputError("non-blind mode (model.kernel_mode: fixed) needs the kernel: pass --data.kernel k.npy")
     checked_plan(
         observation.size,
         observation.kernel_size,
@@ -99,8 +108,32 @@ def _synth(argv: list[str]) -> None:
     command(argv)
 
 
-COMMANDS = {"synth": _synth}
+JOB_FAILED = 3
+"""Exit code of a job stopped by the divergence guard (its last good estimate is kept)."""
+
+COMMANDS = {
+    "synth": _synth,
+    "evaluate": lambda argv: __import__("lightning_deblur.evaluate", fromlist=["command"]).command(argv),
+    "figures": lambda argv: __import__("lightning_deblur.figures", fromlist=["command"]).command(argv),
+    "batch": lambda argv: __import__("lightning_deblur.batch", fromlist=["command"]).command(argv),
+}
 """Subcommands of our own, beside LightningCLI's ``fit``."""
+
+
+def resume_in_the_checkpoints_run_folder(config) -> None:
+    """When resuming from ``<run>/checkpoints/*.ckpt``, log and write results into ``<run>``."""
+    checkpoint = config.get("ckpt_path")
+    if not checkpoint:
+        return
+    if not Path(checkpoint).is_file():
+        raise InputError(f"checkpoint '{checkpoint}' not found; pass a run's checkpoints/last.ckpt to --ckpt_path")
+    run = run_folder_of_checkpoint(checkpoint)
+    logger = config.trainer.get("logger")
+    if run is None or not hasattr(logger, "init_args") or "TensorBoardLogger" not in str(logger.class_path):
+        return
+    logger.init_args.save_dir = str(run.parent.parent)
+    logger.init_args.name = run.parent.name
+    logger.init_args.version = run.name
 
 
 def main(args: list[str] | None = None) -> None:
@@ -110,7 +143,11 @@ def main(args: list[str] | None = None) -> None:
         if argv and argv[0] in COMMANDS:
             COMMANDS[argv[0]](argv[1:])
         else:
-            DeblurCLI(args=argv)
+            cli = DeblurCLI(args=argv)
+            failure = getattr(cli.model, "failure", None)
+            if failure:
+                print(f"error: the job failed: {failure}", file=sys.stderr)
+                raise SystemExit(JOB_FAILED)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

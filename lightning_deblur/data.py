@@ -157,4 +157,6 @@ class BlurredImage(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         iterations = self.trainer.lightning_module.total_iterations
         # batch_size=None: items pass through uncollated, so each batch is a plain int.
-        return DataLoader(StepIndices(iterations), batch_size=None, shuffle=False)
+        # Its own generator: the loader draws a seed per epoch, and drawing it from the
+        # global RNG would shift the job's noise stream between a run and its resumption.
+        return DataLoader(StepIndices(iterations), batch_size=None, shuffle=False, generator=torch.Generator())

@@ -173,6 +173,8 @@ class DeblurJob(LightningModule):
         self.latest_k: torch.Tensor | None = None
         self.latest_loss: torch.Tensor | None = None
         self.latest_psnr: torch.Tensor | None = None
+        self.failure: str | None = None
+        """Why the job stopped early (set by DivergenceGuard), or ``None``."""
 
     # ----------------------------------------------------------------- set-up
     @property
@@ -251,6 +253,32 @@ class DeblurJob(LightningModule):
 
     def configure_callbacks(self) -> list:
         return [ScaleTransition()]
+
+    # ------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep what a resumed job needs to continue exactly: the scale, the RNG streams."""
+        checkpoint["deblur"] = {
+            "scale_index": self.scale_index,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Rebuild the sizes of the saved scale (so the saved weights fit), restore the RNG."""
+        state = checkpoint.get("deblur")
+        if state is None:
+            raise InputError("this checkpoint was not written by a deblurring job; pass a run's checkpoints/last.ckpt")
+        if state["scale_index"] != self.scale_index:
+            self.enter_scale(state["scale_index"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    def on_train_batch_start(self, batch: int, batch_idx: int) -> int | None:
+        # A resumed job may replay its epoch's loader from the start: stop at the budget.
+        if self.global_step >= self.total_iterations:
+            return -1
+        return None
 
     # ------------------------------------------------------------------- step
     def forward(self, perturb: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

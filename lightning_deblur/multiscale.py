@@ -200,7 +200,7 @@ class ScaleTransition(Callback):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         scale = pl_module.current_scale
-        if trainer.global_step != scale.end_step:
+        if trainer.global_step != scale.end_step or pl_module.failure is not None:
             return
         self._save_scale(trainer, pl_module, scale)
         if scale.index + 1 >= len(pl_module.plan):
@@ -253,9 +253,10 @@ class ScaleTransition(Callback):
 
     @staticmethod
     def _save_scale(trainer: Trainer, pl_module, scale: Scale) -> None:
-        if not trainer.is_global_zero or pl_module.latest_x is None:
+        # Without a logger there is no run folder to keep them in.
+        if not trainer.is_global_zero or pl_module.latest_x is None or not trainer.loggers:
             return
-        folder = Path(trainer.log_dir or trainer.default_root_dir) / "scales"
+        folder = Path(trainer.log_dir) / "scales"
         image, kernel = pl_module.estimate()
         prefix = folder / f"scale{scale.index}"
         write_image(f"{prefix}_image.png", image[0, 0].double().cpu().numpy())

@@ -22,7 +22,9 @@ class ResultWriter(Callback):
       the deblurred luminance with the input's chroma);
     - ``kernel.npy``: float32 ``(kh, kw)``, sums to 1, physical orientation;
     - ``kernel.png``: the kernel scaled to its maximum and enlarged (nearest neighbour);
-    - ``metrics.json``: final loss, iterations, wall time, and with a sharp reference
+    - ``metrics.json``: ``status`` (``done``, or ``failed`` with an ``error`` when the
+      divergence guard stopped the job: the files then hold the last good estimate),
+      final loss, iterations, wall time, and with a sharp reference
       PSNR, SSIM and ISNR of the result and of the input (on the luminance), plain
       and shift-aligned (see :func:`quality_figures`).
 
@@ -41,34 +43,43 @@ class ResultWriter(Callback):
         self._started = time.perf_counter()
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if pl_module.latest_x is None or not trainer.is_global_zero:
+        if not trainer.is_global_zero:
             return
         wall_time = time.perf_counter() - self._started
         folder = Path(trainer.log_dir or trainer.default_root_dir)
         observation = pl_module.observation
-        image, kernel = pl_module.estimate()
-        kernel_array = kernel.float().cpu().numpy()
-        luminance = image[0, 0].double().cpu().numpy()
-        source = observation.source
-        pixels = replace_luminance(source.pixels, luminance) if source.is_colour else luminance
-        write_image(folder / "deblurred.png", pixels, source.bit_depth)
-        write_kernel_npy(folder / "kernel.npy", kernel_array / kernel_array.sum(dtype=np.float64))
-        write_kernel_png(folder / "kernel.png", kernel_array)
         metrics = {
-            "image": str(source.path),
+            "status": "failed" if pl_module.failure else "done",
+            "image": str(observation.source.path),
             "kernel_size": list(observation.kernel_size),
             "iterations": int(trainer.global_step),
-            "final_loss": float(pl_module.latest_loss),
             "wall_time_s": round(wall_time, 3),
             "seconds_per_iteration": round(wall_time / max(trainer.global_step, 1), 5),
             "device": str(pl_module.device),
             "precision": str(trainer.precision),
         }
-        if pl_module.sharp is not None:
-            metrics.update(quality_figures(image.float(), pl_module.y, pl_module.sharp))
+        if pl_module.failure:
+            metrics["error"] = pl_module.failure
+        if pl_module.latest_loss is not None:
+            metrics["final_loss"] = float(pl_module.latest_loss)
+        if pl_module.latest_x is not None:
+            image, kernel = pl_module.estimate()
+            self._write_estimate(folder, observation, image, kernel)
+            if pl_module.sharp is not None and pl_module.is_finest_scale:
+                metrics.update(quality_figures(image.float(), pl_module.y, pl_module.sharp))
         write_json(folder / "metrics.json", metrics)
         if self.verbose:
             print(summary_line(folder, metrics), flush=True)
+
+    @staticmethod
+    def _write_estimate(folder: Path, observation, image, kernel) -> None:
+        kernel_array = kernel.float().cpu().numpy()
+        luminance = image[0, 0].double().cpu().numpy()
+        source = observation.source
+        pixels = replace_luminance(source.pixels, luminance) if source.is_colour and luminance.shape == source.size else luminance
+        write_image(folder / "deblurred.png", pixels, source.bit_depth)
+        write_kernel_npy(folder / "kernel.npy", kernel_array / kernel_array.sum(dtype=np.float64))
+        write_kernel_png(folder / "kernel.png", kernel_array)
 
 
 ALIGNED_BORDER = 15
@@ -105,6 +116,8 @@ def quality_figures(estimate, observation, sharp) -> dict:
 def summary_line(folder: Path, metrics: dict) -> str:
     """One line that says where the result is and, when known, how much PSNR it gained."""
     line = f"Result in {folder} ({metrics['iterations']} iterations, {metrics['wall_time_s']:.1f} s)"
+    if metrics.get("status") == "failed":
+        line = f"Job failed: {metrics['error']}. Files in {folder}"
     if "psnr" in metrics:
         line += (
             f": PSNR {metrics['input_psnr']:.2f} dB -> {metrics['psnr']:.2f} dB "

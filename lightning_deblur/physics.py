@@ -25,20 +25,51 @@ def crop_to_observation(x: torch.Tensor, kernel_size: tuple[int, int]) -> torch.
     return x[..., top : top + height, left : left + width]
 
 
-def blur_valid(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+FFT_MIN_KERNEL_PIXELS = 41 * 41
+"""Kernels with at least this many pixels are applied by FFT under ``method="auto"``.
+
+Measured by ``benchmarks/blur_crossover.py`` (forward + backward, one channel): on the
+2-core CPU of docs/RESULTS.md the direct convolution stays faster up to about 35×35 at
+255×255; see that file for the figures. Either way the blur costs little next to the
+generators.
+"""
+
+
+def blur_valid(x: torch.Tensor, k: torch.Tensor, method: str = "auto") -> torch.Tensor:
     """Valid true convolution of every channel of ``x`` with one kernel, in float32.
 
     Args:
         x: ``(B, C, H+kh-1, W+kw-1)`` images.
         k: ``(kh, kw)`` kernel.
+        method: ``direct`` (``conv2d``), ``fft`` (real FFT of the support size), or
+            ``auto``: FFT for kernels of at least :data:`FFT_MIN_KERNEL_PIXELS` pixels.
 
     Returns:
         ``(B, C, H, W)`` blurred images, float32 even under autocast (the data term is
         sensitive to rounding, and the cost of the blur is small next to the nets).
     """
-    batch, channels, height, width = x.shape
+    if method == "auto":
+        method = "fft" if k.shape[-2] * k.shape[-1] >= FFT_MIN_KERNEL_PIXELS else "direct"
     with torch.autocast(device_type=x.device.type, enabled=False):
+        if method == "fft":
+            return _blur_valid_fft(x.float(), k.float())
+        if method != "direct":
+            raise ValueError(f"unknown blur method '{method}'; use direct, fft or auto")
+        batch, channels, height, width = x.shape
         weight = k.float().flip(-2, -1).reshape(1, 1, *k.shape[-2:])
         planes = x.float().reshape(batch * channels, 1, height, width)
         blurred = F.conv2d(planes, weight)
     return blurred.reshape(batch, channels, *blurred.shape[-2:])
+
+
+def _blur_valid_fft(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The valid part of a circular convolution of the support size.
+
+    A circular convolution over the ``H' × W'`` support wraps only into its first
+    ``kh-1`` rows and ``kw-1`` columns; the rest is exactly the valid linear convolution.
+    """
+    kh, kw = k.shape[-2:]
+    height, width = x.shape[-2:]
+    spectrum = torch.fft.rfft2(x, s=(height, width)) * torch.fft.rfft2(k, s=(height, width))
+    full = torch.fft.irfft2(spectrum, s=(height, width))
+    return full[..., kh - 1 :, kw - 1 :]

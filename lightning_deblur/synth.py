@@ -109,6 +109,7 @@ def synthesize(
     seed: int = 0,
     frame: int = 4,
     pairs: str = "all",
+    kernel_scale: float = 1.0,
 ) -> list[SynthCase]:
     """Write the dataset and its manifest; return the manifest rows.
 
@@ -124,6 +125,8 @@ def synthesize(
         seed: seed of the noise and of random crops.
         frame: pixels dropped from every edge of each source first (Kodak frames).
         pairs: ``all`` (every image with every kernel) or ``diagonal`` (i-th with i-th).
+        kernel_scale: resize every kernel by this factor first (bilinear, odd size,
+            renormalized), e.g. 0.5 to keep the blur-to-image ratio of larger images.
     """
     image_files = _expand([images] if isinstance(images, str) else images, IMAGE_SUFFIXES, "image")
     kernel_files = _expand([kernels] if isinstance(kernels, str) else kernels, KERNEL_SUFFIXES, "kernel")
@@ -135,7 +138,7 @@ def synthesize(
         raise InputError(f"unknown --pairs '{pairs}'; use all or diagonal")
     out = Path(output_dir)
     rng = np.random.default_rng(seed)
-    loaded_kernels = [read_kernel(path, "--kernels") for path in kernel_files]
+    loaded_kernels = [scale_kernel(read_kernel(path, "--kernels"), kernel_scale) for path in kernel_files]
     rows: list[SynthCase] = []
     for image_index, kernel_index in combos:
         source = read_image(image_files[image_index], "--images").pixels
@@ -155,8 +158,7 @@ def synthesize(
         write_image(out / "blurred" / f"{name}.png", noisy)
         write_image(out / "sharp" / f"{name}.png", sharp)
         kernel_path = out / "kernels" / f"{kernel_files[kernel_index].stem}.npy"
-        if not kernel_path.exists():
-            write_kernel_npy(kernel_path, kernel)
+        write_kernel_npy(kernel_path, kernel)
         rows.append(
             SynthCase(
                 name=name,
@@ -171,6 +173,16 @@ def synthesize(
         )
     write_manifest(out / "manifest.csv", rows)
     return rows
+
+
+def scale_kernel(kernel: np.ndarray, factor: float) -> np.ndarray:
+    """Kernel resized by ``factor`` to the nearest odd size (at least 3), summing to 1."""
+    if factor == 1.0:
+        return kernel
+    from lightning_deblur.multiscale import odd_size, resize_kernel
+
+    size = tuple(max(3, odd_size(side * factor)) for side in kernel.shape)
+    return resize_kernel(torch.from_numpy(kernel).double(), size).double().numpy()
 
 
 def write_manifest(path: Path, rows: list[SynthCase]) -> None:

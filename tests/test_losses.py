@@ -61,8 +61,8 @@ def test_kernel_l2_prefers_spread_kernels():
     delta = torch.zeros(5, 5)
     delta[2, 2] = 1
     uniform = torch.full((5, 5), 1 / 25)
-    assert kernel_l2(delta).item() == 1.0
-    assert kernel_l2(uniform).item() == pytest.approx(1 / 25)
+    assert kernel_l2(delta).item() == pytest.approx(1 / 25)
+    assert kernel_l2(uniform).item() == pytest.approx(1 / 25**2)
 
 
 def test_weighted_loss_skips_zero_weights_and_sums_the_rest():
@@ -72,5 +72,5 @@ def test_weighted_loss_skips_zero_weights_and_sums_the_rest():
     inputs = LossInputs(y_hat=y_hat, y=y, x=torch.rand(1, 1, 22, 22), k=k)
     total, terms = weighted_loss(inputs, {"mse": 2.0, "ssim": 0.0, "kernel_l2": 0.5})
     assert set(terms) == {"mse", "kernel_l2"}
-    assert total.item() == pytest.approx(2 * 0.01 + 0.5 / 9, rel=1e-4)
+    assert total.item() == pytest.approx(2 * 0.01 + 0.5 / 81, rel=1e-4)
     assert not math.isnan(total.item())

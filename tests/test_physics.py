@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from lightning_deblur.physics import blur_valid, crop_to_observation, support_size
@@ -20,6 +21,34 @@ def test_blur_is_a_true_valid_convolution():
     ours = blur_valid(torch.from_numpy(x)[None, None].float(), torch.from_numpy(k).float())
     assert ours.shape == (1, 1, 35, 31)
     np.testing.assert_allclose(ours[0, 0].double().numpy(), fft_true_convolution_valid(x, k), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_both_blur_paths_agree_with_the_reference_and_in_gradients(method):
+    rng = np.random.default_rng(2)
+    x = torch.from_numpy(rng.random((2, 1, 45, 38))).float().requires_grad_()
+    k = torch.from_numpy(rng.random((9, 7))).float()
+    k = (k / k.sum()).requires_grad_()
+    ours = blur_valid(x, k, method=method)
+    reference = fft_true_convolution_valid(x[1, 0].detach().double().numpy(), k.detach().double().numpy())
+    np.testing.assert_allclose(ours[1, 0].detach().double().numpy(), reference, atol=1e-5)
+    ours.square().sum().backward()
+    grads = x.grad.clone(), k.grad.clone()
+    x.grad, k.grad = None, None
+    blur_valid(x, k, method="direct" if method == "fft" else "fft").square().sum().backward()
+    torch.testing.assert_close(grads[0], x.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(grads[1], k.grad, atol=1e-3, rtol=1e-4)
+
+
+def test_auto_blur_picks_fft_for_large_kernels(monkeypatch):
+    import lightning_deblur.physics as physics
+
+    calls = []
+    monkeypatch.setattr(physics, "_blur_valid_fft", lambda x, k: calls.append(k.shape) or x[..., : x.shape[-2] - k.shape[-2] + 1, : x.shape[-1] - k.shape[-1] + 1])
+    blur_valid(torch.rand(1, 1, 80, 80), torch.rand(5, 5))
+    assert calls == []
+    blur_valid(torch.rand(1, 1, 80, 80), torch.rand(41, 41))
+    assert calls == [(41, 41)]
 
 
 def test_blur_with_an_off_centre_delta_moves_content_physically():

@@ -1,0 +1,385 @@
+"""``python -m lightning_deblur figures KIND …``: PNG figures of evaluations and experiments.
+
+Kinds (``figures KIND --help`` lists every option; each accepts ``--config file.yaml``)::
+
+    figures histogram --runs eval/runs.csv [--methods '[original, improved]']
+                      [--metric aligned_isnr] [--bins 20] [--output isnr_histogram.png]
+    figures seeds     --runs eval/runs.csv --input NAME [--methods …]
+                      [--metric aligned_psnr] [--output seeds.png]
+    figures fit_speed (--manifest data/manifest.csv [--input NAME] | --sharp s.png --blurred b.png)
+                      [--iterations 2000] [--channels 128] [--skip_channels 16] [--levels 5]
+                      [--lr 0.01] [--seed 0] [--device auto] [--output fit_speed.png]
+    figures curves    --logs runs/orig/img/seed0 runs/impr/img/seed0 [--labels '[original, improved]']
+                      [--tag psnr] [--output psnr_curves.png]
+
+- ``histogram``: overlaid histograms of one column of ``evaluate``'s ``runs.csv`` (default
+  the aligned ISNR) for two or more methods, on common bins, each method's mean marked.
+- ``seeds``: the spread over seeds on one input: per method a box plot with every run as
+  a point (slightly jittered), default the aligned PSNR, with the blurred input's aligned
+  PSNR as a dashed line (ISNR: the 0 dB line).
+- ``fit_speed``: the image net alone fitted to a sharp image and to its blurred version
+  (:mod:`lightning_deblur.fit_experiment`), RMSE per iteration on a log scale; the curves
+  are also written as CSV next to the PNG (``iteration,rmse_sharp,rmse_blurred``). From a
+  manifest it takes the row named ``--input`` (default the first): its ``sharp`` and its
+  ``image`` (the blurred, noisy observation).
+- ``curves``: a scalar (default ``psnr``, logged when a job has a sharp reference) over
+  iterations from TensorBoard logs; each ``--logs`` entry is a run folder, an event file,
+  or a folder searched for run folders (each run folder found is one curve).
+
+List options (``--methods``, ``--logs``, ``--labels``) take space-separated values, a
+list (``'[a, b]'``) or repeated ``--logs+ x``. Every PNG is written atomically and its
+path printed. matplotlib is needed (``pip install 'lightning-deblur[plots]'``); it is
+imported only when a figure is drawn, without pyplot (no display, no global state).
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _stdio
+import math
+from pathlib import Path
+
+import numpy as np
+
+from lightning_deblur.errors import InputError
+from lightning_deblur.evaluate import read_runs_csv, spread_list_option
+from lightning_deblur.io import atomic_write
+
+DPI = 150
+
+LABELS = {
+    "aligned_isnr": "ISNR, aligned (dB)",
+    "aligned_psnr": "PSNR, aligned (dB)",
+    "aligned_ssim": "SSIM, aligned",
+    "psnr": "PSNR (dB)",
+    "isnr": "ISNR (dB)",
+    "kernel_error": "kernel error",
+    "error_ratio": "error ratio",
+    "wall_time_s": "wall time (s)",
+}
+
+
+def new_figure(width: float = 6.4, height: float = 4.0):
+    """A matplotlib ``Figure`` (no pyplot); :class:`InputError` when matplotlib is missing."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise InputError("matplotlib is needed for figures: pip install 'lightning-deblur[plots]'") from None
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save_figure(figure, output: str | Path) -> Path:
+    """Write ``figure`` as a PNG atomically; return its path."""
+    return atomic_write(output, lambda temporary: figure.savefig(temporary, format="png", dpi=DPI))
+
+
+# --------------------------------------------------------------------------------------
+# From evaluate's runs.csv
+# --------------------------------------------------------------------------------------
+
+
+def _values_by_method(
+    rows: list[dict], metric: str, methods: list[str] | str | None, path: str
+) -> dict[str, list[float]]:
+    if metric not in rows[0]:
+        numeric = [key for key, value in rows[0].items() if isinstance(value, float)]
+        raise InputError(f"'{path}' has no column '{metric}'; choose --metric among {', '.join(numeric)}")
+    present = list(dict.fromkeys(row["method"] for row in rows))
+    chosen = present if not methods else [methods] if isinstance(methods, str) else list(methods)
+    unknown = [m for m in chosen if m not in present]
+    if unknown:
+        raise InputError(f"method(s) {', '.join(unknown)} not in '{path}'; it has {', '.join(present)}")
+    return {m: [row[metric] for row in rows if row["method"] == m and math.isfinite(row[metric])] for m in chosen}
+
+
+def histogram(
+    runs: str,
+    output: str = "isnr_histogram.png",
+    methods: list[str] | str | None = None,
+    metric: str = "aligned_isnr",
+    bins: int = 20,
+    title: str | None = None,
+) -> Path:
+    """Overlaid histograms of ``metric`` over all runs, one per method, on common bins.
+
+    Args:
+        runs: ``runs.csv`` written by ``evaluate``.
+        output: the PNG to write.
+        methods: methods to show, in this order (default: all, in the file's order).
+        metric: a numeric column of ``runs.csv``.
+        bins: number of bins spanning all methods' values.
+        title: figure title (default: the run counts).
+    """
+    values = _values_by_method(read_runs_csv(runs), metric, methods, runs)
+    everything = [v for vs in values.values() for v in vs]
+    if not everything:
+        raise InputError(f"no finite '{metric}' values for {', '.join(values)} in '{runs}'")
+    low, high = min(everything), max(everything)
+    edges = np.linspace(low, high if high > low else low + 1.0, max(bins, 1) + 1)
+    figure = new_figure()
+    axes = figure.add_subplot()
+    colours = [f"C{i}" for i in range(len(values))]
+    for colour, (method, data) in zip(colours, values.items()):
+        if not data:
+            continue
+        mean = float(np.mean(data))
+        axes.hist(
+            data,
+            bins=edges,
+            alpha=0.45,
+            color=colour,
+            edgecolor=colour,
+            label=f"{method} (n={len(data)}, mean {mean:.2f})",
+        )
+        axes.axvline(mean, color=colour, linestyle="--", linewidth=1.2)
+    axes.set_xlabel(LABELS.get(metric, metric))
+    axes.set_ylabel("runs")
+    axes.yaxis.get_major_locator().set_params(integer=True)
+    axes.set_title(title or f"{LABELS.get(metric, metric)} over {len(everything)} runs")
+    axes.legend()
+    return save_figure(figure, output)
+
+
+def seeds(
+    runs: str,
+    input: str,
+    output: str = "seeds.png",
+    methods: list[str] | str | None = None,
+    metric: str = "aligned_psnr",
+    title: str | None = None,
+) -> Path:
+    """Distribution of ``metric`` over the seeds of one input: box plot and points per method.
+
+    Args:
+        runs: ``runs.csv`` written by ``evaluate``.
+        input: the input's name (the manifest's ``name``).
+        output: the PNG to write.
+        methods: methods to show (default: all that ran the input).
+        metric: a numeric column of ``runs.csv``.
+        title: figure title (default: the input's name).
+    """
+    rows = read_runs_csv(runs)
+    names = list(dict.fromkeys(row["input"] for row in rows))
+    mine = [row for row in rows if row["input"] == input]
+    if not mine:
+        shown = ", ".join(names[:8]) + (" …" if len(names) > 8 else "")
+        raise InputError(f"input '{input}' is not in '{runs}'; it has {shown}")
+    values = {m: v for m, v in _values_by_method(mine, metric, methods, runs).items() if v}
+    if not values:
+        raise InputError(f"no finite '{metric}' values of input '{input}' in '{runs}'")
+    figure = new_figure(max(4.0, 1.6 * len(values) + 2.0), 4.0)
+    axes = figure.add_subplot()
+    positions = np.arange(1, len(values) + 1)
+    axes.boxplot(list(values.values()), positions=positions, widths=0.5, showfliers=False)
+    rng = np.random.default_rng(0)
+    for index, (position, data) in enumerate(zip(positions, values.values())):
+        jitter = rng.uniform(-0.12, 0.12, len(data)) if len(data) > 1 else np.zeros(1)
+        axes.scatter(position + jitter, data, s=18, color=f"C{index}", alpha=0.8, zorder=3)
+    axes.set_xticks(positions, [f"{m}\n(n={len(v)})" for m, v in values.items()])
+    baseline = {"aligned_psnr": "input_aligned_psnr", "psnr": "input_psnr"}.get(metric)
+    if baseline and math.isfinite(mine[0].get(baseline, math.nan)):
+        axes.axhline(mine[0][baseline], color="grey", linestyle="--", linewidth=1, label="blurred input")
+        axes.legend()
+    elif metric in ("aligned_isnr", "isnr"):
+        axes.axhline(0.0, color="grey", linestyle="--", linewidth=1)
+    axes.set_ylabel(LABELS.get(metric, metric))
+    axes.set_title(title or f"{input}: {LABELS.get(metric, metric)} over seeds")
+    return save_figure(figure, output)
+
+
+# --------------------------------------------------------------------------------------
+# The fitting experiment
+# --------------------------------------------------------------------------------------
+
+
+def fit_speed(
+    output: str = "fit_speed.png",
+    manifest: str | None = None,
+    input: str | None = None,
+    sharp: str | None = None,
+    blurred: str | None = None,
+    iterations: int = 2000,
+    channels: int = 128,
+    skip_channels: int = 16,
+    levels: int = 5,
+    lr: float = 0.01,
+    seed: int = 0,
+    device: str = "auto",
+) -> tuple[Path, Path]:
+    """Fit the image net alone to a sharp image and to its blurred version; plot the RMSE.
+
+    Args:
+        output: the PNG to write; the curves go to the same name with ``.csv``.
+        manifest: take the images from this manifest's row ``input`` (or its first row).
+        input: the manifest row's name.
+        sharp: the sharp image (instead of a manifest).
+        blurred: the blurred image, same size (instead of a manifest).
+        iterations: Adam steps of each fit.
+        channels: width of the image net's convolutions (the method uses 128).
+        skip_channels: width of its skip branches.
+        levels: its depth; images need at least ``2**levels + 1`` pixels per side.
+        lr: Adam's learning rate.
+        seed: seed of the net's weights and input noise (the same for both fits).
+        device: ``auto`` (a GPU if there is one), ``cpu``, ``cuda``, ``cuda:1`` …
+    """
+    import torch
+
+    from lightning_deblur.fit_experiment import fit_sharp_and_blurred, load_grey
+    from lightning_deblur.job import ImageNetSpec
+
+    sharp_path, blurred_path, label = _fit_targets(manifest, input, sharp, blurred)
+    new_figure()  # fail on a missing matplotlib before the (long) fits
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    spec = ImageNetSpec(channels=channels, skip_channels=skip_channels, levels=levels)
+    curves = fit_sharp_and_blurred(
+        load_grey(sharp_path, "--sharp"), load_grey(blurred_path, "--blurred"), spec, iterations, lr, seed, device
+    )
+    table = Path(output).with_suffix(".csv")
+    buffer = _stdio.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["iteration", "rmse_sharp", "rmse_blurred"])
+    for index, (a, b) in enumerate(zip(curves.sharp, curves.blurred)):
+        writer.writerow([index, f"{a:.8g}", f"{b:.8g}"])
+    text = buffer.getvalue()
+    atomic_write(table, lambda temporary: temporary.write_text(text))
+
+    figure = new_figure()
+    axes = figure.add_subplot()
+    steps = np.arange(1, iterations + 1)
+    axes.semilogy(steps, curves.sharp, label="sharp image", color="C0")
+    axes.semilogy(steps, curves.blurred, label="blurred image", color="C1")
+    axes.set_xlabel("iteration")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.set_ylabel("RMSE")
+    axes.set_title(
+        f"Image net fitted alone: {label}\n({channels} channels, {levels} levels, Adam lr {lr:g}, seed {seed})"
+    )
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    return save_figure(figure, output), table
+
+
+def _fit_targets(manifest, input, sharp, blurred) -> tuple[Path, Path, str]:
+    if manifest:
+        if sharp or blurred:
+            raise InputError("give either --manifest (with --input) or --sharp and --blurred, not both")
+        from lightning_deblur.synth import read_manifest
+
+        rows = read_manifest(manifest)
+        row = rows[0] if input is None else next((r for r in rows if r["name"] == input), None)
+        if row is None:
+            raise InputError(f"input '{input}' is not in manifest '{manifest}'; use one of its names")
+        if not row.get("sharp"):
+            raise InputError(f"manifest row '{row['name']}' has no sharp image; fit_speed needs the sharp column")
+        return Path(row["sharp"]), Path(row["image"]), row["name"]
+    if not (sharp and blurred):
+        raise InputError("fit_speed needs --manifest data/manifest.csv, or both --sharp and --blurred image files")
+    return Path(sharp), Path(blurred), Path(sharp).stem
+
+
+# --------------------------------------------------------------------------------------
+# TensorBoard logs
+# --------------------------------------------------------------------------------------
+
+
+def _event_folders(entry: Path) -> list[Path]:
+    """Run folders (or event files) a ``--logs`` entry stands for."""
+    if entry.is_file():
+        return [entry]
+    if not entry.is_dir():
+        raise InputError(f"log folder '{entry}' not found; give --logs run folders or event files")
+    if any(entry.glob("events.out.tfevents.*")):
+        return [entry]
+    found = sorted({path.parent for path in entry.rglob("events.out.tfevents.*")})
+    if not found:
+        raise InputError(f"no TensorBoard event files under '{entry}'; give --logs the folder of a run")
+    return found
+
+
+def read_scalar(path: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, values)`` of a scalar tag in a run folder or event file."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    tags = accumulator.Tags().get("scalars", [])
+    if tag not in tags:
+        raise InputError(
+            f"no scalar '{tag}' in the logs of '{path}' (it has {', '.join(sorted(tags)) or 'none'}); "
+            "psnr is logged only for jobs given --data.sharp; pick another --tag"
+        )
+    events = accumulator.Scalars(tag)
+    return np.array([e.step for e in events]), np.array([e.value for e in events])
+
+
+def curves(
+    logs: list[str] | str,
+    output: str = "psnr_curves.png",
+    tag: str = "psnr",
+    labels: list[str] | str | None = None,
+    title: str | None = None,
+) -> Path:
+    """A TensorBoard scalar over iterations, one curve per run.
+
+    Args:
+        logs: run folders, event files, or folders holding run folders.
+        output: the PNG to write.
+        tag: the scalar's tag (``psnr``, ``loss``, ``loss/mse`` …).
+        labels: one label per run found (default: the run folders' paths).
+        title: figure title.
+    """
+    entries = [logs] if isinstance(logs, str) else list(logs)
+    if not entries:
+        raise InputError("no --logs given; pass run folders, e.g. --logs logs/kodim05_blurred/version_0")
+    folders = [folder for entry in entries for folder in _event_folders(Path(entry))]
+    names = [labels] if isinstance(labels, str) else list(labels or [])
+    if names and len(names) != len(folders):
+        raise InputError(
+            f"{len(names)} --labels for {len(folders)} runs ({', '.join(map(str, folders))}); give one label per run"
+        )
+    figure = new_figure()
+    axes = figure.add_subplot()
+    for index, folder in enumerate(folders):
+        steps, values = read_scalar(folder, tag)
+        axes.plot(steps, values, label=names[index] if names else str(folder), linewidth=1.2)
+    axes.set_xlabel("iteration")
+    axes.set_ylabel("PSNR (dB)" if tag == "psnr" else tag)
+    axes.set_title(title or f"{tag} over iterations")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small")
+    return save_figure(figure, output)
+
+
+# --------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------
+
+KINDS = {"histogram": histogram, "seeds": seeds, "fit_speed": fit_speed, "curves": curves}
+"""``figures`` subcommands and the functions that draw them."""
+
+_LIST_OPTIONS = ("--methods", "--logs", "--labels")
+
+
+def command(argv: list[str]) -> None:
+    """``python -m lightning_deblur figures KIND …``."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(
+        prog="python -m lightning_deblur figures",
+        description="Draw a figure (PNG): histogram, seeds, fit_speed or curves; see `figures KIND --help`.",
+    )
+    subcommands = parser.add_subcommands(dest="kind")
+    for name, function in KINDS.items():
+        sub = ArgumentParser(description=function.__doc__.split("\n")[0])
+        sub.add_argument("--config", action=ActionConfigFile)
+        sub.add_function_arguments(function, as_group=False)
+        subcommands.add_subcommand(name, sub, help=function.__doc__.split("\n")[0])
+    for option in _LIST_OPTIONS:
+        argv = spread_list_option(argv, option)
+    config = parser.parse_args(argv)
+    kind = config.kind
+    options = {key: value for key, value in vars(config[kind]).items() if key not in ("config", "__default_config__")}
+    written = KINDS[kind](**options)
+    for path in written if isinstance(written, tuple) else (written,):
+        print(path)

@@ -1,0 +1,158 @@
+"""``python -m lightning_deblur figures …``: every kind writes a readable PNG."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import blur, gaussian_kernel, synthetic_sharp
+from lightning_deblur.cli import main
+from lightning_deblur.errors import InputError
+from lightning_deblur.evaluate import RUN_FIELDS
+from lightning_deblur.figures import curves, histogram, seeds
+from lightning_deblur.fit_experiment import fit_rmse
+from lightning_deblur.io import write_image
+from lightning_deblur.job import ImageNetSpec
+
+pytest.importorskip("matplotlib")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file() and path.stat().st_size > 0
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size[0] > 100 and image.size[1] > 100
+        image.load()
+    assert not list(path.parent.glob(f".{path.stem}.*"))  # no temporary left behind
+
+
+@pytest.fixture
+def runs_csv(tmp_path: Path) -> Path:
+    """A runs.csv as ``evaluate`` writes it: 2 methods × 3 inputs × 5 seeds."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "runs.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RUN_FIELDS)
+        writer.writeheader()
+        for method, centre in (("original", 2.0), ("improved", 5.0)):
+            for name in ("a", "b", "c"):
+                for seed in range(5):
+                    isnr = centre + rng.normal()
+                    writer.writerow({
+                        "method": method, "input": name, "seed": seed, "aligned_isnr": isnr,
+                        "aligned_psnr": 20 + isnr, "input_aligned_psnr": 20.0, "failed": int(isnr < 1),
+                        "error_ratio": "",
+                    })  # fmt: skip
+    return path
+
+
+def test_histogram_and_seeds_from_runs_csv(runs_csv, tmp_path, capsys):
+    main(["figures", "histogram", "--runs", str(runs_csv), "--output", str(tmp_path / "h.png"),
+          "--methods", "original", "improved"])  # fmt: skip
+    assert capsys.readouterr().out.strip() == str(tmp_path / "h.png")
+    assert_png(tmp_path / "h.png")
+    main(["figures", "seeds", "--runs", str(runs_csv), "--input", "b", "--output", str(tmp_path / "s.png")])
+    assert_png(tmp_path / "s.png")
+    assert_png(seeds(str(runs_csv), "a", str(tmp_path / "s2.png"), metric="aligned_isnr", methods="improved"))
+    with pytest.raises(InputError, match="not in"):
+        histogram(str(runs_csv), str(tmp_path / "x.png"), methods=["original", "nope"])
+    with pytest.raises(InputError, match="no column"):
+        histogram(str(runs_csv), str(tmp_path / "x.png"), metric="nope")
+    with pytest.raises(InputError, match="input 'zzz'"):
+        seeds(str(runs_csv), "zzz", str(tmp_path / "x.png"))
+    with pytest.raises(InputError, match="no finite"):
+        histogram(str(runs_csv), str(tmp_path / "x.png"), metric="error_ratio")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_fit_speed_fits_sharp_and_blurred_and_writes_curves(tmp_path, capsys):
+    kernel = gaussian_kernel(7, 2.0)
+    support = synthetic_sharp(46, 46)
+    write_image(tmp_path / "sharp.png", support[3:-3, 3:-3])
+    write_image(tmp_path / "blurred.png", blur(support, kernel))
+    output = tmp_path / "fit" / "fit.png"
+    main(["figures", "fit_speed", "--sharp", str(tmp_path / "sharp.png"), "--blurred", str(tmp_path / "blurred.png"),
+          "--iterations", "20", "--channels", "8", "--skip_channels", "4", "--output", str(output)])  # fmt: skip
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(output), str(output.with_suffix(".csv"))]
+    assert_png(output)
+    with output.with_suffix(".csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["iteration"]) for r in rows] == list(range(20))
+    for column in ("rmse_sharp", "rmse_blurred"):
+        values = np.array([float(r[column]) for r in rows])
+        assert np.isfinite(values).all() and values[-1] < 0.8 * values[0]  # the fit makes progress
+    # One seed, one start: the same fit twice gives the same curve.
+    target = torch.from_numpy(support[3:-3, 3:-3]).float()[None, None]
+    spec = ImageNetSpec(channels=8, skip_channels=4)
+    first = fit_rmse(target, spec, 3, seed=4)
+    np.testing.assert_array_equal(first, fit_rmse(target, spec, 3, seed=4))
+    assert first[0] == pytest.approx(float(rows[0]["rmse_sharp"]), rel=0.5)  # same scale as the command's
+    with pytest.raises(SystemExit):
+        main(["figures", "fit_speed", "--sharp", str(tmp_path / "sharp.png"), "--output", str(tmp_path / "y.png")])
+    assert "--blurred" in capsys.readouterr().err
+    with pytest.raises(InputError, match="levels"):
+        fit_rmse(target[..., :20, :20], spec, 2)
+
+
+def test_fit_speed_from_a_manifest_row(tmp_path):
+    from lightning_deblur.synth import SynthCase, write_manifest
+
+    support = synthetic_sharp(44, 44, seed=3)
+    write_image(tmp_path / "s.png", support[2:-2, 2:-2])
+    write_image(tmp_path / "b.png", blur(support, gaussian_kernel(5, 1.0)))
+    write_manifest(tmp_path / "manifest.csv", [SynthCase("one", "b.png", "5x5", "s.png", "", 0.0, "", "")])
+    main(["figures", "fit_speed", "--manifest", str(tmp_path / "manifest.csv"), "--input", "one",
+          "--iterations", "3", "--channels", "8", "--skip_channels", "4", "--output", str(tmp_path / "m.png")])  # fmt: skip
+    assert_png(tmp_path / "m.png")
+    with pytest.raises(SystemExit):
+        main(["figures", "fit_speed", "--manifest", str(tmp_path / "manifest.csv"), "--input", "two"])
+
+
+def test_curves_from_tensorboard_logs(tmp_path, capsys):
+    from torch.utils.tensorboard import SummaryWriter
+
+    for run, gain in (("original/img/seed0", 0.5), ("improved/img/seed0", 1.0)):
+        writer = SummaryWriter(str(tmp_path / "logs" / run))
+        for step in range(0, 50, 5):
+            writer.add_scalar("psnr", 20 + gain * np.log1p(step), step)
+        writer.add_scalar("loss", 1.0, 0)
+        writer.close()
+    main(["figures", "curves", "--logs", str(tmp_path / "logs" / "original" / "img" / "seed0"),
+          str(tmp_path / "logs" / "improved"), "--labels", "[original, improved]", "--output", str(tmp_path / "c.png")])  # fmt: skip
+    assert capsys.readouterr().out.strip() == str(tmp_path / "c.png")
+    assert_png(tmp_path / "c.png")
+    assert_png(curves(str(tmp_path / "logs"), str(tmp_path / "c2.png")))  # both runs found below one folder
+    with pytest.raises(InputError, match="no scalar 'ssim'.*loss, psnr"):
+        curves(str(tmp_path / "logs"), str(tmp_path / "x.png"), tag="ssim")
+    with pytest.raises(InputError, match="labels"):
+        curves(str(tmp_path / "logs"), str(tmp_path / "x.png"), labels=["one"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no TensorBoard event files"):
+        curves(str(tmp_path / "empty"), str(tmp_path / "x.png"))
+    with pytest.raises(InputError, match="not found"):
+        curves(str(tmp_path / "missing"), str(tmp_path / "x.png"))
+
+
+def test_missing_matplotlib_is_a_one_line_error(runs_csv, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes `import matplotlib.figure` fail
+    with pytest.raises(SystemExit) as exit_info:
+        main(["figures", "histogram", "--runs", str(runs_csv), "--output", str(tmp_path / "h.png")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: matplotlib is needed for figures: pip install 'lightning-deblur[plots]'"
+    )
+    assert not (tmp_path / "h.png").exists()

@@ -1,0 +1,58 @@
+"""A job killed mid-run resumes from its checkpoint and ends exactly as an uninterrupted run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from lightning.pytorch import Callback
+
+from conftest import CONF, read_metrics
+from lightning_deblur.cli import main
+from lightning_deblur.io import read_image
+from lightning_deblur.job import DeblurJob
+
+
+class KillAt(Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated kill")
+
+
+def fit(logs, image, *extra):
+    main([
+        "fit", "--config", str(CONF / "tiny_improved.yaml"), "--trainer.logger.init_args.save_dir", str(logs),
+        "--data.image", str(image), "--data.kernel_size", "5", "--checkpoint.every_n_steps", "5", *extra,
+    ])  # fmt: skip
+
+
+def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(blurred_case, tmp_path, monkeypatch):
+    fit(tmp_path / "whole", blurred_case["image"])
+    (whole,) = [p.parent for p in (tmp_path / "whole").glob("*/version_*/metrics.json")]
+    assert not (whole / "checkpoints").exists()  # a finished job drops its checkpoint
+
+    original = DeblurJob.configure_callbacks
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), KillAt(22)])
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        fit(tmp_path / "killed", blurred_case["image"])
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    (run,) = list((tmp_path / "killed").glob("*/version_*"))
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    assert checkpoint.is_file() and not (run / "metrics.json").exists()
+
+    # Step 22 lies in the finest scale (scales of 8, 8, 20 steps); the checkpoint is step 20.
+    fit(tmp_path / "ignored", blurred_case["image"], "--ckpt_path", str(checkpoint))
+    assert read_metrics(run)["iterations"] == read_metrics(whole)["iterations"] == 36
+    np.testing.assert_array_equal(np.load(run / "kernel.npy"), np.load(whole / "kernel.npy"))
+    np.testing.assert_array_equal(read_image(run / "deblurred.png").pixels, read_image(whole / "deblurred.png").pixels)
+    assert read_metrics(run)["final_loss"] == read_metrics(whole)["final_loss"]
+    assert not (tmp_path / "ignored").exists()  # the resumed job wrote into its own run folder
+
+
+def test_a_missing_checkpoint_is_a_clear_error(blurred_case, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        fit(tmp_path, blurred_case["image"], "--ckpt_path", str(tmp_path / "nope.ckpt"))
+    assert exit_info.value.code == 2
+    assert "checkpoint" in capsys.readouterr().err
