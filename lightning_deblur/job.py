@@ -10,6 +10,7 @@ from lightning.pytorch import LightningModule
 from lightning_deblur.data import Observation
 from lightning_deblur.errors import InputError
 from lightning_deblur.io import check_job_sizes
+from lightning_deblur.memory import check_fits
 from lightning_deblur.losses import DATA_TERMS, LossInputs, gaussian_window_1d, psnr, weighted_loss
 from lightning_deblur.multiscale import RefitSpec, Scale, ScalesSpec, ScaleTransition, plan_scales, resize_image
 from lightning_deblur.nets import KernelNet, SkipNet
@@ -240,6 +241,9 @@ class DeblurJob(LightningModule):
         if datamodule is None or getattr(datamodule, "observation", None) is None:
             raise RuntimeError("DeblurJob needs a BlurredImage datamodule passed to trainer.fit")
         self.attach_observation(datamodule.observation)
+        half = str(self.trainer.precision).startswith(("bf16", "16"))
+        # Refuse now, with the memory it needs, rather than fail with an OOM mid-job.
+        check_fits(self.image_spec, self.plan[-1].support, self.trainer.strategy.root_device, 2 if half else 4)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """One Adam with two parameter groups (θ_x, θ_k); each remembers its ``base_lr``."""

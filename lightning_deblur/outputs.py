@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from lightning_deblur.errors import InputError
 from lightning_deblur.io import replace_luminance, write_image, write_json, write_kernel_npy, write_kernel_png
 from lightning_deblur.metrics import aligned_psnr, aligned_ssim, isnr_per_image, psnr_per_image, ssim_per_image
 
@@ -62,6 +63,13 @@ class ResultWriter(Callback):
             metrics["error"] = pl_module.failure
         if pl_module.latest_loss is not None:
             metrics["final_loss"] = float(pl_module.latest_loss)
+        inputs = {p.resolve() for p in (observation.source.path, getattr(observation.sharp_source, "path", None)) if p}
+        clashes = [name for name in RESULT_FILES if (folder / name).resolve() in inputs]
+        if clashes:
+            raise InputError(
+                f"the run folder {folder} holds an input file named {clashes[0]}; results never overwrite inputs: "
+                "move the input or choose another --trainer.logger.init_args.save_dir"
+            )
         if pl_module.latest_x is not None:
             image, kernel = pl_module.estimate()
             self._write_estimate(folder, observation, image, kernel)
