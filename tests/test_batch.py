@@ -1,0 +1,384 @@
+"""``python -m lightning_deblur batch``: many jobs, workers, resume, node shares, failures.
+
+Every job is a real ``fit`` subprocess on a tiny net (37×31 images, 10 iterations), so
+each costs a few seconds, mostly the interpreter and Lightning starting; the tests keep
+the job counts small.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch import Callback
+
+from conftest import CONF, blur, gaussian_kernel, synthetic_sharp
+from lightning_deblur import batch
+from lightning_deblur.batch import CLUSTER_VARIABLES, cluster_rank, node_share, parse_seeds
+from lightning_deblur.cli import main
+from lightning_deblur.errors import InputError
+from lightning_deblur.io import read_image, write_image
+from lightning_deblur.job import DeblurJob
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--model.iterations", "10"]  # passed through to every job's fit
+
+
+def make_manifest(folder: Path, names: list[str], corrupt: tuple[str, ...] = ()) -> Path:
+    """37×31 blurred images (5×5 Gaussian blur) with sharp references, and their manifest.
+
+    Names in ``corrupt`` get a "PNG" that is not an image.
+    """
+    kernel = gaussian_kernel(5, 1.2)
+    rows = ["name,image,kernel_size,sharp"]
+    for number, name in enumerate(names):
+        support = synthetic_sharp(37 + 4, 31 + 4, seed=number)
+        if name in corrupt:
+            (folder / f"{name}.png").write_text("not an image\n")
+        else:
+            write_image(folder / f"{name}.png", blur(support, kernel))
+        write_image(folder / f"{name}_sharp.png", support[2:-2, 2:-2])
+        rows.append(f"{name},{name}.png,5,{name}_sharp.png")
+    (folder / "cases.csv").write_text("\n".join(rows) + "\n")
+    return folder / "cases.csv"
+
+
+def batch_args(manifest: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        "batch",
+        "--config",
+        str(CONF / "tiny.yaml"),
+        "--manifest",
+        str(manifest),
+        "--output_dir",
+        str(output),
+        *FAST,
+        *extra,
+    ]
+
+
+def read_rows(path: Path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def file_states(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` -> (inode, mtime in ns)."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()
+    }
+
+
+@pytest.fixture
+def no_cluster(monkeypatch):
+    """No rank variables from the machine running the tests; one thread per job.
+
+    (batch leaves a given OMP_NUM_THREADS alone: on a busy 2-core machine, two threads
+    per job can make a tiny job many times slower.)
+    """
+    for name in (*CLUSTER_VARIABLES, "SLURM_JOB_NAME", "SLURM_NTASKS_PER_NODE") + tuple(
+        name for name in os.environ if name.startswith("SLURM_ARRAY")
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)  # follows OMP_NUM_THREADS
+    return monkeypatch
+
+
+def test_two_workers_with_two_jobs_each_run_every_job_exactly_once(tmp_path, no_cluster):
+    manifest = make_manifest(tmp_path, ["a", "b", "c"])
+    output = tmp_path / "out"
+    main(batch_args(manifest, output, "--seeds", "0-1", "--devices", "2", "--jobs_per_device", "2"))
+
+    finished = sorted(output.glob("*/seed*/metrics.json"))
+    assert [str(p.parent.relative_to(output)) for p in finished] == [
+        "a/seed0",
+        "a/seed1",
+        "b/seed0",
+        "b/seed1",
+        "c/seed0",
+        "c/seed1",
+    ]
+    for path in finished:
+        run = path.parent
+        metrics = json.loads(path.read_text())
+        assert metrics["iterations"] == 10  # the passed-through option reached every job
+        assert len(list(run.glob("events.out.tfevents.*"))) == 1  # one run per job folder
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert config["seed_everything"] == int(run.name.removeprefix("seed"))
+        assert Path(config["data"]["image"]).stem == run.parent.name
+    rows = read_rows(output / "summary.csv")
+    assert [(r["name"], r["seed"], r["status"]) for r in rows] == [
+        (name, seed, "done") for name in "abc" for seed in "01"
+    ]
+    assert {r["device"] for r in rows} == {"cpu0", "cpu1"}  # both workers took jobs
+    assert all(float(r["psnr"]) > 0 and r["kernel_size"] == "5x5" and not r["error"] for r in rows)
+    # The two seeds of one image differ.
+    assert rows[0]["final_loss"] != rows[1]["final_loss"]
+
+
+def _job_processes(marker: str) -> list[int]:
+    """Processes whose command line mentions ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for leftover job processes")
+def test_killed_batch_resumes_without_redoing_finished_jobs(tmp_path, no_cluster):
+    manifest = make_manifest(tmp_path, ["a", "b", "c"])
+    output = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    args = batch_args(manifest, output, "--devices", "1", "--jobs_per_device", "2")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightning_deblur", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 240
+    while not list(output.glob("*/seed0/metrics.json")):
+        assert process.poll() is None and time.monotonic() < deadline, "the batch ended before finishing a job"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)  # a crash: no clean-up code of the batch runs
+    process.wait(timeout=30)
+    # The workers notice that the batch is gone and kill the job they were running.
+    deadline = time.monotonic() + 30
+    while _job_processes(str(output)):
+        assert time.monotonic() < deadline, "a job kept running after its batch was killed"
+        time.sleep(0.2)
+
+    finished = {p.parent for p in output.glob("*/seed0/metrics.json")}
+    assert 1 <= len(finished) < 3
+    before = {run: file_states(run) for run in finished}
+    unfinished = sorted({output / name / "seed0" for name in "abc"} - finished)
+    # What a job killed mid-way can leave: stale partial files, no metrics.json; here
+    # also a broken checkpoint, which the batch tries, then starts the job over.
+    unfinished[0].mkdir(parents=True, exist_ok=True)
+    (unfinished[0] / "deblurred.png").write_bytes(b"half a png")
+    (unfinished[0] / "stale.txt").write_text("from the killed run\n")
+    (unfinished[0] / "checkpoints").mkdir(exist_ok=True)
+    (unfinished[0] / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+
+    main(args)
+
+    for run in finished:
+        assert file_states(run) == before[run]  # not recomputed, not touched
+    for run in unfinished:
+        assert (run / "metrics.json").is_file() and not (run / "stale.txt").exists()
+        assert json.loads((run / "batch.json").read_text())["resumed"] is False
+        assert read_image(run / "deblurred.png").size == (37, 31)
+    assert not list(output.glob("*/seed*/**/.*"))  # no temporary files left in any job folder
+    rows = {r["name"]: r for r in read_rows(output / "summary.csv")}
+    assert sorted(rows) == ["a", "b", "c"]
+    for name, row in rows.items():
+        expected = "skipped-done" if output / name / "seed0" in finished else "done"
+        assert row["status"] == expected and float(row["psnr"]) > 0, row  # figures of earlier jobs too
+
+
+def test_a_bad_image_fails_alone_and_is_retried_next_time(tmp_path, no_cluster, capsys):
+    manifest = make_manifest(tmp_path, ["bad", "good"], corrupt=("bad",))
+    output = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(batch_args(manifest, output, "--devices", "1", "--jobs_per_device", "2"))
+    assert exit_info.value.code == 1
+    assert "1 of 2 jobs failed" in capsys.readouterr().err
+    rows = {r["name"]: r for r in read_rows(output / "summary.csv")}
+    assert rows["good"]["status"] == "done" and (output / "good" / "seed0" / "metrics.json").is_file()
+    assert rows["bad"]["status"] == "failed" and not (output / "bad" / "seed0" / "metrics.json").exists()
+    assert "is not an image that can be read" in rows["bad"]["error"]  # the job's own one-line error
+    assert "is not an image" in (output / "bad" / "seed0" / "stderr.log").read_text()
+
+    good = file_states(output / "good" / "seed0")
+    with pytest.raises(SystemExit):
+        main(batch_args(manifest, output, "--devices", "1"))
+    rows = {r["name"]: r for r in read_rows(output / "summary.csv")}
+    assert rows["good"]["status"] == "skipped-done" and rows["bad"]["status"] == "failed"
+    assert file_states(output / "good" / "seed0") == good
+    assert "1 to run" in capsys.readouterr().out  # only the failed job ran again
+
+
+class KillAt(Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated kill")
+
+
+def test_a_job_killed_after_a_checkpoint_resumes_from_it(tmp_path, no_cluster, monkeypatch):
+    manifest = make_manifest(tmp_path, ["a"])
+    output = tmp_path / "out"
+    run = output / "a" / "seed0"
+    # The job as batch runs it, killed at step 7 of 10 with a checkpoint from step 5.
+    (job,) = batch.build_jobs(batch.cases_from_manifest(manifest), [0])
+    prefix = ["--config", str(CONF / "tiny.yaml"), *FAST, "--checkpoint.every_n_steps", "5"]
+    original = DeblurJob.configure_callbacks
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), KillAt(7)])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the batch's jobs here (see no_cluster)
+    try:
+        with pytest.raises(RuntimeError, match="simulated kill"):
+            main(batch.fit_arguments(job, output, prefix))
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
+    killed_log = set(run.glob("events.out.tfevents.*"))
+
+    main(batch_args(manifest, output, "--checkpoint.every_n_steps", "5"))
+    assert json.loads((run / "batch.json").read_text())["resumed"] is True
+    assert json.loads((run / "metrics.json").read_text())["iterations"] == 10
+    assert killed_log < set(run.glob("events.out.tfevents.*"))  # same run folder, the first log kept
+    assert not (run / "checkpoints").exists()  # a finished job drops its checkpoint
+    assert read_rows(output / "summary.csv")[0]["status"] == "done"
+
+
+RANK_SCHEMES = {
+    "torchrun": lambda r, n: {
+        "TORCHELASTIC_RUN_ID": "x",
+        "RANK": r,
+        "WORLD_SIZE": n,
+        "LOCAL_RANK": 0,
+        "LOCAL_WORLD_SIZE": 1,
+        "GROUP_RANK": r,
+    },
+    "srun": lambda r, n: {"SLURM_NTASKS": n, "SLURM_PROCID": r, "SLURM_JOB_NAME": "deblur"},
+    "array": lambda r, n: {
+        "SLURM_ARRAY_TASK_ID": 10 + 2 * r,
+        "SLURM_ARRAY_TASK_MIN": 10,
+        "SLURM_ARRAY_TASK_MAX": 10 + 2 * (n - 1),
+        "SLURM_ARRAY_TASK_STEP": 2,
+        "SLURM_NTASKS": 1,
+        "SLURM_PROCID": 0,
+        "SLURM_JOB_NAME": "deblur",
+    },
+    "array_without_count_or_srun": lambda r, n: {
+        "SLURM_ARRAY_TASK_ID": r + 1,
+        "SLURM_ARRAY_TASK_MIN": 1,
+        "SLURM_ARRAY_TASK_MAX": n,
+    },
+    # 2 array tasks × 3 srun tasks = 6 ranks.
+    "array_x_srun": lambda r, n: {
+        "SLURM_ARRAY_TASK_ID": r // 3,
+        "SLURM_ARRAY_TASK_COUNT": 2,
+        "SLURM_ARRAY_TASK_MIN": 0,
+        "SLURM_NTASKS": 3,
+        "SLURM_PROCID": r % 3,
+        "SLURM_JOB_NAME": "deblur",
+    },
+    "rank_and_world_size": lambda r, n: {"RANK": r, "WORLD_SIZE": n},
+}
+
+
+@pytest.mark.parametrize("scheme", list(RANK_SCHEMES))
+def test_node_shares_are_disjoint_and_complete(scheme, no_cluster):
+    world = 6 if scheme == "array_x_srun" else 4
+    shares = []
+    for rank in range(world):
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in RANK_SCHEMES[scheme](rank, world).items():
+                patch.setenv(name, str(value))
+            found = cluster_rank()
+            assert (found.rank, found.world_size) == (rank, world), found
+            shares.append(node_share(23, found))
+    assert sorted(i for share in shares for i in share) == list(range(23))  # complete, no overlap
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1  # balanced
+
+
+def test_without_a_cluster_or_in_an_interactive_slurm_shell_one_process_takes_every_job(no_cluster):
+    assert node_share(5, cluster_rank()) == [0, 1, 2, 3, 4]
+    no_cluster.setenv("SLURM_NTASKS", "4")
+    no_cluster.setenv("SLURM_PROCID", "2")
+    no_cluster.setenv("SLURM_JOB_NAME", "bash")  # salloc's shell: not an srun step
+    assert node_share(5, cluster_rank()) == [0, 1, 2, 3, 4]
+    no_cluster.setenv("SLURM_JOB_NAME", "deblur")
+    no_cluster.setenv("SLURM_PROCID", "4")
+    with pytest.raises(InputError, match="not a valid rank"):
+        cluster_rank()
+
+
+def test_a_slurm_rank_runs_its_share_and_its_jobs_do_not_see_the_slurm_rank(tmp_path, no_cluster):
+    manifest = make_manifest(tmp_path, ["a", "b"])
+    output = tmp_path / "out"
+    for name, value in {
+        "SLURM_NTASKS": 2,
+        "SLURM_PROCID": 1,
+        "SLURM_JOB_NAME": "deblur",
+        "SLURM_NTASKS_PER_NODE": 2,
+        "SLURM_LOCALID": 1,
+        "SLURM_NODEID": 0,
+    }.items():
+        no_cluster.setenv(name, str(value))
+    main(batch_args(manifest, output))
+    assert (output / "b" / "seed0" / "metrics.json").is_file() and not (output / "a").exists()
+    logs = "".join((output / "b" / "seed0" / f).read_text() for f in ("stdout.log", "stderr.log"))
+    assert "rank: 1" not in logs and "SLURM auto-requeueing" not in logs  # a plain single-process job
+    assert [(r["name"], r["status"]) for r in read_rows(output / "summary.part1of2.csv")] == [("b", "done")]
+    assert [(r["name"], r["status"]) for r in read_rows(output / "summary.csv")] == [("a", "pending"), ("b", "done")]
+
+
+def test_cpu_workers_share_the_cores_without_oversubscribing(monkeypatch):
+    monkeypatch.setattr(batch, "_cpu_cores", lambda: 16)
+    slots, threads = batch.plan_slots("4", 2, "cpu", concurrency_cap=100)
+    assert [slot.label for slot in slots] == ["cpu0", "cpu1", "cpu2", "cpu3"] and threads == 2
+    assert all(slot.env == {"CUDA_VISIBLE_DEVICES": ""} for slot in slots)  # CPU jobs never touch a GPU
+    assert batch.plan_slots("4", 2, "cpu", concurrency_cap=3)[1] == 5  # fewer jobs than slots
+    assert batch.plan_slots("auto", 1, "cpu", concurrency_cap=100) == ([batch.Slot("cpu0", slots[0].env)], 16)
+    assert batch.plan_slots("3", 3, "cpu", concurrency_cap=100)[1] == 1
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RANK", "3")
+    env = batch._job_environment(5)
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "5" and "RANK" not in env
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's choice wins, for MKL too
+    env = batch._job_environment(5)
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "7"
+
+
+def test_seed_lists():
+    assert parse_seeds("0-9") == list(range(10))
+    assert parse_seeds("0,3,5") == [0, 3, 5]
+    assert parse_seeds("3") == [3]
+    assert parse_seeds("5, 0-2,1") == [0, 1, 2, 5]
+    for bad in ("", "a", "3-1", "-1", "1-2-3", "0,,1"):
+        with pytest.raises(InputError, match="--seeds"):
+            parse_seeds(bad)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--manifest", "missing.csv"], "manifest 'missing.csv' not found"),
+        (["--manifest", "{cases}", "--seeds", "9-0"], "ends before it starts"),
+        (["--images", "{empty}", "--kernel_size", "5"], "nothing to do"),
+        (["--images", "{empty}"], "--images needs --kernel_size"),
+        (["--manifest", "{cases}", "--data.sharp", "x.png"], "--data.sharp cannot be given to batch"),
+        (["--manifest", "{cases}", "--trainer.devices", "2"], "use --devices"),
+        (["--manifest", "{cases}", "--model.iteratons", "3"], "do not parse"),
+        (["--manifest", "{cases}", "--devices", "many"], "not a number or auto"),
+    ],
+)
+def test_bad_batch_input_is_one_line_and_exit_code_2(tmp_path, capsys, options, message, no_cluster):
+    (tmp_path / "cases.csv").write_text(f"image,kernel_size\n{tmp_path / 'x.png'},5\n")
+    (tmp_path / "empty").mkdir()
+    options = [o.format(cases=tmp_path / "cases.csv", empty=tmp_path / "empty") for o in options]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["batch", "--config", str(CONF / "tiny.yaml"), "--output_dir", str(tmp_path / "out"), *options])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "out").exists()  # nothing started
