@@ -8,6 +8,7 @@ reported as one line on stderr with exit code 2.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -102,22 +103,15 @@ def name_run_after_image(config) -> None:
         logger.init_args.name = Path(image.split(":", 1)[-1] if image.startswith("example:") else image).stem
 
 
-def _synth(argv: list[str]) -> None:
-    from lightning_deblur.synth import command
-
-    command(argv)
-
-
-JOB_FAILED = 3
-"""Exit code of a job stopped by the divergence guard (its last good estimate is kept)."""
-
 COMMANDS = {
-    "synth": _synth,
-    "evaluate": lambda argv: __import__("lightning_deblur.evaluate", fromlist=["command"]).command(argv),
-    "figures": lambda argv: __import__("lightning_deblur.figures", fromlist=["command"]).command(argv),
-    "batch": lambda argv: __import__("lightning_deblur.batch", fromlist=["command"]).command(argv),
+    "synth": "lightning_deblur.synth",
+    "batch": "lightning_deblur.batch",
+    "evaluate": "lightning_deblur.evaluate",
+    "figures": "lightning_deblur.figures",
 }
-"""Subcommands of our own, beside LightningCLI's ``fit``."""
+"""Subcommands of our own, beside LightningCLI's ``fit``: name -> module with ``command(argv)``.
+
+Imported only when called, so ``fit`` does not pay for them (matplotlib, for one)."""
 
 
 def resume_in_the_checkpoints_run_folder(config) -> None:
@@ -141,7 +135,7 @@ def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
     try:
         if argv and argv[0] in COMMANDS:
-            COMMANDS[argv[0]](argv[1:])
+            importlib.import_module(COMMANDS[argv[0]]).command(argv[1:])
         else:
             cli = DeblurCLI(args=argv)
             failure = getattr(cli.model, "failure", None)
