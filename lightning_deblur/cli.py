@@ -103,6 +103,9 @@ def name_run_after_image(config) -> None:
         logger.init_args.name = Path(image.split(":", 1)[-1] if image.startswith("example:") else image).stem
 
 
+JOB_FAILED = 3
+"""Exit code of a job stopped by the divergence guard (its last good estimate is kept)."""
+
 COMMANDS = {
     "synth": "lightning_deblur.synth",
     "batch": "lightning_deblur.batch",
