@@ -58,9 +58,10 @@ def make_dataset(work: Path, size: int, noise: float, kernel_scale: float) -> li
     return read_manifest(data / "manifest.csv")
 
 
-def run_job(case: dict, method: str, seed: int, work: Path, threads: int) -> dict:
+def run_job(case: dict, method: str, seed: int, work: Path, threads: int, precision: str) -> dict:
     """One fit in its own process; returns its metrics.json (or the error)."""
-    run_dir = work / "runs" / method / case["name"] / f"seed{seed}"
+    label = method if precision == "32-true" else f"{method}_{precision}"
+    run_dir = work / "runs" / label / case["name"] / f"seed{seed}"
     metrics_file = run_dir / "metrics.json"
     if not metrics_file.exists():
         kh, kw = case["kernel_size"].split("x")
@@ -68,21 +69,21 @@ def run_job(case: dict, method: str, seed: int, work: Path, threads: int) -> dic
         command = [
             sys.executable, "-W", "ignore", "-m", "lightning_deblur", "fit", *configs,
             "--data.image", case["image"], "--data.sharp", case["sharp"], "--data.kernel_size", f"[{kh}, {kw}]",
-            "--seed_everything", str(seed),
+            "--seed_everything", str(seed), "--trainer.precision", precision,
             "--trainer.logger.init_args.save_dir", str(run_dir.parent),
             "--trainer.logger.init_args.name", "", "--trainer.logger.init_args.version", run_dir.name,
         ]  # fmt: skip
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0 or not metrics_file.exists():
-            return {"method": method, "name": case["name"], "seed": seed, "error": done.stderr.strip()[-500:]}
+            return {"method": label, "name": case["name"], "seed": seed, "error": done.stderr.strip()[-500:]}
     metrics = json.loads(metrics_file.read_text())
-    return {"method": method, "name": case["name"], "seed": seed, **metrics}
+    return {"method": label, "name": case["name"], "seed": seed, **metrics}
 
 
 def summarize(results: list[dict]) -> dict:
     summary = {}
-    for method in METHODS:
+    for method in dict.fromkeys(r["method"] for r in results):
         rows = [r for r in results if r["method"] == method and "aligned_isnr" in r]
         per_input: dict[str, list[float]] = {}
         for row in rows:
@@ -127,21 +128,25 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.01)
     parser.add_argument("--workers", type=int, default=2, help="jobs at once (one CPU thread each by default)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    parser.add_argument("--methods", default="original,improved", help="comma-separated: original, improved")
+    parser.add_argument("--precision", default="32-true", help="trainer precision of every job, e.g. bf16-mixed")
     args = parser.parse_args()
     work = Path(args.work_dir)
     cases = make_dataset(work, args.size, args.noise, args.kernel_scale)
-    jobs = [(case, method, seed) for seed in parse_seeds(args.seeds) for case in cases for method in METHODS]
+    methods = args.methods.split(",")
+    jobs = [(case, method, seed) for seed in parse_seeds(args.seeds) for case in cases for method in methods]
     started = time.perf_counter()
     with ThreadPoolExecutor(args.workers) as pool:
         results = []
-        for index, result in enumerate(pool.map(lambda job: run_job(*job, work, args.threads), jobs), 1):
+        for index, result in enumerate(pool.map(lambda job: run_job(*job, work, args.threads, args.precision), jobs), 1):
             results.append(result)
             status = "error" if "error" in result else f"ISNR {result.get('aligned_isnr', float('nan')):+.2f} dB"
             print(f"[{index}/{len(jobs)}] {result['method']:8s} {result['name']} seed {result['seed']}: {status}", flush=True)
     summary = summarize(results)
     table = markdown(summary)
     print(table)
-    path = save(f"compare_methods_{args.size}px_seeds{args.seeds}", {
+    tag = "" if args.precision == "32-true" else f"_{args.precision}"
+    path = save(f"compare_methods_{args.size}px_seeds{args.seeds}_{'_'.join(methods)}{tag}", {
         "config": vars(args), "elapsed_s": time.perf_counter() - started, "summary": summary, "runs": results,
         "markdown": table,
     })  # fmt: skip
