@@ -41,6 +41,8 @@ class Observation:
         sharp_source: the decoded sharp reference file, if given.
         kernel: ``(kh, kw)`` float32 known kernel (physical orientation, sums to 1), for
             non-blind jobs.
+        y_colour: ``(1, 3, H, W)`` float32 RGB of a colour input, for the colour stage.
+        sharp_colour: ``(1, 3, H, W)`` RGB of a colour sharp reference.
     """
 
     y: torch.Tensor
@@ -49,6 +51,8 @@ class Observation:
     sharp: torch.Tensor | None = None
     sharp_source: LoadedImage | None = None
     kernel: torch.Tensor | None = None
+    y_colour: torch.Tensor | None = None
+    sharp_colour: torch.Tensor | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -57,6 +61,11 @@ class Observation:
 
 def _to_tensor(pixels) -> torch.Tensor:
     return torch.from_numpy(luminance(pixels)).float()[None, None]
+
+
+def _colour_tensor(pixels) -> torch.Tensor | None:
+    """``(1, 3, H, W)`` float32 for RGB pixels, ``None`` for grey ones."""
+    return torch.from_numpy(pixels.transpose(2, 0, 1).copy()).float()[None] if pixels.ndim == 3 else None
 
 
 def load_observation(
@@ -91,7 +100,9 @@ def load_observation(
         raise InputError("the blur size is missing; pass --data.kernel_size (an odd number of pixels, e.g. 27)")
     kernel_size = parse_kernel_size(tuple(kernel_size) if not isinstance(kernel_size, int) else kernel_size)
     source = read_image(resolve_path(image), "--data.image")
-    observation = Observation(y=_to_tensor(source.pixels), kernel_size=kernel_size, source=source)
+    observation = Observation(
+        y=_to_tensor(source.pixels), kernel_size=kernel_size, source=source, y_colour=_colour_tensor(source.pixels)
+    )
     if known_kernel is not None:
         observation.kernel = torch.from_numpy(known_kernel).float()
     if sharp is not None:
@@ -103,6 +114,8 @@ def load_observation(
             )
         observation.sharp = _to_tensor(sharp_source.pixels)
         observation.sharp_source = sharp_source
+        if observation.y_colour is not None:
+            observation.sharp_colour = _colour_tensor(sharp_source.pixels)
     return observation
 
 

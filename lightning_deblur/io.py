@@ -21,10 +21,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from lightning_deblur.errors import InputError
 
 # Full-range BT.601 (the JPEG convention, as used by Pillow's and OpenCV's YCbCr).
-_RGB_TO_YCBCR = np.array(
+RGB_TO_YCBCR = np.array(
     [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float64
 )
-_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
+YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
 
 
 @dataclass
@@ -96,7 +96,7 @@ def _decode(image: Image.Image, path: Path) -> tuple[np.ndarray, int]:
 
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     """``(H, W, 3)`` RGB in [0, 1] -> YCbCr with Y in [0, 1] and Cb, Cr centred on 0.5."""
-    ycbcr = rgb @ _RGB_TO_YCBCR.T
+    ycbcr = rgb @ RGB_TO_YCBCR.T
     ycbcr[..., 1:] += 0.5
     return ycbcr
 
@@ -105,7 +105,7 @@ def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
     """Inverse of :func:`rgb_to_ycbcr`, clipped to [0, 1]."""
     shifted = ycbcr.copy()
     shifted[..., 1:] -= 0.5
-    return np.clip(shifted @ _YCBCR_TO_RGB.T, 0.0, 1.0)
+    return np.clip(shifted @ YCBCR_TO_RGB.T, 0.0, 1.0)
 
 
 def luminance(pixels: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from lightning.pytorch import LightningModule
@@ -128,6 +128,10 @@ class DeblurJob(LightningModule):
         kernel_mode: ``blind`` estimates the kernel with G_k; ``fixed`` deblurs with the
             datamodule's known kernel (``--data.kernel``): the image net alone, as
             SelfDeblur's non-blind script does. Fixed mode runs one scale.
+        colour: for RGB inputs, ``full`` adds a colour stage after the last scale: the
+            kernel found on the luminance is fixed and a 3-channel image net deblurs all
+            channels; ``luminance`` keeps the input's chroma, as the original code does.
+        colour_iterations: steps of the colour stage.
     """
 
     def __init__(
@@ -141,6 +145,8 @@ class DeblurJob(LightningModule):
         refit: RefitSpec = RefitSpec(),
         kernel_prefilter: ShockFilterSpec | None = None,
         kernel_mode: str = "blind",
+        colour: str = "full",
+        colour_iterations: int = 1000,
     ) -> None:
         super().__init__()
         # The resolved config.yaml of the run records these; no hparams copy is kept.
@@ -157,6 +163,10 @@ class DeblurJob(LightningModule):
         if kernel_mode == "fixed" and scales.count != 1:
             raise InputError("a fixed (known) kernel runs at one scale: set --model.scales.count 1")
         self.kernel_mode = kernel_mode
+        if colour not in ("full", "luminance"):
+            raise InputError(f"model.colour must be 'full' or 'luminance', got '{colour}'")
+        self.colour = colour
+        self.colour_iterations = colour_iterations
         if refit.initial_kernel not in ("gaussian", "none"):
             raise InputError(f"model.refit.initial_kernel must be 'gaussian' or 'none', got '{refit.initial_kernel}'")
         self.iterations = iterations
@@ -180,7 +190,9 @@ class DeblurJob(LightningModule):
     # ----------------------------------------------------------------- set-up
     @property
     def total_iterations(self) -> int:
-        """Steps the job runs in all, over every scale."""
+        """Steps the job runs in all, over every scale (and the colour stage, if any)."""
+        if self.plan:
+            return self.plan[-1].end_step
         return (self.scales_spec.count - 1) * self.scales_spec.coarse_iterations + self.iterations
 
     @property
@@ -189,7 +201,8 @@ class DeblurJob(LightningModule):
 
     @property
     def is_finest_scale(self) -> bool:
-        return self.scale_index == len(self.plan) - 1
+        """At full resolution: the last scale, or the colour stage after it."""
+        return self.current_scale.image_size == self.plan[-1].image_size
 
     @property
     def step_in_scale(self) -> int:
@@ -201,6 +214,9 @@ class DeblurJob(LightningModule):
         if self.image_net is not None:
             return
         plan = checked_plan(observation.size, observation.kernel_size, self.image_spec, self.scales_spec, self.iterations)
+        if self.colour == "full" and observation.y_colour is not None and self.colour_iterations > 0:
+            last = plan[-1]
+            plan.append(replace(last, index=last.index + 1, iterations=self.colour_iterations, start_step=last.end_step, colour=True))
         self.observation = observation
         self.plan = plan
         self.image_net = self.image_spec.build(output_channels=1)
@@ -212,6 +228,10 @@ class DeblurJob(LightningModule):
             self.kernel_net = self.kernel_spec.build(plan[0].kernel_size)
         self.register_buffer("y_full", observation.y.clone())
         self.register_buffer("sharp_full", None if observation.sharp is None else observation.sharp.clone())
+        self.register_buffer("y_colour", None if observation.y_colour is None else observation.y_colour.clone())
+        self.register_buffer(
+            "sharp_colour", None if observation.sharp_colour is None else observation.sharp_colour.clone()
+        )
         self.register_buffer("z_k", torch.rand(self.kernel_spec.input_size) * self.kernel_spec.noise_scale)
         self.register_buffer("ssim_window", gaussian_window_1d())
         self.register_buffer("y", None)
@@ -229,12 +249,31 @@ class DeblurJob(LightningModule):
         """
         self.scale_index = index
         scale = self.current_scale
+        if scale.colour:
+            self._enter_colour_stage(scale)
+            return
         self.y = resize_image(self.y_full, scale.image_size)
         self.sharp = None if self.sharp_full is None else resize_image(self.sharp_full, scale.image_size)
         noise = torch.rand(1, self.image_spec.input_channels, *scale.support, device=self.y_full.device)
         self.z_x = noise * self.image_spec.noise_scale
         if self.kernel_net is not None and tuple(self.kernel_net.kernel_size) != tuple(scale.kernel_size):
             self.kernel_net.replace_output_layer(scale.kernel_size)
+
+    def _enter_colour_stage(self, scale: Scale) -> None:
+        """RGB data, a 3-channel image head, and the kernel frozen at its last estimate.
+
+        The kernel net is dropped (its parameters leave the optimizer); the kernel becomes
+        the ``fixed_kernel`` buffer. On a resume the buffer is overwritten by the saved one.
+        """
+        device = self.y_full.device
+        self.y, self.sharp = self.y_colour, self.sharp_colour
+        noise = torch.rand(1, self.image_spec.input_channels, *scale.support, device=device)
+        self.z_x = noise * self.image_spec.noise_scale
+        self.image_net.replace_head(3)
+        if self.kernel_net is not None:
+            kernel = self.latest_k if self.latest_k is not None else torch.zeros(scale.kernel_size, device=device)
+            self.register_buffer("fixed_kernel", kernel.detach().clone())
+            self.kernel_net = None
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from lightning_deblur.colour import colour_support
 from lightning_deblur.image_logging import ImageLogging
 from lightning_deblur.io import write_image, write_kernel_npy, write_kernel_png
 from lightning_deblur.physics import support_size
@@ -71,6 +72,7 @@ class Scale:
         kernel_size: ``(kh, kw)`` at this scale, odd.
         iterations: optimization steps at this scale.
         start_step: global step at which the scale begins.
+        colour: the colour stage: all three channels deblurred with the kernel fixed.
     """
 
     index: int
@@ -78,6 +80,7 @@ class Scale:
     kernel_size: tuple[int, int]
     iterations: int
     start_step: int
+    colour: bool = False
 
     @property
     def support(self) -> tuple[int, int]:
@@ -208,8 +211,13 @@ class ScaleTransition(Callback):
         x_previous, k_previous = pl_module.latest_x, pl_module.latest_k
         pl_module.enter_scale(scale.index + 1)
         nxt = pl_module.current_scale
-        self._fit_image(pl_module, resize_image(x_previous, nxt.support))
-        self._fit_kernel(pl_module, resize_kernel(k_previous, nxt.kernel_size))
+        if nxt.colour:
+            # The kernel is now fixed; the 3-channel net starts from the deblurred luminance
+            # with the observation's chroma.
+            self._fit_image(pl_module, colour_support(x_previous, pl_module.y_colour))
+        else:
+            self._fit_image(pl_module, resize_image(x_previous, nxt.support))
+            self._fit_kernel(pl_module, resize_kernel(k_previous, nxt.kernel_size))
         # New parameters need a new optimizer, and the trainer must be handed it: the
         # module's own reference alone is not what the fit loop steps.
         trainer.strategy.optimizers = [pl_module.configure_optimizers()]

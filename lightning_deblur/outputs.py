@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from lightning_deblur.colour import luminance
 from lightning_deblur.errors import InputError
 from lightning_deblur.io import replace_luminance, write_image, write_json, write_kernel_npy, write_kernel_png
 from lightning_deblur.metrics import aligned_psnr, aligned_ssim, isnr_per_image, psnr_per_image, ssim_per_image
@@ -19,7 +20,8 @@ RESULT_FILES = ("deblurred.png", "kernel.npy", "kernel.png", "metrics.json")
 class ResultWriter(Callback):
     """At the end of a job, writes into the run folder (``trainer.log_dir``):
 
-    - ``deblurred.png``: the ``H × W`` result in the input's bit depth (for RGB inputs,
+    - ``deblurred.png``: the ``H × W`` result in the input's bit depth (RGB inputs:
+      all channels deblurred by the colour stage, or with ``model.colour: luminance``
       the deblurred luminance with the input's chroma);
     - ``kernel.npy``: float32 ``(kh, kw)``, sums to 1, physical orientation;
     - ``kernel.png``: the kernel scaled to its maximum and enlarged (nearest neighbour);
@@ -73,8 +75,12 @@ class ResultWriter(Callback):
         if pl_module.latest_x is not None:
             image, kernel = pl_module.estimate()
             self._write_estimate(folder, observation, image, kernel)
-            if pl_module.sharp is not None and pl_module.is_finest_scale:
-                metrics.update(quality_figures(image.float(), pl_module.y, pl_module.sharp))
+            metrics["colour"] = "full" if image.shape[1] == 3 else "luminance"
+            if pl_module.sharp_full is not None and pl_module.is_finest_scale:
+                # Figures on the luminance, comparable between colour modes and methods.
+                metrics.update(quality_figures(luminance(image.float()), pl_module.y_full, pl_module.sharp_full))
+                if image.shape[1] == 3 and pl_module.sharp_colour is not None:
+                    metrics.update(colour_figures(image.float(), pl_module.y_colour, pl_module.sharp_colour))
         write_json(folder / "metrics.json", metrics)
         if self.verbose:
             print(summary_line(folder, metrics), flush=True)
@@ -82,9 +88,12 @@ class ResultWriter(Callback):
     @staticmethod
     def _write_estimate(folder: Path, observation, image, kernel) -> None:
         kernel_array = kernel.float().cpu().numpy()
-        luminance = image[0, 0].double().cpu().numpy()
         source = observation.source
-        pixels = replace_luminance(source.pixels, luminance) if source.is_colour and luminance.shape == source.size else luminance
+        if image.shape[1] == 3:
+            pixels = image[0].permute(1, 2, 0).double().cpu().numpy()
+        else:
+            grey = image[0, 0].double().cpu().numpy()
+            pixels = replace_luminance(source.pixels, grey) if source.is_colour else grey
         write_image(folder / "deblurred.png", pixels, source.bit_depth)
         write_kernel_npy(folder / "kernel.npy", kernel_array / kernel_array.sum(dtype=np.float64))
         write_kernel_png(folder / "kernel.png", kernel_array)
@@ -119,6 +128,14 @@ def quality_figures(estimate, observation, sharp) -> dict:
         figures["input_aligned_psnr"] = aligned_psnr(observation, sharp, **options)
         figures["aligned_isnr"] = figures["aligned_psnr"] - figures["input_aligned_psnr"]
     return {name: round(float(value[0]), 4) for name, value in figures.items()}
+
+
+def colour_figures(estimate, observation, sharp) -> dict:
+    """PSNR of each RGB channel, of the estimate and of the observation (lists R, G, B)."""
+    def per_channel(images):
+        return [round(float(psnr_per_image(images[:, c : c + 1], sharp[:, c : c + 1])[0]), 4) for c in range(3)]
+
+    return {"psnr_rgb": per_channel(estimate), "input_psnr_rgb": per_channel(observation)}
 
 
 def summary_line(folder: Path, metrics: dict) -> str:

@@ -38,6 +38,8 @@ class JobProgressBar(TQDMProgressBar):
     @staticmethod
     def description(pl_module: LightningModule) -> str:
         plan = getattr(pl_module, "plan", [])
+        if plan and plan[pl_module.scale_index].colour:
+            return "deblurring, colour stage"
         if len(plan) > 1:
             return f"deblurring, scale {pl_module.scale_index + 1}/{len(plan)}"
         return "deblurring"

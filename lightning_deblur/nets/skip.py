@@ -137,6 +137,11 @@ class SkipNet(nn.Module):
         self.body = deeper
         self.head = nn.Sequential(_conv(up_channels, output_channels, 1), nn.Sigmoid())
 
+    def replace_head(self, output_channels: int) -> None:
+        """Give the net a fresh output layer with ``output_channels`` channels (colour stage)."""
+        old = self.head[0]
+        self.head = nn.Sequential(_conv(old.in_channels, output_channels, 1), nn.Sigmoid()).to(old.weight.device)
+
     @staticmethod
     def min_input_size(levels: int) -> int:
         """Smallest input side (pixels) that survives ``levels`` stride-2 reflection-padded convs."""
