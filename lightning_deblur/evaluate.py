@@ -71,6 +71,7 @@ import numpy as np
 import torch
 
 from lightning_deblur.errors import InputError
+from lightning_deblur.function_cli import function_parser, options_of
 from lightning_deblur.io import atomic_write, luminance, read_image, read_kernel
 from lightning_deblur.metrics import (
     align_to_reference,
@@ -593,16 +594,12 @@ def spread_list_option(argv: list[str], option: str) -> list[str]:
 
 def command(argv: list[str]) -> None:
     """``python -m lightning_deblur evaluate …``."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    parser = ArgumentParser(
+    parser = function_parser(
+        evaluate,
         prog="python -m lightning_deblur evaluate",
         description="Measure results folders against a manifest; write runs.csv, summary.json and summary.md.",
     )
-    parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_function_arguments(evaluate, as_group=False)
-    config = parser.parse_args(spread_list_option(argv, "--results"))
-    options = {key: value for key, value in vars(config).items() if key not in ("config", "__default_config__")}
+    options = options_of(parser.parse_args(spread_list_option(argv, "--results")))
     summary = evaluate(**options)
     out = Path(options["output_dir"])
     for method, s in summary["methods"].items():

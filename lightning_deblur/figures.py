@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from lightning_deblur.errors import InputError
+from lightning_deblur.function_cli import function_parser, options_of
 from lightning_deblur.evaluate import read_runs_csv, spread_list_option
 from lightning_deblur.io import atomic_write
 
@@ -363,7 +364,7 @@ _LIST_OPTIONS = ("--methods", "--logs", "--labels")
 
 def command(argv: list[str]) -> None:
     """``python -m lightning_deblur figures KIND …``."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
+    from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(
         prog="python -m lightning_deblur figures",
@@ -371,15 +372,12 @@ def command(argv: list[str]) -> None:
     )
     subcommands = parser.add_subcommands(dest="kind")
     for name, function in KINDS.items():
-        sub = ArgumentParser(description=function.__doc__.split("\n")[0])
-        sub.add_argument("--config", action=ActionConfigFile)
-        sub.add_function_arguments(function, as_group=False)
-        subcommands.add_subcommand(name, sub, help=function.__doc__.split("\n")[0])
+        subcommands.add_subcommand(name, function_parser(function), help=function.__doc__.split("\n")[0])
     for option in _LIST_OPTIONS:
         argv = spread_list_option(argv, option)
     config = parser.parse_args(argv)
     kind = config.kind
-    options = {key: value for key, value in vars(config[kind]).items() if key not in ("config", "__default_config__")}
+    options = options_of(config[kind])
     written = KINDS[kind](**options)
     for path in written if isinstance(written, tuple) else (written,):
         print(path)

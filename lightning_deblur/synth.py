@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from lightning_deblur.errors import InputError
+from lightning_deblur.function_cli import function_parser, options_of
 from lightning_deblur.io import atomic_write, luminance, read_image, read_kernel, write_image, write_kernel_npy
 from lightning_deblur.multiscale import resize_image
 from lightning_deblur.physics import blur_valid
@@ -231,15 +232,11 @@ def parse_kernel_size_text(text: str) -> list[int]:
 
 def command(argv: list[str]) -> None:
     """``python -m lightning_deblur synth …``."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    parser = ArgumentParser(
+    parser = function_parser(
+        synthesize,
         prog="python -m lightning_deblur synth",
         description="Make a synthetic blurred dataset (blurred, sharp, kernels, manifest.csv).",
     )
-    parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_function_arguments(synthesize, as_group=False)
-    config = parser.parse_args(argv)
-    options = {key: value for key, value in vars(config).items() if key not in ("config", "__default_config__")}
+    options = options_of(parser.parse_args(argv))
     rows = synthesize(**options)
     print(f"wrote {len(rows)} cases and {Path(options['output_dir']) / 'manifest.csv'}")

@@ -16,6 +16,17 @@ from lightning_deblur.physics import blur_valid
 CONF = Path(__file__).parent / "conf"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for modules of tiny tensors: more threads only add
+    synchronisation, which is costly on a busy machine. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def synthetic_sharp(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A piecewise-smooth test picture in [0.1, 0.9]: a gradient with random boxes and disks."""
     rng = np.random.default_rng(seed)

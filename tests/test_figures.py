@@ -20,15 +20,10 @@ from lightning_deblur.fit_experiment import fit_rmse
 from lightning_deblur.io import write_image
 from lightning_deblur.job import ImageNetSpec
 
-pytest.importorskip("matplotlib")
+import matplotlib  # noqa: F401  (a dev dependency: a missing one must fail, not skip)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_png(path: Path) -> None:

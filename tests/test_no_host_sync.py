@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from conftest import CONF, run_fit
+from conftest import run_fit
 
 
 def test_values_are_read_back_only_at_logging_intervals(blurred_case, tmp_path, monkeypatch):

@@ -35,6 +35,7 @@ def test_same_seed_reproduces_the_dataset_exactly(sources, tmp_path):
     first = synth(sources, tmp_path / "a", "--seed", "7")
     second = synth(sources, tmp_path / "b", "--seed", "7")
     assert len(first) == 4  # 2 images × 2 kernels
+    assert [row["name"] for row in second] == [row["name"] for row in first]
     assert (tmp_path / "a" / "manifest.csv").read_text() == (tmp_path / "b" / "manifest.csv").read_text()
     for name in ("blurred", "sharp"):
         for row in first:
