@@ -85,6 +85,9 @@ def plain_steps(image: Path, kernel: int, steps: int, warmup: int, precision: st
     size = support_size(tuple(y.shape[-2:]), (kernel, kernel))
     image_net, kernel_net = ImageNetSpec().build(), KernelNetSpec().build((kernel, kernel))
     z_x, z_k = torch.rand(1, 8, *size) * 0.1, torch.rand(200) * 0.1
+    # The same layout as the job's default on CPU (model.memory_format: auto).
+    image_net.to(memory_format=torch.channels_last)
+    z_x = z_x.contiguous(memory_format=torch.channels_last)
     window = gaussian_window_1d()
     optimizer = torch.optim.Adam(
         [{"params": image_net.parameters(), "lr": 0.01}, {"params": kernel_net.parameters(), "lr": 1e-4}]

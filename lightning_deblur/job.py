@@ -132,6 +132,9 @@ class DeblurJob(LightningModule):
             kernel found on the luminance is fixed and a 3-channel image net deblurs all
             channels; ``luminance`` keeps the input's chroma, as the original code does.
         colour_iterations: steps of the colour stage.
+        memory_format: layout of the image net's activations: ``channels_last``,
+            ``contiguous``, or ``auto``: channels_last on CPU, where it measured 18 %
+            faster per step (docs/RESULTS.md), contiguous elsewhere until measured.
     """
 
     def __init__(
@@ -147,6 +150,7 @@ class DeblurJob(LightningModule):
         kernel_mode: str = "blind",
         colour: str = "full",
         colour_iterations: int = 1000,
+        memory_format: str = "auto",
     ) -> None:
         super().__init__()
         # The resolved config.yaml of the run records these; no hparams copy is kept.
@@ -167,6 +171,9 @@ class DeblurJob(LightningModule):
             raise InputError(f"model.colour must be 'full' or 'luminance', got '{colour}'")
         self.colour = colour
         self.colour_iterations = colour_iterations
+        if memory_format not in ("auto", "channels_last", "contiguous"):
+            raise InputError(f"model.memory_format must be auto, channels_last or contiguous, got '{memory_format}'")
+        self.memory_format = memory_format
         if refit.initial_kernel not in ("gaussian", "none"):
             raise InputError(f"model.refit.initial_kernel must be 'gaussian' or 'none', got '{refit.initial_kernel}'")
         self.iterations = iterations
@@ -258,6 +265,20 @@ class DeblurJob(LightningModule):
         self.z_x = noise * self.image_spec.noise_scale
         if self.kernel_net is not None and tuple(self.kernel_net.kernel_size) != tuple(scale.kernel_size):
             self.kernel_net.replace_output_layer(scale.kernel_size)
+        self.apply_memory_format()
+
+    def apply_memory_format(self) -> None:
+        """Put the image net and its input in the layout ``memory_format`` asks for on the
+        current device (set once per scale, not per step)."""
+        device = self.y_full.device
+        channels_last = self.memory_format == "channels_last" or (self.memory_format == "auto" and device.type == "cpu")
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        self.image_net.to(memory_format=layout)
+        self.z_x = self.z_x.contiguous(memory_format=layout)
+
+    def on_fit_start(self) -> None:
+        # The device is known only now; "auto" may choose another layout than at set-up.
+        self.apply_memory_format()
 
     def _enter_colour_stage(self, scale: Scale) -> None:
         """RGB data, a 3-channel image head, and the kernel frozen at its last estimate.
@@ -274,6 +295,7 @@ class DeblurJob(LightningModule):
             kernel = self.latest_k if self.latest_k is not None else torch.zeros(scale.kernel_size, device=device)
             self.register_buffer("fixed_kernel", kernel.detach().clone())
             self.kernel_net = None
+        self.apply_memory_format()
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule

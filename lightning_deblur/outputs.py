@@ -75,7 +75,7 @@ class ResultWriter(Callback):
         if pl_module.latest_x is not None:
             image, kernel = pl_module.estimate()
             self._write_estimate(folder, observation, image, kernel)
-            metrics["colour"] = "full" if image.shape[1] == 3 else "luminance"
+            metrics["colour"] = "full" if image.shape[1] == 3 else ("luminance" if observation.source.is_colour else "grey")
             if pl_module.sharp_full is not None and pl_module.is_finest_scale:
                 # Figures on the luminance, comparable between colour modes and methods.
                 metrics.update(quality_figures(luminance(image.float()), pl_module.y_full, pl_module.sharp_full))

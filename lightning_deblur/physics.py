@@ -25,13 +25,14 @@ def crop_to_observation(x: torch.Tensor, kernel_size: tuple[int, int]) -> torch.
     return x[..., top : top + height, left : left + width]
 
 
-FFT_MIN_KERNEL_PIXELS = 41 * 41
-"""Kernels with at least this many pixels are applied by FFT under ``method="auto"``.
+FFT_MIN_KERNEL_PIXELS = {"cpu": 5 * 5, "cuda": 41 * 41}
+"""Per device type, kernels with at least this many pixels are applied by FFT under
+``method="auto"``.
 
-Measured by ``benchmarks/blur_crossover.py`` (forward + backward, one channel): on the
-2-core CPU of docs/RESULTS.md the direct convolution stays faster up to about 35×35 at
-255×255; see that file for the figures. Either way the blur costs little next to the
-generators.
+CPU: measured by ``benchmarks/blur_crossover.py`` (forward + backward, one channel, see
+docs/RESULTS.md): FFT wins from 5×5 at 64×64 and already at 3×3 at 255×255, by 10× at
+27×27. CUDA: not measured yet (no GPU so far); direct convolution below 41×41 until
+the same script is run on a GPU. Other devices use the CUDA value.
 """
 
 
@@ -42,14 +43,16 @@ def blur_valid(x: torch.Tensor, k: torch.Tensor, method: str = "auto") -> torch.
         x: ``(B, C, H+kh-1, W+kw-1)`` images.
         k: ``(kh, kw)`` kernel.
         method: ``direct`` (``conv2d``), ``fft`` (real FFT of the support size), or
-            ``auto``: FFT for kernels of at least :data:`FFT_MIN_KERNEL_PIXELS` pixels.
+            ``auto``: FFT for kernels of at least :data:`FFT_MIN_KERNEL_PIXELS` pixels
+            (by device type).
 
     Returns:
         ``(B, C, H, W)`` blurred images, float32 even under autocast (the data term is
         sensitive to rounding, and the cost of the blur is small next to the nets).
     """
     if method == "auto":
-        method = "fft" if k.shape[-2] * k.shape[-1] >= FFT_MIN_KERNEL_PIXELS else "direct"
+        threshold = FFT_MIN_KERNEL_PIXELS.get(x.device.type, FFT_MIN_KERNEL_PIXELS["cuda"])
+        method = "fft" if k.shape[-2] * k.shape[-1] >= threshold else "direct"
     with torch.autocast(device_type=x.device.type, enabled=False):
         if method == "fft":
             return _blur_valid_fft(x.float(), k.float())

@@ -118,7 +118,8 @@ def test_evaluate_recomputes_every_figure_and_summarizes_by_method(layout, capsy
         assert perfect["error_ratio"] == pytest.approx(0.0, abs=1e-6) and not perfect["failed"]
         # lazy: the blurred input itself, so no improvement at all
         assert lazy["aligned_psnr"] == pytest.approx(input_aligned[case.name], abs=1e-4)
-        assert lazy["aligned_isnr"] == pytest.approx(0.0, abs=1e-6) and lazy["isnr"] == pytest.approx(0.0, abs=1e-6)
+        # ISNR is a difference of two float32 PSNRs near 25 dB, whose spacing is ~2e-6 dB.
+        assert lazy["aligned_isnr"] == pytest.approx(0.0, abs=1e-5) and lazy["isnr"] == pytest.approx(0.0, abs=1e-5)
         assert lazy["psnr"] == pytest.approx(float(psnr_per_image(blurred, sharp)[0]), abs=1e-4) and lazy["failed"]
         delta = torch.zeros(5, 5, dtype=torch.float64)
         delta[2, 2] = 1

@@ -45,10 +45,10 @@ def test_auto_blur_picks_fft_for_large_kernels(monkeypatch):
 
     calls = []
     monkeypatch.setattr(physics, "_blur_valid_fft", lambda x, k: calls.append(k.shape) or x[..., : x.shape[-2] - k.shape[-2] + 1, : x.shape[-1] - k.shape[-1] + 1])
+    blur_valid(torch.rand(1, 1, 80, 80), torch.rand(3, 3))
+    assert calls == []  # below the CPU crossover
     blur_valid(torch.rand(1, 1, 80, 80), torch.rand(5, 5))
-    assert calls == []
-    blur_valid(torch.rand(1, 1, 80, 80), torch.rand(41, 41))
-    assert calls == [(41, 41)]
+    assert calls == [(5, 5)]
 
 
 def test_blur_with_an_off_centre_delta_moves_content_physically():
