@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from lightning.pytorch import Callback
 
-from conftest import CONF, blur, gaussian_kernel, synthetic_sharp
+from conftest import CONF, KillAt, blur, gaussian_kernel, synthetic_sharp
 from lightning_deblur import batch
 from lightning_deblur.batch import CLUSTER_VARIABLES, cluster_rank, node_share, parse_seeds
 from lightning_deblur.cli import main
@@ -209,14 +208,6 @@ def test_a_bad_image_fails_alone_and_is_retried_next_time(tmp_path, no_cluster, 
     assert file_states(output / "good" / "seed0") == good
     assert "1 to run" in capsys.readouterr().out  # only the failed job ran again
 
-
-class KillAt(Callback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
-            raise RuntimeError("simulated kill")
 
 
 def test_a_job_killed_after_a_checkpoint_resumes_from_it(tmp_path, no_cluster, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import CONF, blur, gaussian_kernel, read_metrics, run_fit, synthetic_sharp
+from conftest import CONF, blur, gaussian_kernel, read_metrics, run_fit, synthetic_sharp, write_easy_case
 from lightning_deblur.cli import main
 from lightning_deblur.io import read_image, rgb_to_ycbcr, write_image
 
@@ -81,12 +81,8 @@ def test_same_seed_gives_identical_results(blurred_case, tmp_path):
 
 
 def test_tiny_blind_run_raises_psnr_on_an_easy_case(tmp_path):
-    # A 40×36 piecewise-smooth picture under a 7×7 Gaussian blur; G_k starts from the
-    # Gaussian initialization. Seeds 0, 1, 2 gain 1.9 to 2.7 dB here; 1 dB is the bar.
-    kernel = gaussian_kernel(7, 2.0)
-    support = synthetic_sharp(40 + 6, 36 + 6)
-    write_image(tmp_path / "blurred.png", blur(support, kernel))
-    write_image(tmp_path / "sharp.png", support[3:-3, 3:-3])
+    # G_k starts from the Gaussian initialization; the case gains 1.9 to 2.7 dB, 1 dB is the bar.
+    write_easy_case(tmp_path)
     run = run_fit(
         tmp_path,
         "--data.image", str(tmp_path / "blurred.png"),
@@ -154,11 +150,8 @@ def test_results_json_is_complete_json(blurred_case, tmp_path):
 
 
 def test_non_blind_mode_keeps_the_given_kernel_and_trains_the_image_net_only(tmp_path):
-    kernel = gaussian_kernel(7, 2.0)
-    support = synthetic_sharp(40 + 6, 36 + 6)
-    write_image(tmp_path / "blurred.png", blur(support, kernel))
-    write_image(tmp_path / "sharp.png", support[3:-3, 3:-3])
-    np.save(tmp_path / "true_kernel.npy", kernel)
+    write_easy_case(tmp_path)
+    kernel = np.load(tmp_path / "true_kernel.npy")
     run = run_fit(
         tmp_path,
         "--data.image", str(tmp_path / "blurred.png"), "--data.sharp", str(tmp_path / "sharp.png"),

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from lightning.pytorch import Callback
 
-from conftest import CONF, read_metrics
+from conftest import CONF, KillAt, read_metrics
 from lightning_deblur.cli import main
 from lightning_deblur.io import read_image
 from lightning_deblur.job import DeblurJob
 
-
-class KillAt(Callback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
-            raise RuntimeError("simulated kill")
 
 
 def fit(logs, image, *extra):
