@@ -140,7 +140,8 @@ def main(args: list[str] | None = None) -> None:
         if argv and argv[0] in COMMANDS:
             importlib.import_module(COMMANDS[argv[0]]).command(argv[1:])
         else:
-            cli = DeblurCLI(args=argv)
+            # From the command line LightningCLI reads sys.argv itself (given both, it warns).
+            cli = DeblurCLI(args=None if args is None else argv)
             failure = getattr(cli.model, "failure", None)
             if failure:
                 print(f"error: the job failed: {failure}", file=sys.stderr)
