@@ -65,9 +65,14 @@ class DeblurCLI(LightningCLI):
         parser.add_lightning_class_args(DivergenceGuard, "divergence")
         parser.add_lightning_class_args(JobCheckpoint, "checkpoint")
 
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        # Check the inputs before anything else happens (seeding, logging, folders).
+        subcommand = self.config.get("subcommand")
+        check_inputs(self.config[subcommand] if subcommand else self.config)
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        check_inputs(config)
         name_run_after_image(config)
         resume_in_the_checkpoints_run_folder(config)
         if config.trainer.get("enable_progress_bar") is False:

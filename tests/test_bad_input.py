@@ -84,3 +84,19 @@ def test_nothing_is_written_for_bad_input(capsys, tmp_path):
         main(["fit", "--config", str(CONF / "tiny.yaml"), "--trainer.logger.init_args.save_dir", str(logs),
               "--data.image", str(tmp_path / "nope.png"), "--data.kernel_size", "5"])  # fmt: skip
     assert not logs.exists()
+
+
+def test_the_real_command_line_prints_exactly_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "lightning_deblur", "fit", "--data.image", str(tmp_path / "missing.png"),
+         "--data.kernel_size", "5"],  # fmt: skip
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: image file not found: '{tmp_path / 'missing.png'}'; check the path given to --data.image"
+    ]
+    assert not (tmp_path / "logs").exists()
