@@ -87,13 +87,17 @@ def test_nothing_is_written_for_bad_input(capsys, tmp_path):
 
 
 def test_the_real_command_line_prints_exactly_one_line(tmp_path):
+    import os
     import subprocess
     import sys
+    from pathlib import Path
 
+    # The package may be installed (CI's editable install) or only importable from the repo.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     done = subprocess.run(
         [sys.executable, "-m", "lightning_deblur", "fit", "--data.image", str(tmp_path / "missing.png"),
          "--data.kernel_size", "5"],  # fmt: skip
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env,
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
