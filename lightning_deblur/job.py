@@ -261,8 +261,7 @@ class DeblurJob(LightningModule):
             return
         self.y = resize_image(self.y_full, scale.image_size)
         self.sharp = None if self.sharp_full is None else resize_image(self.sharp_full, scale.image_size)
-        noise = torch.rand(1, self.image_spec.input_channels, *scale.support, device=self.y_full.device)
-        self.z_x = noise * self.image_spec.noise_scale
+        self.z_x = self._fresh_input_noise(scale.support)
         if self.kernel_net is not None and tuple(self.kernel_net.kernel_size) != tuple(scale.kernel_size):
             self.kernel_net.replace_output_layer(scale.kernel_size)
         self.apply_memory_format()
@@ -280,6 +279,11 @@ class DeblurJob(LightningModule):
         # The device is known only now; "auto" may choose another layout than at set-up.
         self.apply_memory_format()
 
+    def _fresh_input_noise(self, support: tuple[int, int]) -> torch.Tensor:
+        """``z_x`` for a support: uniform in ``[0, noise_scale)``, ``(1, input_channels, H', W')``."""
+        noise = torch.rand(1, self.image_spec.input_channels, *support, device=self.y_full.device)
+        return noise * self.image_spec.noise_scale
+
     def _enter_colour_stage(self, scale: Scale) -> None:
         """RGB data, a 3-channel image head, and the kernel frozen at its last estimate.
 
@@ -288,8 +292,7 @@ class DeblurJob(LightningModule):
         """
         device = self.y_full.device
         self.y, self.sharp = self.y_colour, self.sharp_colour
-        noise = torch.rand(1, self.image_spec.input_channels, *scale.support, device=device)
-        self.z_x = noise * self.image_spec.noise_scale
+        self.z_x = self._fresh_input_noise(scale.support)
         self.image_net.replace_head(3)
         if self.kernel_net is not None:
             kernel = self.latest_k if self.latest_k is not None else torch.zeros(scale.kernel_size, device=device)
