@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import copy
+from dataclasses import dataclass
 
 import torch
 from lightning.pytorch import LightningModule
 
+from lightning_deblur.colour import colour_support
 from lightning_deblur.data import Observation
 from lightning_deblur.errors import InputError
 from lightning_deblur.io import check_job_sizes
 from lightning_deblur.memory import check_fits
+from lightning_deblur.kernel_crop import KernelCropSpec, choose_crop
 from lightning_deblur.losses import DATA_TERMS, LossInputs, gaussian_window_1d, psnr, weighted_loss
 from lightning_deblur.multiscale import RefitSpec, Scale, ScalesSpec, ScaleTransition, plan_scales, resize_image
 from lightning_deblur.nets import KernelNet, SkipNet
-from lightning_deblur.physics import blur_valid, crop_to_observation
+from lightning_deblur.physics import blur_valid, crop_to_observation, pad_to_support
 from lightning_deblur.shock_filter import ShockFilterSpec, shock_filter
+from lightning_deblur.tiles import FinishSpec, add_tile, blended, largest_fitting_tile, tile_boxes
 
 
 @dataclass
@@ -131,7 +135,11 @@ class DeblurJob(LightningModule):
         colour: for RGB inputs, ``full`` adds a colour stage after the last scale: the
             kernel found on the luminance is fixed and a 3-channel image net deblurs all
             channels; ``luminance`` keeps the input's chroma, as the original code does.
-        colour_iterations: steps of the colour stage.
+        kernel_crop: where a blind job estimates the kernel: the whole image, or for
+            images larger than ``kernel_crop.size`` the most textured crop of that size
+            (or a given box), after which the finishing stage deblurs the whole image.
+        finish: the non-blind finishing stage (colour stage, whole image after a crop,
+            and every non-blind job): steps per tile, tile size, overlap.
         memory_format: layout of the image net's activations: ``channels_last``,
             ``contiguous``, or ``auto``: channels_last on CPU, where it measured 18 %
             faster per step (docs/RESULTS.md), contiguous elsewhere until measured.
@@ -149,7 +157,8 @@ class DeblurJob(LightningModule):
         kernel_prefilter: ShockFilterSpec | None = None,
         kernel_mode: str = "blind",
         colour: str = "full",
-        colour_iterations: int = 1000,
+        kernel_crop: KernelCropSpec = KernelCropSpec(),
+        finish: FinishSpec = FinishSpec(),
         memory_format: str = "auto",
     ) -> None:
         super().__init__()
@@ -170,7 +179,8 @@ class DeblurJob(LightningModule):
         if colour not in ("full", "luminance"):
             raise InputError(f"model.colour must be 'full' or 'luminance', got '{colour}'")
         self.colour = colour
-        self.colour_iterations = colour_iterations
+        self.kernel_crop_spec = kernel_crop
+        self.finish_spec = finish
         if memory_format not in ("auto", "channels_last", "contiguous"):
             raise InputError(f"model.memory_format must be auto, channels_last or contiguous, got '{memory_format}'")
         self.memory_format = memory_format
@@ -182,6 +192,12 @@ class DeblurJob(LightningModule):
         """Weight of each loss term for the current step; set by the schedule callbacks."""
         self.plan: list[Scale] = []
         self.scale_index = 0
+        self.blind_scale_count = 0
+        self.crop = None
+        """The :class:`~lightning_deblur.tiles.Box` the kernel is estimated on, or ``None`` (whole image)."""
+        self.tile_overlap = 0
+        self.finish_start_net: SkipNet | None = None
+        """The image net as every finishing tile starts it (a frozen copy, kept in checkpoints)."""
         self.refit_reports: list = []
         """``(net, scale index, FitReport)`` of every re-fit, in order."""
         self.image_net: SkipNet | None = None
@@ -208,26 +224,56 @@ class DeblurJob(LightningModule):
 
     @property
     def is_finest_scale(self) -> bool:
-        """At full resolution: the last scale, or the colour stage after it."""
-        return self.current_scale.image_size == self.plan[-1].image_size
+        """At full resolution: the last blind scale, or a finishing stage after it."""
+        return self.current_scale.finishing or self.scale_index == self.blind_scale_count - 1
+
+    @property
+    def has_finishing(self) -> bool:
+        return bool(self.plan) and self.plan[-1].finishing
+
+    @property
+    def estimate_is_full_size(self) -> bool:
+        """Whether :meth:`estimate` covers the whole observation at full resolution."""
+        return self.current_scale.finishing or (not self.has_finishing and self.is_finest_scale)
 
     @property
     def step_in_scale(self) -> int:
         """0-based index of the current step within the current scale."""
         return self.global_step - self.current_scale.start_step
 
-    def attach_observation(self, observation: Observation) -> None:
-        """Plan the scales and build the generators for ``observation``; idempotent."""
+    def attach_observation(
+        self, observation: Observation, device: torch.device | None = None, bytes_per_value: int = 4
+    ) -> None:
+        """Plan the stages and build the generators for ``observation``; idempotent.
+
+        Args:
+            observation: the job's data.
+            device: where the job will run; automatic tile sizes fit its free memory
+                (``None``: one tile for the whole image).
+            bytes_per_value: 4 for float32 activations, 2 under 16-bit autocast.
+        """
         if self.image_net is not None:
             return
-        plan = checked_plan(observation.size, observation.kernel_size, self.image_spec, self.scales_spec, self.iterations)
-        if self.colour == "full" and observation.y_colour is not None and self.colour_iterations > 0:
-            last = plan[-1]
-            plan.append(replace(last, index=last.index + 1, iterations=self.colour_iterations, start_step=last.end_step, colour=True))
         self.observation = observation
+        blind = self.kernel_mode == "blind"
+        self.crop = choose_crop(observation.y, self.kernel_crop_spec) if blind else None
+        blind_size = observation.size if self.crop is None else self.crop.size
+        plan = checked_plan(blind_size, observation.kernel_size, self.image_spec, self.scales_spec, self.iterations)
+        self.blind_scale_count = len(plan) if blind else 0
+        plan = plan if blind else []
+        channels = 3 if self.colour == "full" and observation.y_colour is not None else 1
+        finishing_iterations = self.finish_spec.iterations if blind else self.iterations
+        if self.crop is not None and finishing_iterations < 1:
+            raise InputError(
+                "the kernel is estimated on a crop, so the whole image needs the finishing stage: "
+                "set --model.finish.iterations to a positive number (or --model.kernel_crop.size null)"
+            )
+        if finishing_iterations > 0 and (not blind or self.crop is not None or channels == 3):
+            start = plan[-1].end_step if plan else 0
+            plan += self._finishing_stages(observation, channels, finishing_iterations, start, device, bytes_per_value)
         self.plan = plan
-        self.image_net = self.image_spec.build(output_channels=1)
-        if self.kernel_mode == "fixed":
+        self.image_net = self.image_spec.build(output_channels=1 if blind else channels)
+        if not blind:
             if observation.kernel is None:
                 raise InputError("non-blind mode (model.kernel_mode: fixed) needs the kernel: pass --data.kernel k.npy")
             self.register_buffer("fixed_kernel", observation.kernel.clone())
@@ -244,7 +290,49 @@ class DeblurJob(LightningModule):
         self.register_buffer("y", None)
         self.register_buffer("sharp", None)
         self.register_buffer("z_x", None)
+        self.register_buffer("blind_estimate", None)
+        if self.has_finishing:
+            height, width = observation.size
+            self.register_buffer("finish_sum", torch.zeros(1, plan[-1].channels, height, width))
+            self.register_buffer("finish_weight", torch.zeros(1, 1, height, width))
         self.enter_scale(0)
+
+    def _finishing_stages(
+        self,
+        observation: Observation,
+        channels: int,
+        iterations: int,
+        start: int,
+        device: torch.device | None,
+        bytes_per_value: int,
+    ) -> list[Scale]:
+        """One finishing stage per tile of the full-size observation."""
+        spec, kernel_size = self.finish_spec, observation.kernel_size
+        min_support = SkipNet.min_input_size(self.image_spec.levels)
+        tile_size = spec.tile_size
+        if tile_size is None:
+            smallest = max(min_support - min(kernel_size) + 1, 1)
+            tile_size = (
+                max(observation.size)
+                if device is None
+                else largest_fitting_tile(
+                    self.image_spec, observation.size, kernel_size, device, channels, bytes_per_value, smallest
+                )
+            )
+        if tile_size < 1:
+            raise InputError(f"model.finish.tile_size must be positive (or null for automatic), got {tile_size}")
+        overlap = spec.overlap
+        if overlap is None:
+            # Tiles meet well inside each other's valid region: twice the blur's reach.
+            overlap = min(max(16, 2 * max(kernel_size)), max(tile_size // 2, 0))
+        self.tile_overlap = overlap
+        stages = []
+        for box in tile_boxes(observation.size, tile_size, overlap):
+            check_job_sizes(box.size, kernel_size, min_support, self.image_spec.levels)
+            index = self.blind_scale_count + len(stages)
+            stages.append(Scale(index, box.size, kernel_size, iterations, start, finishing=True, channels=channels, tile=box))
+            start += iterations
+        return stages
 
     def enter_scale(self, index: int) -> None:
         """Switch data, input noise and kernel-net output size to scale ``index``.
@@ -256,11 +344,15 @@ class DeblurJob(LightningModule):
         """
         self.scale_index = index
         scale = self.current_scale
-        if scale.colour:
-            self._enter_colour_stage(scale)
+        if scale.finishing:
+            self._enter_finishing_stage(scale)
             return
-        self.y = resize_image(self.y_full, scale.image_size)
-        self.sharp = None if self.sharp_full is None else resize_image(self.sharp_full, scale.image_size)
+        y, sharp = self.y_full, self.sharp_full
+        if self.crop is not None:
+            y = y[..., self.crop.rows(), self.crop.columns()]
+            sharp = None if sharp is None else sharp[..., self.crop.rows(), self.crop.columns()]
+        self.y = resize_image(y, scale.image_size)
+        self.sharp = None if sharp is None else resize_image(sharp, scale.image_size)
         self.z_x = self._fresh_input_noise(scale.support)
         if self.kernel_net is not None and tuple(self.kernel_net.kernel_size) != tuple(scale.kernel_size):
             self.kernel_net.replace_output_layer(scale.kernel_size)
@@ -284,30 +376,72 @@ class DeblurJob(LightningModule):
         noise = torch.rand(1, self.image_spec.input_channels, *support, device=self.y_full.device)
         return noise * self.image_spec.noise_scale
 
-    def _enter_colour_stage(self, scale: Scale) -> None:
-        """RGB data, a 3-channel image head, and the kernel frozen at its last estimate.
+    def _enter_finishing_stage(self, scale: Scale) -> None:
+        """Data of the stage's tile (RGB or luminance), and the image net as every tile starts it.
 
-        The kernel net is dropped (its parameters leave the optimizer); the kernel becomes
-        the ``fixed_kernel`` buffer. On a resume the buffer is overwritten by the saved one.
+        Leaving the blind scales, the kernel net is dropped (its parameters leave the
+        optimizer) and the kernel becomes the ``fixed_kernel`` buffer; without a crop, the
+        full-size blind estimate is kept as the tiles' starting estimate. The first
+        finishing stage gives the image net an output layer of the stage's channels and
+        keeps a frozen copy; every later tile starts from that copy, so all tiles start
+        alike. On a resume, the checkpoint overwrites all of these.
         """
         device = self.y_full.device
-        self.y, self.sharp = self.y_colour, self.sharp_colour
-        self.z_x = self._fresh_input_noise(scale.support)
-        self.image_net.replace_head(3)
         if self.kernel_net is not None:
             kernel = self.latest_k if self.latest_k is not None else torch.zeros(scale.kernel_size, device=device)
             self.register_buffer("fixed_kernel", kernel.detach().clone())
             self.kernel_net = None
+            if self.crop is None and self.latest_x is not None:
+                self.blind_estimate = self.latest_x.detach().clone()
+        if self.finish_start_net is None:
+            if self.image_net.head[0].out_channels != scale.channels:
+                self.image_net.replace_head(scale.channels)
+            self.finish_start_net = copy.deepcopy(self.image_net).requires_grad_(False)
+        else:
+            self.image_net.load_state_dict(self.finish_start_net.state_dict())
+        rows, columns = scale.tile.rows(), scale.tile.columns()
+        y_source = self.y_colour if scale.channels == 3 else self.y_full
+        sharp_source = self.sharp_colour if scale.channels == 3 else self.sharp_full
+        self.y = y_source[..., rows, columns]
+        self.sharp = None if sharp_source is None else sharp_source[..., rows, columns]
+        self.z_x = self._fresh_input_noise(scale.support)
         self.apply_memory_format()
+
+    def finishing_start(self) -> torch.Tensor | None:
+        """What the image net is fitted to before the current finishing tile, or ``None``
+        (a non-blind job starts from the nets' initial weights, as the original does).
+
+        With a full-size blind estimate: its tile, with the observation's chroma for RGB.
+        With the kernel from a crop: the blurred tile itself, edge-padded to the support.
+
+        Returns:
+            ``(1, channels, h+kh-1, w+kw-1)`` in [0, 1].
+        """
+        scale = self.current_scale
+        if self.kernel_mode == "fixed":
+            return None
+        if self.blind_estimate is not None:
+            rows, columns = scale.tile.support_slices(scale.kernel_size)
+            estimate = self.blind_estimate[..., rows, columns]
+            return colour_support(estimate, self.y) if scale.channels == 3 else estimate
+        return pad_to_support(self.y, scale.kernel_size)
+
+    def blend_finished_tile(self) -> None:
+        """Add the current tile's final estimate to the whole-image blend."""
+        scale = self.current_scale
+        estimate = crop_to_observation(self.latest_x, scale.kernel_size)
+        add_tile(self.finish_sum, self.finish_weight, estimate, scale.tile, self.tile_overlap)
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         if datamodule is None or getattr(datamodule, "observation", None) is None:
             raise RuntimeError("DeblurJob needs a BlurredImage datamodule passed to trainer.fit")
-        self.attach_observation(datamodule.observation)
         half = str(self.trainer.precision).startswith(("bf16", "16"))
+        device = self.trainer.strategy.root_device
+        self.attach_observation(datamodule.observation, device, 2 if half else 4)
         # Refuse now, with the memory it needs, rather than fail with an OOM mid-job.
-        check_fits(self.image_spec, self.plan[-1].support, self.trainer.strategy.root_device, 2 if half else 4)
+        largest = max(self.plan, key=lambda stage: stage.support[0] * stage.support[1])
+        check_fits(self.image_spec, largest.support, device, 2 if half else 4)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """One Adam with two parameter groups (θ_x, θ_k); each remembers its ``base_lr``."""
@@ -338,6 +472,9 @@ class DeblurJob(LightningModule):
             raise InputError("this checkpoint was not written by a deblurring job; pass a run's checkpoints/last.ckpt")
         if state["scale_index"] != self.scale_index:
             self.enter_scale(state["scale_index"])
+        saved_blind_estimate = checkpoint["state_dict"].get("blind_estimate")
+        if saved_blind_estimate is not None and self.blind_estimate is None:
+            self.blind_estimate = torch.empty_like(saved_blind_estimate, device=self.y_full.device)
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -399,8 +536,22 @@ class DeblurJob(LightningModule):
 
     # ---------------------------------------------------------------- results
     def estimate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latest estimate at the current scale: the ``(1, 1, H, W)`` image crop and the
-        ``(kh, kw)`` kernel."""
+        """Latest estimate and the ``(kh, kw)`` kernel.
+
+        In the blind scales: the current scale's ``(1, 1, h, w)`` estimate (of the crop,
+        if any). In the finishing stages: the ``(1, C, H, W)`` blend of every tile so far,
+        the current one included, with the blurred observation where no tile has
+        landed yet (a job that stopped early still gets a full-size result).
+        """
         if self.latest_x is None:
             raise RuntimeError("the job has not run a step yet")
-        return crop_to_observation(self.latest_x, self.current_scale.kernel_size), self.latest_k
+        scale = self.current_scale
+        if not scale.finishing:
+            return crop_to_observation(self.latest_x, scale.kernel_size), self.latest_k
+        weighted, weights = self.finish_sum.clone(), self.finish_weight.clone()
+        already_blended = self.global_step >= scale.end_step and self.failure is None
+        if not already_blended:
+            estimate = crop_to_observation(self.latest_x, scale.kernel_size)
+            add_tile(weighted, weights, estimate, scale.tile, self.tile_overlap)
+        observation = self.y_colour if scale.channels == 3 else self.y_full
+        return blended(weighted, weights, observation), self.fixed_kernel

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from lightning_deblur.colour import colour_support
 from lightning_deblur.image_logging import ImageLogging
 from lightning_deblur.io import write_image, write_kernel_npy, write_kernel_png
 from lightning_deblur.physics import support_size
+from lightning_deblur.tiles import Box
 
 
 @dataclass
@@ -72,7 +72,11 @@ class Scale:
         kernel_size: ``(kh, kw)`` at this scale, odd.
         iterations: optimization steps at this scale.
         start_step: global step at which the scale begins.
-        colour: the colour stage: all three channels deblurred with the kernel fixed.
+        finishing: a non-blind stage after the blind scales (or the whole of a
+            non-blind job): the kernel is fixed and the image net deblurs one tile of the
+            full-size observation (``tile``) in ``channels`` channels.
+        channels: image channels of the stage: 1 (luminance or grey) or 3 (RGB).
+        tile: the box of the full-size observation a finishing stage deblurs.
     """
 
     index: int
@@ -80,7 +84,9 @@ class Scale:
     kernel_size: tuple[int, int]
     iterations: int
     start_step: int
-    colour: bool = False
+    finishing: bool = False
+    channels: int = 1
+    tile: Box | None = None
 
     @property
     def support(self) -> tuple[int, int]:
@@ -187,7 +193,10 @@ class ScaleTransition(Callback):
       and input noise to the next scale and give G_k an output layer of the new size,
       fits both nets to the upsampled estimates, and hands the trainer a new optimizer
       over the new parameters. The per-scale step counter the schedules read restarts.
-    - Writes every scale's estimate into ``<run folder>/scales/`` and logs the state right
+    - At the end of every finishing tile: adds its estimate to the whole-image blend;
+      before the next tile, the job resets the image net and this callback fits it to the
+      tile's starting estimate (when the job has one), with a new optimizer again.
+    - Writes every blind scale's estimate into ``<run folder>/scales/`` and logs the state right
       after each re-fit to TensorBoard under ``refit/``.
 
     The job attaches this callback itself (``configure_callbacks``).
@@ -205,16 +214,21 @@ class ScaleTransition(Callback):
         scale = pl_module.current_scale
         if trainer.global_step != scale.end_step or pl_module.failure is not None:
             return
-        self._save_scale(trainer, pl_module, scale)
+        if scale.finishing:
+            pl_module.blend_finished_tile()
+        else:
+            self._save_scale(trainer, pl_module, scale)
         if scale.index + 1 >= len(pl_module.plan):
             return
         x_previous, k_previous = pl_module.latest_x, pl_module.latest_k
         pl_module.enter_scale(scale.index + 1)
         nxt = pl_module.current_scale
-        if nxt.colour:
-            # The kernel is now fixed; the 3-channel net starts from the deblurred luminance
-            # with the observation's chroma.
-            self._fit_image(pl_module, colour_support(x_previous, pl_module.y_colour))
+        if nxt.finishing:
+            # The kernel is now fixed; the image net starts each tile from the job's
+            # starting estimate for it (none in a non-blind job).
+            start = pl_module.finishing_start()
+            if start is not None:
+                self._fit_image(pl_module, start)
         else:
             self._fit_image(pl_module, resize_image(x_previous, nxt.support))
             self._fit_kernel(pl_module, resize_kernel(k_previous, nxt.kernel_size))

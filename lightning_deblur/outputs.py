@@ -76,7 +76,11 @@ class ResultWriter(Callback):
             image, kernel = pl_module.estimate()
             self._write_estimate(folder, observation, image, kernel)
             metrics["colour"] = "full" if image.shape[1] == 3 else ("luminance" if observation.source.is_colour else "grey")
-            if pl_module.sharp_full is not None and pl_module.is_finest_scale:
+            if pl_module.crop is not None:
+                metrics["kernel_crop"] = pl_module.crop.as_list()
+            if pl_module.has_finishing:
+                metrics["tiles"] = sum(stage.finishing for stage in pl_module.plan)
+            if pl_module.sharp_full is not None and pl_module.estimate_is_full_size:
                 # Figures on the luminance, comparable between colour modes and methods.
                 metrics.update(quality_figures(luminance(image.float()), pl_module.y_full, pl_module.sharp_full))
                 if image.shape[1] == 3 and pl_module.sharp_colour is not None:

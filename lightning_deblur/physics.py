@@ -25,6 +25,14 @@ def crop_to_observation(x: torch.Tensor, kernel_size: tuple[int, int]) -> torch.
     return x[..., top : top + height, left : left + width]
 
 
+def pad_to_support(y: torch.Tensor, kernel_size: tuple[int, int]) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, H+kh-1, W+kw-1)`` by edge replication, placed so that
+    :func:`crop_to_observation` gives ``y`` back."""
+    top, left = (kernel_size[0] - 1) // 2, (kernel_size[1] - 1) // 2
+    bottom, right = kernel_size[0] - 1 - top, kernel_size[1] - 1 - left
+    return F.pad(y, (left, right, top, bottom), mode="replicate")
+
+
 FFT_MIN_KERNEL_PIXELS = {"cpu": 5 * 5, "cuda": 41 * 41}
 """Per device type, kernels with at least this many pixels are applied by FFT under
 ``method="auto"``.

@@ -38,8 +38,10 @@ class JobProgressBar(TQDMProgressBar):
     @staticmethod
     def description(pl_module: LightningModule) -> str:
         plan = getattr(pl_module, "plan", [])
-        if plan and plan[pl_module.scale_index].colour:
-            return "deblurring, colour stage"
+        if plan and plan[pl_module.scale_index].finishing:
+            tiles = sum(stage.finishing for stage in plan)
+            index = pl_module.scale_index - pl_module.blind_scale_count
+            return f"non-blind finishing, tile {index + 1}/{tiles}" if tiles > 1 else "non-blind finishing"
         if len(plan) > 1:
             return f"deblurring, scale {pl_module.scale_index + 1}/{len(plan)}"
         return "deblurring"

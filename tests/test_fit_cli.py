@@ -184,7 +184,7 @@ def test_colour_stage_sharpens_every_channel(tmp_path):
     blurred = np.stack([blur(c, kernel) for c in channels], axis=-1)
     write_image(tmp_path / "blurred.png", blurred)
     write_image(tmp_path / "sharp.png", support[3:-3, 3:-3])
-    run = run_fit(tmp_path, *easy_case_args(tmp_path), "--model.colour_iterations", "200")
+    run = run_fit(tmp_path, *easy_case_args(tmp_path), "--model.finish.iterations", "200")
     metrics = read_metrics(run)
     assert metrics["colour"] == "full" and metrics["iterations"] == 400
     assert read_image(run / "deblurred.png").is_colour
