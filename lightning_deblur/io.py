@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lightning_deblur.errors import InputError
+from lightning_deblur.high_bit_depth import is_deep_colour, read_deep_colour, write_deep_colour_png
 
 # Full-range BT.601 (the JPEG convention, as used by Pillow's and OpenCV's YCbCr).
 RGB_TO_YCBCR = np.array(
@@ -66,6 +67,8 @@ def read_image(path: str | os.PathLike, option: str = "--data.image") -> LoadedI
     if path.is_dir():
         raise InputError(f"'{path}' is a folder, not an image file; give {option} a PNG, JPEG or TIFF file")
     try:
+        if is_deep_colour(path):  # Pillow would decode these to 8 bits per channel
+            return LoadedImage(read_deep_colour(path), 16, path)
         with Image.open(path) as opened:
             image = ImageOps.exif_transpose(opened)
             image.load()
@@ -157,7 +160,7 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, bit_depth: int = 8)
     """Write ``(H, W)`` or ``(H, W, 3)`` floats in [0, 1] as a PNG of the given bit depth."""
     values = quantize(pixels, bit_depth)
     if values.ndim == 3 and bit_depth == 16:
-        raise InputError("16-bit colour output is not supported yet; convert the input to 8 bits per channel")
+        return atomic_write(path, lambda temporary: write_deep_colour_png(temporary, values))
     return atomic_write(path, lambda temporary: Image.fromarray(values).save(temporary, format="PNG"))
 
 

@@ -6,8 +6,8 @@ automatic choice scores every candidate window by the smaller eigenvalue of its
 gradient structure tensor ``Σ [gx², gx·gy; gx·gy, gy²]``: the energy of the window's
 weakest edge direction. A window with edges in one direction only (a striped
 fence, a horizon) scores low, since it says nothing about the blur across those
-edges. Windows with clipped pixels (near 0 or 1, where the linear blur model breaks)
-lose score in proportion to their share of such pixels.
+edges. Clipped pixels (near 0 or 1, where the linear blur model breaks) add no edge
+energy, and a window loses score in proportion to its share of them.
 """
 
 from __future__ import annotations
@@ -81,11 +81,14 @@ def most_textured_box(luminance: torch.Tensor, size: tuple[int, int]) -> Box:
     """
     image = luminance.double()[0, 0]
     height, width = image.shape
+    clipped_mask = (image <= CLIPPED_LOW) | (image >= CLIPPED_HIGH)
+    usable = (~clipped_mask).double()
     gx = torch.zeros_like(image)
     gy = torch.zeros_like(image)
-    gx[:, :-1] = image[:, 1:] - image[:, :-1]
-    gy[:-1, :] = image[1:, :] - image[:-1, :]
-    clipped = ((image <= CLIPPED_LOW) | (image >= CLIPPED_HIGH)).double()
+    # Differences that touch a clipped pixel say nothing about the blur: left out.
+    gx[:, :-1] = (image[:, 1:] - image[:, :-1]) * usable[:, 1:] * usable[:, :-1]
+    gy[:-1, :] = (image[1:, :] - image[:-1, :]) * usable[1:, :] * usable[:-1, :]
+    clipped = clipped_mask.double()
     maps = torch.stack([gx * gx, gy * gy, gx * gy, clipped])
 
     cell = max(1, min(size) // 32)

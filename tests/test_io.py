@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
+
+import png
+import tifffile
 
 from conftest import read_metrics, run_fit
+from lightning_deblur.high_bit_depth import orient
 from lightning_deblur.io import read_image, write_image
 
 
@@ -43,6 +47,62 @@ def test_sixteen_bit_grey_keeps_its_precision(tmp_path):
     loaded = read_image(tmp_path / "g16.png")
     assert loaded.bit_depth == 16
     assert np.abs(loaded.pixels - values).max() <= 0.5 / 65535 + 1e-12
+
+
+def deep_colour(height=23, width=17):
+    """uint16 RGB whose low bytes differ from pixel to pixel (lost at 8 bits)."""
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 65536, (height, width, 3), dtype=np.uint16)
+
+
+def test_sixteen_bit_colour_png_keeps_its_precision_both_ways(tmp_path):
+    values = deep_colour()
+    png.from_array(values.reshape(23, -1), "RGB;16").save(tmp_path / "rgb16.png")
+    loaded = read_image(tmp_path / "rgb16.png")
+    assert loaded.bit_depth == 16 and loaded.pixels.shape == (23, 17, 3)
+    np.testing.assert_array_equal(np.round(loaded.pixels * 65535).astype(np.uint16), values)
+    write_image(tmp_path / "out.png", loaded.pixels, bit_depth=16)  # the writer keeps all 16 bits too
+    np.testing.assert_array_equal(read_image(tmp_path / "out.png").pixels, loaded.pixels)
+
+
+@pytest.mark.parametrize("planar", [False, True])
+def test_sixteen_bit_colour_tiff_keeps_its_precision(tmp_path, planar):
+    values = deep_colour()
+    stored = np.moveaxis(values, -1, 0) if planar else values
+    tifffile.imwrite(tmp_path / "rgb16.tif", stored, photometric="rgb", planarconfig="separate" if planar else "contig")
+    loaded = read_image(tmp_path / "rgb16.tif")
+    assert loaded.bit_depth == 16
+    np.testing.assert_array_equal(np.round(loaded.pixels * 65535).astype(np.uint16), values)
+
+
+def test_sixteen_bit_rgba_png_drops_alpha_with_a_warning(tmp_path):
+    values = np.concatenate([deep_colour(), np.full((23, 17, 1), 40000, dtype=np.uint16)], axis=-1)
+    png.from_array(values.reshape(23, -1), "RGBA;16").save(tmp_path / "rgba16.png")
+    with pytest.warns(UserWarning, match="alpha channel is dropped"):
+        loaded = read_image(tmp_path / "rgba16.png")
+    np.testing.assert_array_equal(np.round(loaded.pixels * 65535).astype(np.uint16), values[..., :3])
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientations_match_what_pillow_does(orientation):
+    pixels = np.arange(6 * 4 * 3, dtype=np.uint8).reshape(6, 4, 3)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(image))
+    np.testing.assert_array_equal(orient(pixels, orientation), expected)
+
+
+def test_a_sixteen_bit_colour_job_writes_a_sixteen_bit_colour_result(tmp_path):
+    rng = np.random.default_rng(1)
+    values = (rng.uniform(0.2, 0.8, (37, 31, 3)) * 65535).astype(np.uint16)
+    png.from_array(values.reshape(37, -1), "RGB;16").save(tmp_path / "photo16.png")
+    run = run_fit(tmp_path, "--data.image", str(tmp_path / "photo16.png"), "--data.kernel_size", "5")
+    reader = png.Reader(filename=str(run / "deblurred.png"))
+    width, height, _, info = reader.read()
+    assert (height, width, info["bitdepth"], info["planes"]) == (37, 31, 16, 3)
+    assert read_metrics(run)["colour"] == "full"
 
 
 def test_paths_with_spaces_and_unicode_work(blurred_case, tmp_path):

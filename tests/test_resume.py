@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import CONF, KillAt, read_metrics
+from conftest import CONF, KillAt, blur, gaussian_kernel, read_metrics, synthetic_sharp
 from lightning_deblur.cli import main
-from lightning_deblur.io import read_image
+from lightning_deblur.io import read_image, write_image
 from lightning_deblur.job import DeblurJob
 
 
@@ -47,3 +47,32 @@ def test_a_missing_checkpoint_is_a_clear_error(blurred_case, tmp_path, capsys):
         fit(tmp_path, blurred_case["image"], "--ckpt_path", str(tmp_path / "nope.ckpt"))
     assert exit_info.value.code == 2
     assert "checkpoint" in capsys.readouterr().err
+
+
+def large_case(root, colour: bool):
+    """A 50×72 blurred picture (colour or grey) and the options that tile its finishing stage."""
+    kernel = gaussian_kernel(5, 1.2)
+    planes = [blur(synthetic_sharp(54, 76, seed=seed), kernel) for seed in ((4, 5, 6) if colour else (4,))]
+    write_image(root / "large.png", np.stack(planes, axis=-1) if colour else planes[0])
+    # Colour: no crop (the tiles start from the full-size blind estimate); grey: a crop.
+    crop = ["--model.kernel_crop.size", "null"] if colour else ["--model.kernel_crop.size", "40"]
+    return root / "large.png", [*crop, "--model.finish.tile_size", "40", "--model.finish.overlap", "12"]
+
+
+@pytest.mark.parametrize("colour", [False, True], ids=["grey-crop", "colour-whole"])
+def test_a_job_killed_in_a_finishing_tile_resumes_to_the_same_result(tmp_path, monkeypatch, colour):
+    image, options = large_case(tmp_path, colour)
+    fit(tmp_path / "whole", image, *options)
+    (whole,) = [p.parent for p in (tmp_path / "whole").glob("*/version_*/metrics.json")]
+
+    original = DeblurJob.configure_callbacks
+    # Blind scales end at step 36; tiles of 10 steps follow: step 53 is inside the third tile.
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), KillAt(53)])
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        fit(tmp_path / "killed", image, *options)
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    (run,) = list((tmp_path / "killed").glob("*/version_*"))
+    fit(tmp_path / "ignored", image, *options, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"))
+    assert read_metrics(run)["iterations"] == read_metrics(whole)["iterations"] == 36 + 6 * 10
+    np.testing.assert_array_equal(read_image(run / "deblurred.png").pixels, read_image(whole / "deblurred.png").pixels)
+    np.testing.assert_array_equal(np.load(run / "kernel.npy"), np.load(whole / "kernel.npy"))
