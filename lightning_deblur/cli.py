@@ -22,6 +22,7 @@ from lightning_deblur.image_logging import ImageLogging
 from lightning_deblur.job import DeblurJob, ImageNetSpec, checked_plan
 from lightning_deblur.multiscale import ScalesSpec
 from lightning_deblur.outputs import ResultWriter
+from lightning_deblur.precision import default_precision
 from lightning_deblur.progress import JobProgressBar
 from lightning_deblur.schedule import LearningRateSchedule, LossSchedule
 
@@ -75,6 +76,8 @@ class DeblurCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         name_run_after_image(config)
         resume_in_the_checkpoints_run_folder(config)
+        if config.trainer.get("precision") is None:
+            config.trainer.precision = default_precision(config.trainer.get("accelerator"))
         if config.trainer.get("enable_progress_bar") is False:
             # Our bar is always among the callbacks; Lightning refuses that combination,
             # so "no progress bar" becomes a bar that never draws.
