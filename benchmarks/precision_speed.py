@@ -16,19 +16,14 @@ import tempfile
 from pathlib import Path
 
 from _common import save
-from step_time import lightning_steps, make_input
+from step_time import add_timing_arguments, lightning_steps, make_input
 
 PRECISIONS = ("32-true", "bf16-mixed")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=255, help="image side, pixels")
-    parser.add_argument("--kernel", type=int, default=27, help="kernel side, pixels (odd)")
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per round")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of each round")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each precision")
-    parser.add_argument("--ssim", action="store_true", help="time the 1-SSIM phase instead of the MSE phase")
+    add_timing_arguments(parser, steps=6)
     args = parser.parse_args()
     times: dict[str, list[float]] = {precision: [] for precision in PRECISIONS}
     with tempfile.TemporaryDirectory() as folder:

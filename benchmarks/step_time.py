@@ -108,15 +108,20 @@ def plain_steps(image: Path, kernel: int, steps: int, warmup: int, precision: st
     return times[warmup:]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_timing_arguments(parser: argparse.ArgumentParser, steps: int) -> None:
+    """Image and kernel size, steps, warm-up, rounds and phase: shared by the step-time scripts."""
     parser.add_argument("--size", type=int, default=255, help="image side, pixels")
     parser.add_argument("--kernel", type=int, default=27, help="kernel side, pixels (odd)")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    parser.add_argument("--steps", type=int, default=steps, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of each round")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each side")
-    parser.add_argument("--precision", default="32-true", help="32-true or bf16-mixed")
     parser.add_argument("--ssim", action="store_true", help="time the 1-SSIM phase instead of the MSE phase")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_timing_arguments(parser, steps=10)
+    parser.add_argument("--precision", default="32-true", help="32-true or bf16-mixed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         image = make_input(Path(folder), args.size)
