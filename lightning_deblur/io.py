@@ -72,6 +72,10 @@ def read_image(path: str | os.PathLike, option: str = "--data.image") -> LoadedI
         with Image.open(path) as opened:
             image = ImageOps.exif_transpose(opened)
             image.load()
+    except Image.DecompressionBombError as error:
+        raise InputError(
+            f"'{path}' is too large to decode safely ({error}); downscale or crop it before deblurring"
+        ) from None
     except UnidentifiedImageError:
         raise InputError(f"'{path}' is not an image that can be read; give {option} a PNG, JPEG or TIFF file") from None
     except OSError as error:

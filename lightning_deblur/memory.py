@@ -92,7 +92,7 @@ def check_fits(image_spec, support: tuple[int, int], device: torch.device, bytes
     if free is not None and needed > free:
         raise InputError(
             f"a {support[0]}×{support[1]} estimate needs about {needed / 2**30:.1f} GiB per step but {device} has "
-            f"{free / 2**30:.1f} GiB free; estimate the kernel on a crop (e.g. 512×512) of the image, "
-            "or use a narrower image net (--model.image_net.channels)"
+            f"{free / 2**30:.1f} GiB free; estimate the kernel on a smaller crop (--model.kernel_crop.size 256), "
+            "use smaller tiles (--model.finish.tile_size) or a narrower image net (--model.image_net.channels)"
         )
     return needed

@@ -11,6 +11,7 @@ import tifffile
 
 from conftest import read_metrics, run_fit
 from lightning_deblur.high_bit_depth import orient
+from lightning_deblur.errors import InputError
 from lightning_deblur.io import read_image, write_image
 
 
@@ -131,3 +132,10 @@ def test_results_never_overwrite_an_input(blurred_case, tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "never overwrite inputs" in capsys.readouterr().err
     assert image.read_bytes() == before
+
+
+def test_a_decompression_bomb_is_refused_with_one_line(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((40, 40), dtype=np.uint8)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 40×40 counts as more than twice this
+    with pytest.raises(InputError, match="too large to decode safely"):
+        read_image(tmp_path / "huge.png")

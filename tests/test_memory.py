@@ -26,4 +26,4 @@ def test_a_job_that_cannot_fit_is_refused_with_the_memory_it_needs(blurred_case,
               "--data.kernel_size", "5", "--trainer.logger.init_args.save_dir", str(tmp_path)])  # fmt: skip
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "GiB" in err and "on a crop" in err and "Traceback" not in err
+    assert "GiB" in err and "kernel_crop.size" in err and "tile_size" in err and "Traceback" not in err
