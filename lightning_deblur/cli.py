@@ -77,7 +77,9 @@ class DeblurCLI(LightningCLI):
         name_run_after_image(config)
         resume_in_the_checkpoints_run_folder(config)
         if config.trainer.get("precision") is None:
-            config.trainer.precision = default_precision(config.trainer.get("accelerator"))
+            config.trainer.precision = default_precision(
+                config.trainer.get("accelerator"), config.model.image_net.channels
+            )
         if config.trainer.get("enable_progress_bar") is False:
             # Our bar is always among the callbacks; Lightning refuses that combination,
             # so "no progress bar" becomes a bar that never draws.

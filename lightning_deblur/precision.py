@@ -1,11 +1,15 @@
 """The default numeric precision of a job: bfloat16 autocast where it was measured to pay.
 
-On a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX), ``bf16-mixed`` ran a step
-1.68× faster than float32 at 255×255 / 27×27 and gave the same quality on the reduced
-protocol (docs/RESULTS.md), so it is the default there. CPUs without native bfloat16
-emulate it (slower than float32), and on GPUs it is not measured yet: those default to
-``32-true``. The blur, SSIM and loss sums run in float32 under either precision. An
-explicit ``--trainer.precision`` always wins.
+On a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX), ``bf16-mixed`` ran the
+paper's image net (128 channels) 1.68× faster per step than float32 at 255×255 / 27×27,
+with the same quality over seeds on the reduced protocol (docs/RESULTS.md). The gain
+comes from the convolutions, so it grows with the net's width: from 64 channels on it
+was 1.13–1.43×, at 32 channels none (0.88–1.11×, the casts cost as much as they save;
+``benchmarks/precision_crossover.py``). So ``bf16-mixed`` is the default for image nets
+of at least :data:`BF16_MIN_CHANNELS` channels on such CPUs. CPUs without native
+bfloat16 emulate it, and on GPUs it is not measured yet: those default to ``32-true``.
+The blur, SSIM and loss sums run in float32 under either precision. An explicit
+``--trainer.precision`` always wins.
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ def runs_on_cpu(accelerator) -> bool:
     return False
 
 
-def default_precision(accelerator) -> str:
-    """``bf16-mixed`` on a CPU with native bfloat16, ``32-true`` elsewhere."""
-    return "bf16-mixed" if runs_on_cpu(accelerator) and cpu_has_native_bf16() else "32-true"
+BF16_MIN_CHANNELS = 64
+"""Narrowest image net for which bfloat16 is the default (module docstring)."""
+
+
+def default_precision(accelerator, image_channels: int) -> str:
+    """``bf16-mixed`` for image nets of at least :data:`BF16_MIN_CHANNELS` channels on a
+    CPU with native bfloat16, ``32-true`` otherwise."""
+    pays = image_channels >= BF16_MIN_CHANNELS and runs_on_cpu(accelerator) and cpu_has_native_bf16()
+    return "bf16-mixed" if pays else "32-true"
