@@ -19,12 +19,14 @@ from lightning_deblur.checkpointing import JobCheckpoint, run_folder_of_checkpoi
 from lightning_deblur.divergence import DivergenceGuard
 from lightning_deblur.errors import InputError
 from lightning_deblur.image_logging import ImageLogging
-from lightning_deblur.job import DeblurJob, ImageNetSpec, checked_plan
+from lightning_deblur.job import DeblurJob, ImageNetSpec, blind_region_words, check_tile_size, checked_plan
+from lightning_deblur.kernel_crop import KernelCropSpec, choose_crop
 from lightning_deblur.multiscale import ScalesSpec
 from lightning_deblur.outputs import ResultWriter
 from lightning_deblur.precision import default_precision
 from lightning_deblur.progress import JobProgressBar
 from lightning_deblur.schedule import LearningRateSchedule, LossSchedule
+from lightning_deblur.tiles import finishing_layout
 
 TRAINER_DEFAULTS = {
     "max_epochs": 1,
@@ -94,13 +96,20 @@ def check_inputs(config) -> None:
     model = config.model
     if model.get("kernel_mode") == "fixed" and observation.kernel is None:
         raise InputError("non-blind mode (model.kernel_mode: fixed) needs the kernel: pass --data.kernel k.npy")
+    image_spec = ImageNetSpec(**vars(model.image_net))
+    blind = model.get("kernel_mode") != "fixed"
+    crop = choose_crop(observation.y, KernelCropSpec(**vars(model.kernel_crop))) if blind else None
     checked_plan(
-        observation.size,
+        observation.size if crop is None else crop.size,
         observation.kernel_size,
-        ImageNetSpec(**vars(model.image_net)),
+        image_spec,
         ScalesSpec(**vars(model.scales)),
         model.iterations,
+        *blind_region_words(crop),
     )
+    if model.finish.tile_size is not None:
+        boxes, _ = finishing_layout(observation.size, observation.kernel_size, model.finish.tile_size, model.finish.overlap)
+        check_tile_size(boxes[0].size, observation.kernel_size, image_spec)
 
 
 def name_run_after_image(config) -> None:

@@ -237,7 +237,14 @@ def parse_kernel_size(kernel_size: int | Sequence[int], option: str = "--data.ke
     return sizes[0], sizes[1]
 
 
-def check_job_sizes(image_size: tuple[int, int], kernel_size: tuple[int, int], min_support: int, levels: int) -> None:
+def check_job_sizes(
+    image_size: tuple[int, int],
+    kernel_size: tuple[int, int],
+    min_support: int,
+    levels: int,
+    what: str = "image",
+    enlarge: str = "a larger image",
+) -> None:
     """Refuse image/kernel combinations the method cannot run on.
 
     Args:
@@ -245,6 +252,8 @@ def check_job_sizes(image_size: tuple[int, int], kernel_size: tuple[int, int], m
         kernel_size: ``(kh, kw)``, pixels.
         min_support: smallest side of the estimated support the image net accepts.
         levels: the image net's level count (for the message).
+        what: what ``image_size`` measures (``image``, ``kernel crop``, ``tile``), for the message.
+        enlarge: the fix that makes it larger, for the message.
 
     Raises:
         InputError: kernel not smaller than the image, or support too small for the net.
@@ -252,13 +261,13 @@ def check_job_sizes(image_size: tuple[int, int], kernel_size: tuple[int, int], m
     (height, width), (kh, kw) = image_size, kernel_size
     if kh >= height or kw >= width:
         raise InputError(
-            f"kernel {kh}×{kw} is not smaller than the image {height}×{width}; "
-            "use a smaller --data.kernel_size or a larger image"
+            f"kernel {kh}×{kw} is not smaller than the {what} {height}×{width}; "
+            f"use a smaller --data.kernel_size or {enlarge}"
         )
     support = (height + kh - 1, width + kw - 1)
     if min(support) < min_support:
         raise InputError(
-            f"image {height}×{width} with kernel {kh}×{kw} gives a {support[0]}×{support[1]} estimate, but the image "
-            f"net's {levels} levels need at least {min_support}×{min_support}; use a larger image or fewer levels "
+            f"{what} {height}×{width} with kernel {kh}×{kw} gives a {support[0]}×{support[1]} estimate, but the image "
+            f"net's {levels} levels need at least {min_support}×{min_support}; use {enlarge} or fewer levels "
             "(--model.image_net.levels)"
         )

@@ -19,7 +19,7 @@ from lightning_deblur.multiscale import RefitSpec, Scale, ScalesSpec, ScaleTrans
 from lightning_deblur.nets import KernelNet, SkipNet
 from lightning_deblur.physics import blur_valid, crop_to_observation, pad_to_support
 from lightning_deblur.shock_filter import ShockFilterSpec, shock_filter
-from lightning_deblur.tiles import FinishSpec, add_tile, blended, largest_fitting_tile, tile_boxes
+from lightning_deblur.tiles import FinishSpec, add_tile, blended, finishing_layout, largest_fitting_tile
 
 
 @dataclass
@@ -95,8 +95,11 @@ def checked_plan(
     image_spec: ImageNetSpec,
     scales_spec: ScalesSpec,
     iterations: int,
+    what: str = "image",
+    enlarge: str = "a larger image",
 ) -> list[Scale]:
-    """The scale plan, after checking that the image net can run at every scale.
+    """The scale plan, after checking that the image net can run at every scale
+    (``what`` and ``enlarge`` name the blind region and its fix in the message).
 
     Raises:
         InputError: the kernel is not smaller than the image, or some scale's support
@@ -105,8 +108,22 @@ def checked_plan(
     plan = plan_scales(image_size, kernel_size, scales_spec, iterations)
     min_support = SkipNet.min_input_size(image_spec.levels)
     for scale in reversed(plan):  # the full-size check first: its message is the clearest
-        check_job_sizes(scale.image_size, scale.kernel_size, min_support, image_spec.levels)
+        check_job_sizes(scale.image_size, scale.kernel_size, min_support, image_spec.levels, what, enlarge)
     return plan
+
+
+def blind_region_words(crop) -> tuple[str, str]:
+    """What the blind scales run on (the image or its kernel crop) and how to enlarge it,
+    for size messages."""
+    if crop is None:
+        return "image", "a larger image"
+    return "kernel crop", "a larger crop (--model.kernel_crop.size or .box)"
+
+
+def check_tile_size(tile_size: tuple[int, int], kernel_size: tuple[int, int], image_spec: ImageNetSpec) -> None:
+    """Refuse finishing tiles too small for the kernel or the image net."""
+    min_support = SkipNet.min_input_size(image_spec.levels)
+    check_job_sizes(tile_size, kernel_size, min_support, image_spec.levels, "tile", "a larger --model.finish.tile_size")
 
 
 class DeblurJob(LightningModule):
@@ -258,7 +275,9 @@ class DeblurJob(LightningModule):
         blind = self.kernel_mode == "blind"
         self.crop = choose_crop(observation.y, self.kernel_crop_spec) if blind else None
         blind_size = observation.size if self.crop is None else self.crop.size
-        plan = checked_plan(blind_size, observation.kernel_size, self.image_spec, self.scales_spec, self.iterations)
+        plan = checked_plan(
+            blind_size, observation.kernel_size, self.image_spec, self.scales_spec, self.iterations, *blind_region_words(self.crop)
+        )
         self.blind_scale_count = len(plan) if blind else 0
         plan = plan if blind else []
         channels = 3 if self.colour == "full" and observation.y_colour is not None else 1
@@ -319,16 +338,10 @@ class DeblurJob(LightningModule):
                     self.image_spec, observation.size, kernel_size, device, channels, bytes_per_value, smallest
                 )
             )
-        if tile_size < 1:
-            raise InputError(f"model.finish.tile_size must be positive (or null for automatic), got {tile_size}")
-        overlap = spec.overlap
-        if overlap is None:
-            # Tiles meet well inside each other's valid region: twice the blur's reach.
-            overlap = min(max(16, 2 * max(kernel_size)), max(tile_size // 2, 0))
-        self.tile_overlap = overlap
+        boxes, self.tile_overlap = finishing_layout(observation.size, kernel_size, tile_size, spec.overlap)
         stages = []
-        for box in tile_boxes(observation.size, tile_size, overlap):
-            check_job_sizes(box.size, kernel_size, min_support, self.image_spec.levels)
+        for box in boxes:
+            check_tile_size(box.size, kernel_size, self.image_spec)
             index = self.blind_scale_count + len(stages)
             stages.append(Scale(index, box.size, kernel_size, iterations, start, finishing=True, channels=channels, tile=box))
             start += iterations

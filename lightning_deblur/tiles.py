@@ -102,6 +102,29 @@ def tile_boxes(image_size: tuple[int, int], tile_size: int, overlap: int) -> lis
     ]
 
 
+def finishing_layout(
+    image_size: tuple[int, int], kernel_size: tuple[int, int], tile_size: int, overlap: int | None
+) -> tuple[list[Box], int]:
+    """The tiles of the finishing stage and their overlap.
+
+    Args:
+        image_size: ``(H, W)`` of the observation.
+        kernel_size: ``(kh, kw)``.
+        tile_size: side of the square tiles.
+        overlap: pixels shared by neighbours; ``None``: twice the kernel's larger side,
+            at least 16 and at most half a tile (tiles then meet well inside each other's
+            valid region).
+
+    Raises:
+        InputError: a non-positive tile size, or an overlap not smaller than the tile.
+    """
+    if tile_size < 1:
+        raise InputError(f"model.finish.tile_size must be positive (or null for automatic), got {tile_size}")
+    if overlap is None:
+        overlap = min(max(16, 2 * max(kernel_size)), tile_size // 2)
+    return tile_boxes(image_size, tile_size, overlap), overlap
+
+
 def _axis_ramp(length: int, start: int, total: int, overlap: int, device=None) -> torch.Tensor:
     """Weights along one axis of a tile: 1 inside, a linear ramp over ``overlap`` pixels on
     each side that has a neighbour (no ramp at the image's own edges)."""

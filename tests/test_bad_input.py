@@ -104,3 +104,23 @@ def test_the_real_command_line_prints_exactly_one_line(tmp_path):
         f"error: image file not found: '{tmp_path / 'missing.png'}'; check the path given to --data.image"
     ]
     assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (["--model.kernel_crop.size", "12"], ["kernel crop 12×12", "--model.kernel_crop.size"]),
+        (["--model.kernel_crop.box", "[30, 0, 20, 20]"], ["does not lie inside the 40×40 image"]),
+        (["--model.finish.tile_size", "5"], ["tile 5×5", "--model.finish.tile_size"]),
+        (["--model.finish.tile_size", "20", "--model.finish.overlap", "20"], ["overlap", "smaller than the tile"]),
+    ],
+    ids=["crop-too-small", "box-outside", "tile-too-small", "overlap-too-large"],
+)
+def test_bad_crop_and_tile_settings_are_refused_before_any_run_folder(capsys, tmp_path, image_40, options, expected):
+    logs = tmp_path / "logs"
+    line = run_expecting_error(
+        capsys, "--data.image", image_40, "--data.kernel_size", "5", "--trainer.logger.init_args.save_dir", str(logs),
+        *options,
+    )  # fmt: skip
+    assert all(part in line for part in expected), line
+    assert not logs.exists()
