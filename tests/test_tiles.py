@@ -8,6 +8,7 @@ import torch
 
 from conftest import CONF, blur, gaussian_kernel, read_metrics, run_fit, synthetic_sharp
 from lightning_deblur.errors import InputError
+from lightning_deblur.image_logging import preview
 from lightning_deblur.io import read_image, write_image
 from lightning_deblur.kernel_crop import KernelCropSpec, choose_crop, most_textured_box
 from lightning_deblur.metrics import psnr_per_image
@@ -163,3 +164,10 @@ def test_finishing_is_required_after_a_crop(tmp_path):
         run_fit(tmp_path, "--data.image", str(tmp_path / "blurred.png"), "--data.kernel_size", "5",
                 "--model.kernel_crop.size", "40", "--model.finish.iterations", "0")  # fmt: skip
     assert exit_info.value.code == 2
+
+
+def test_tensorboard_previews_of_large_estimates_are_shrunk():
+    large = torch.rand(1, 3, 3000, 2000)
+    assert preview(large).shape == (3, 1024, 683)
+    small = torch.rand(1, 1, 40, 30)
+    torch.testing.assert_close(preview(small), small[0])
