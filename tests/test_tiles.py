@@ -7,11 +7,15 @@ import pytest
 import torch
 
 from conftest import CONF, blur, gaussian_kernel, read_metrics, run_fit, synthetic_sharp
+from lightning_deblur import tiles
 from lightning_deblur.errors import InputError
 from lightning_deblur.image_logging import preview
 from lightning_deblur.io import read_image, write_image
 from lightning_deblur.kernel_crop import KernelCropSpec, choose_crop, most_textured_box
+from lightning_deblur.job import ImageNetSpec
+from lightning_deblur.memory import step_bytes
 from lightning_deblur.metrics import psnr_per_image
+from lightning_deblur.physics import support_size
 from lightning_deblur.tiles import Box, add_tile, blend_weights, blended, tile_boxes
 
 
@@ -171,3 +175,17 @@ def test_tensorboard_previews_of_large_estimates_are_shrunk():
     assert preview(large).shape == (3, 1024, 683)
     small = torch.rand(1, 1, 40, 30)
     torch.testing.assert_close(preview(small), small[0])
+
+
+def test_automatic_tiles_are_the_largest_that_fit_the_free_memory(monkeypatch):
+    spec, image, kernel = ImageNetSpec(channels=16, levels=3), (300, 200), (9, 9)
+    free = 3 * step_bytes(spec, support_size((60, 60), kernel), 3)
+    monkeypatch.setattr(tiles, "available_bytes", lambda device: free)
+    side = tiles.largest_fitting_tile(spec, image, kernel, torch.device("cpu"), 3, 4, smallest=8)
+
+    def fits(tile):
+        return step_bytes(spec, support_size((min(tile, 300), min(tile, 200)), kernel), 3) <= free * tiles.MEMORY_HEADROOM
+
+    assert 60 < side < 200 and fits(side) and not fits(side + 1)
+    monkeypatch.setattr(tiles, "available_bytes", lambda device: 10**15)
+    assert tiles.largest_fitting_tile(spec, image, kernel, torch.device("cpu"), 3, 4, smallest=8) == 300
