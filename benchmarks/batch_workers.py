@@ -26,13 +26,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import save
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import blur, gaussian_kernel, synthetic_sharp
+
 from lightning_deblur.io import write_image
 
 

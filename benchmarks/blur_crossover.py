@@ -13,8 +13,8 @@ import statistics
 import time
 
 import torch
-
 from _common import save
+
 from lightning_deblur.physics import blur_valid
 
 

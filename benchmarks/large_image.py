@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import DATA, save
+
 from lightning_deblur.cli import main
 from lightning_deblur.metrics import kernel_error
 from lightning_deblur.synth import synthesize
@@ -42,8 +42,9 @@ def run(args) -> dict:
             "--config", str(ROOT / "benchmarks" / "protocols" / "reduced_improved.yaml"),
             "--data.image", str(data / case.image), "--data.sharp", str(data / case.sharp),
             "--data.kernel_size", case.kernel_size.split("x")[0],
-            "--model.kernel_crop.size", str(args.crop), "--model.finish.tile_size", str(args.tile),
-            "--model.finish.iterations", str(args.finish_iterations),
+            "--model.kernel_crop.size", str(args.crop) if args.crop > 0 else "null",
+            "--model.finish.tile_size", str(args.tile),
+            *([] if args.finish_iterations is None else ["--model.finish.iterations", str(args.finish_iterations)]),
             "--trainer.logger.init_args.save_dir", str(folder / "logs"),
         ])  # fmt: skip
         (run_folder,) = list((folder / "logs").glob("*/version_*"))
@@ -61,9 +62,9 @@ def main_benchmark() -> None:
     parser.add_argument("--kernel_scale", type=float, default=0.5)
     parser.add_argument("--noise", type=float, default=0.01)
     parser.add_argument("--size", type=int, default=320)
-    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--crop", type=int, default=128, help="kernel crop side; 0: the whole image")
     parser.add_argument("--tile", type=int, default=176)
-    parser.add_argument("--finish_iterations", type=int, default=300)
+    parser.add_argument("--finish_iterations", type=int, default=None, help="per tile; default: the job's rule")
     args = parser.parse_args()
     torch.set_num_threads(2)
     metrics = run(args)
@@ -71,7 +72,7 @@ def main_benchmark() -> None:
             "input_aligned_psnr", "aligned_psnr", "aligned_isnr", "input_psnr_rgb", "psnr_rgb", "kernel_error")  # fmt: skip
     for key in keys:
         print(f"{key:20s} {metrics.get(key)}")
-    save("large_image", {"config": vars(args), "metrics": metrics})
+    save(f"large_image_{args.image}_crop{args.crop}", {"config": vars(args), "metrics": metrics})
 
 
 if __name__ == "__main__":

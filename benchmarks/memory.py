@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from _common import save
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ import statistics
 import time
 
 import torch
-
 from _common import save
+
 from lightning_deblur.job import ImageNetSpec
 from lightning_deblur.physics import support_size
 

@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from lightning.pytorch import Callback
-
 from _common import save
+from lightning.pytorch import Callback
 from step_time import make_input
+
 from lightning_deblur.cli import DeblurCLI
 from lightning_deblur.multiscale import ScaleTransition
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import DATA, save
 from lightning.pytorch import Callback
 
-from _common import DATA, save
 from lightning_deblur.cli import DeblurCLI
 from lightning_deblur.io import luminance, read_image, write_image
 from lightning_deblur.job import ImageNetSpec, KernelNetSpec

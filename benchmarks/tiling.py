@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import save
+
 from lightning_deblur.cli import main
 from lightning_deblur.data import resolve_path
 from lightning_deblur.io import luminance, read_image, write_image

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
-from lightning_deblur.data import BlurredImage, load_observation
 from lightning_deblur.checkpointing import JobCheckpoint, run_folder_of_checkpoint
+from lightning_deblur.data import BlurredImage, load_observation
 from lightning_deblur.divergence import DivergenceGuard
 from lightning_deblur.errors import InputError
 from lightning_deblur.image_logging import ImageLogging

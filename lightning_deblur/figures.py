@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from lightning_deblur.errors import InputError
-from lightning_deblur.function_cli import function_parser, options_of
 from lightning_deblur.evaluate import read_runs_csv, spread_list_option
+from lightning_deblur.function_cli import function_parser, options_of
 from lightning_deblur.io import atomic_write
 
 DPI = 150

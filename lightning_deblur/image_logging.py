@@ -10,7 +10,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lightning_deblur.io import kernel_preview
 
-
 PREVIEW_MAX_SIDE = 1024
 """Longer side of the images written to TensorBoard, pixels; larger estimates are shrunk
 (a multi-megapixel photo every few hundred steps would bloat the event file)."""

@@ -12,9 +12,9 @@ from lightning_deblur.colour import colour_support
 from lightning_deblur.data import Observation
 from lightning_deblur.errors import InputError
 from lightning_deblur.io import check_job_sizes
-from lightning_deblur.memory import check_fits
 from lightning_deblur.kernel_crop import KernelCropSpec, choose_crop
 from lightning_deblur.losses import DATA_TERMS, LossInputs, gaussian_window_1d, psnr, weighted_loss
+from lightning_deblur.memory import check_fits
 from lightning_deblur.multiscale import RefitSpec, Scale, ScalesSpec, ScaleTransition, plan_scales, resize_image
 from lightning_deblur.nets import KernelNet, SkipNet
 from lightning_deblur.physics import blur_valid, crop_to_observation, pad_to_support
@@ -281,7 +281,7 @@ class DeblurJob(LightningModule):
         self.blind_scale_count = len(plan) if blind else 0
         plan = plan if blind else []
         channels = 3 if self.colour == "full" and observation.y_colour is not None else 1
-        finishing_iterations = self.finish_spec.iterations if blind else self.iterations
+        finishing_iterations = self._finishing_iterations(blind)
         if self.crop is not None and finishing_iterations < 1:
             raise InputError(
                 "the kernel is estimated on a crop, so the whole image needs the finishing stage: "
@@ -315,6 +315,20 @@ class DeblurJob(LightningModule):
             self.register_buffer("finish_sum", torch.zeros(1, plan[-1].channels, height, width))
             self.register_buffer("finish_weight", torch.zeros(1, 1, height, width))
         self.enter_scale(0)
+
+    def _finishing_iterations(self, blind: bool) -> int:
+        """Steps per finishing tile. A non-blind job: ``model.iterations``. After blind
+        scales: ``model.finish.iterations`` when set; otherwise a
+        non-blind job's whole budget (``model.iterations``) when the tiles start from the
+        blurred observation (after a kernel from a crop), and a fifth of it
+        (1000 of 5000) when they start from the full-size blind estimate (the colour stage)."""
+        if not blind:
+            return self.iterations
+        if self.finish_spec.iterations is not None:
+            return self.finish_spec.iterations
+        if self.crop is not None:
+            return self.iterations
+        return max(self.iterations // 5, 1)
 
     def _finishing_stages(
         self,

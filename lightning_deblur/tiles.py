@@ -27,14 +27,17 @@ class FinishSpec:
 
     Attributes:
         iterations: steps per tile after a blind job (a non-blind job runs
-            ``model.iterations`` per tile instead); 0 skips the stage where it is optional.
+            ``model.iterations`` per tile instead); 0 skips the stage where it is
+            optional. ``null``: ``model.iterations`` after a kernel from a crop (the tiles
+            start from the blurred image, as a non-blind job does), a fifth of it (1000 of
+            5000) for the colour stage, which starts from the deblurred luminance.
         tile_size: side of the square tiles, pixels; ``null`` chooses the largest tile
             whose step fits in the device's free memory (one tile when the image fits).
         overlap: pixels shared by neighbouring tiles; ``null`` is twice the kernel's
             larger side, at least 16 and at most half the tile.
     """
 
-    iterations: int = 1000
+    iterations: int | None = None
     tile_size: int | None = None
     overlap: int | None = None
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import CONF
+
 from lightning_deblur.cli import main
 from lightning_deblur.io import write_image
 

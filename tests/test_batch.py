@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import CONF, KillAt, blur, gaussian_kernel, synthetic_sharp
+
 from lightning_deblur import batch
 from lightning_deblur.batch import CLUSTER_VARIABLES, cluster_rank, node_share, parse_seeds
 from lightning_deblur.cli import main

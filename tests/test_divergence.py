@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import CONF
 from lightning.pytorch import Callback
 
-from conftest import CONF
 from lightning_deblur.cli import JOB_FAILED, main
 from lightning_deblur.io import read_image
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import blur, gaussian_kernel, synthetic_sharp
+
 from lightning_deblur.cli import main
 from lightning_deblur.errors import InputError
 from lightning_deblur.evaluate import evaluate, parse_results, read_runs_csv, spread_list_option

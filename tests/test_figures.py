@@ -6,12 +6,13 @@ import csv
 import sys
 from pathlib import Path
 
+import matplotlib  # noqa: F401  (a dev dependency: a missing one must fail, not skip)
 import numpy as np
 import pytest
 import torch
+from conftest import blur, gaussian_kernel, synthetic_sharp
 from PIL import Image
 
-from conftest import blur, gaussian_kernel, synthetic_sharp
 from lightning_deblur.cli import main
 from lightning_deblur.errors import InputError
 from lightning_deblur.evaluate import RUN_FIELDS
@@ -19,9 +20,6 @@ from lightning_deblur.figures import curves, histogram, seeds
 from lightning_deblur.fit_experiment import fit_rmse
 from lightning_deblur.io import write_image
 from lightning_deblur.job import ImageNetSpec
-
-import matplotlib  # noqa: F401  (a dev dependency: a missing one must fail, not skip)
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import yaml
+from conftest import CONF, blur, gaussian_kernel, read_metrics, run_fit, synthetic_sharp, write_easy_case
 from PIL import Image
 
-from conftest import CONF, blur, gaussian_kernel, read_metrics, run_fit, synthetic_sharp, write_easy_case
 from lightning_deblur.cli import main
 from lightning_deblur.io import read_image, rgb_to_ycbcr, write_image
 

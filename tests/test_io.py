@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import png
 import pytest
+import tifffile
+from conftest import read_metrics, run_fit
 from PIL import Image, ImageOps
 
-import png
-import tifffile
-
-from conftest import read_metrics, run_fit
-from lightning_deblur.high_bit_depth import orient
 from lightning_deblur.errors import InputError
+from lightning_deblur.high_bit_depth import orient
 from lightning_deblur.io import read_image, write_image
 
 
@@ -118,6 +117,7 @@ def test_paths_with_spaces_and_unicode_work(blurred_case, tmp_path):
 
 def test_results_never_overwrite_an_input(blurred_case, tmp_path, capsys):
     from conftest import CONF
+
     from lightning_deblur.cli import main
 
     run = tmp_path / "logs" / "x" / "v"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import CONF
+
 from lightning_deblur.cli import main
 from lightning_deblur.job import ImageNetSpec
 from lightning_deblur.memory import step_bytes

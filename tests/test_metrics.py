@@ -18,7 +18,6 @@ from lightning_deblur.metrics import (
     ssim_per_image,
 )
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import CONF, read_metrics, run_fit
 from lightning.pytorch import Callback, Trainer
 
-from conftest import CONF, read_metrics, run_fit
 from lightning_deblur.data import BlurredImage
 from lightning_deblur.job import DeblurJob, ImageNetSpec, KernelNetSpec
 from lightning_deblur.multiscale import (

@@ -41,7 +41,7 @@ def test_both_blur_paths_agree_with_the_reference_and_in_gradients(method):
 
 
 def test_auto_blur_picks_fft_for_large_kernels(monkeypatch):
-    import lightning_deblur.physics as physics
+    from lightning_deblur import physics
 
     calls = []
     monkeypatch.setattr(physics, "_blur_valid_fft", lambda x, k: calls.append(k.shape) or x[..., : x.shape[-2] - k.shape[-2] + 1, : x.shape[-1] - k.shape[-1] + 1])

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import read_metrics, run_fit
+
 from lightning_deblur import precision
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import CONF, KillAt, blur, gaussian_kernel, read_metrics, synthetic_sharp
+
 from lightning_deblur.cli import main
 from lightning_deblur.io import read_image, write_image
 from lightning_deblur.job import DeblurJob
-
 
 
 def fit(logs, image, *extra):

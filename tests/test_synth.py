@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import blur, gaussian_kernel, synthetic_sharp
+
 from lightning_deblur.cli import main
 from lightning_deblur.io import read_image, write_image
 from lightning_deblur.synth import read_manifest

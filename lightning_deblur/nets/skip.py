@@ -58,7 +58,7 @@ class SkipLevel(nn.Module):
         down_channels: int,
         skip_channels: int,
         up_channels: int,
-        deeper: "SkipLevel | None",
+        deeper: SkipLevel | None,
         deeper_channels: int,
         non_local: bool,
         upsample_mode: str,
