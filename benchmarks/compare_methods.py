@@ -58,9 +58,10 @@ def make_dataset(work: Path, size: int, noise: float, kernel_scale: float) -> li
     return read_manifest(data / "manifest.csv")
 
 
-def run_job(case: dict, method: str, seed: int, work: Path, threads: int, precision: str) -> dict:
+def run_job(case: dict, method: str, seed: int, work: Path, threads: int, precision: str, channels: int | None) -> dict:
     """One fit in its own process; returns its metrics.json (or the error)."""
-    label = method if precision == "32-true" else f"{method}_{precision}"
+    label = method if channels is None else f"{method}_ch{channels}"
+    label = label if precision == "32-true" else f"{label}_{precision}"
     run_dir = work / "runs" / label / case["name"] / f"seed{seed}"
     metrics_file = run_dir / "metrics.json"
     if not metrics_file.exists():
@@ -70,6 +71,7 @@ def run_job(case: dict, method: str, seed: int, work: Path, threads: int, precis
             sys.executable, "-W", "ignore", "-m", "lightning_deblur", "fit", *configs,
             "--data.image", case["image"], "--data.sharp", case["sharp"], "--data.kernel_size", f"[{kh}, {kw}]",
             "--seed_everything", str(seed), "--trainer.precision", precision,
+            *([] if channels is None else ["--model.image_net.channels", str(channels)]),
             "--trainer.logger.init_args.save_dir", str(run_dir.parent),
             "--trainer.logger.init_args.name", "", "--trainer.logger.init_args.version", run_dir.name,
         ]  # fmt: skip
@@ -130,6 +132,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
     parser.add_argument("--methods", default="original,improved", help="comma-separated: original, improved")
     parser.add_argument("--precision", default="32-true", help="trainer precision of every job, e.g. bf16-mixed")
+    parser.add_argument("--channels", type=int, default=None, help="image net width instead of the protocol's 32")
     args = parser.parse_args()
     work = Path(args.work_dir)
     cases = make_dataset(work, args.size, args.noise, args.kernel_scale)
@@ -138,14 +141,14 @@ def main() -> None:
     started = time.perf_counter()
     with ThreadPoolExecutor(args.workers) as pool:
         results = []
-        for index, result in enumerate(pool.map(lambda job: run_job(*job, work, args.threads, args.precision), jobs), 1):
+        for index, result in enumerate(pool.map(lambda job: run_job(*job, work, args.threads, args.precision, args.channels), jobs), 1):
             results.append(result)
             status = "error" if "error" in result else f"ISNR {result.get('aligned_isnr', float('nan')):+.2f} dB"
             print(f"[{index}/{len(jobs)}] {result['method']:8s} {result['name']} seed {result['seed']}: {status}", flush=True)
     summary = summarize(results)
     table = markdown(summary)
     print(table)
-    tag = "" if args.precision == "32-true" else f"_{args.precision}"
+    tag = ("" if args.channels is None else f"_ch{args.channels}") + ("" if args.precision == "32-true" else f"_{args.precision}")
     path = save(f"compare_methods_{args.size}px_seeds{args.seeds}_{'_'.join(methods)}{tag}", {
         "config": vars(args), "elapsed_s": time.perf_counter() - started, "summary": summary, "runs": results,
         "markdown": table,
