@@ -7,9 +7,9 @@ Full-range BT.601 YCbCr, the same matrices as the numpy conversions in
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from lightning_deblur.io import RGB_TO_YCBCR, YCBCR_TO_RGB
+from lightning_deblur.physics import pad_to_support
 
 
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
@@ -43,8 +43,9 @@ def colour_support(luminance_support: torch.Tensor, observed_rgb: torch.Tensor) 
     Returns:
         ``(1, 3, H+kh-1, W+kw-1)`` RGB in [0, 1].
     """
-    extra_h = luminance_support.shape[-2] - observed_rgb.shape[-2]
-    extra_w = luminance_support.shape[-1] - observed_rgb.shape[-1]
-    chroma = rgb_to_ycbcr(observed_rgb.float())[:, 1:]
-    chroma = F.pad(chroma, (extra_w // 2, extra_w - extra_w // 2, extra_h // 2, extra_h - extra_h // 2), mode="replicate")
+    kernel_size = (
+        luminance_support.shape[-2] - observed_rgb.shape[-2] + 1,
+        luminance_support.shape[-1] - observed_rgb.shape[-1] + 1,
+    )
+    chroma = pad_to_support(rgb_to_ycbcr(observed_rgb.float())[:, 1:], kernel_size)
     return ycbcr_to_rgb(torch.cat([luminance_support.float(), chroma], dim=1))

@@ -249,6 +249,11 @@ class DeblurJob(LightningModule):
         return bool(self.plan) and self.plan[-1].finishing
 
     @property
+    def tile_count(self) -> int:
+        """Finishing tiles in the plan (0 without a finishing stage)."""
+        return len(self.plan) - self.blind_scale_count
+
+    @property
     def estimate_is_full_size(self) -> bool:
         """Whether :meth:`estimate` covers the whole observation at full resolution."""
         return self.current_scale.finishing or (not self.has_finishing and self.is_finest_scale)
@@ -275,11 +280,17 @@ class DeblurJob(LightningModule):
         blind = self.kernel_mode == "blind"
         self.crop = choose_crop(observation.y, self.kernel_crop_spec) if blind else None
         blind_size = observation.size if self.crop is None else self.crop.size
-        plan = checked_plan(
-            blind_size, observation.kernel_size, self.image_spec, self.scales_spec, self.iterations, *blind_region_words(self.crop)
-        )
-        self.blind_scale_count = len(plan) if blind else 0
-        plan = plan if blind else []
+        plan = []
+        if blind:
+            plan = checked_plan(
+                blind_size,
+                observation.kernel_size,
+                self.image_spec,
+                self.scales_spec,
+                self.iterations,
+                *blind_region_words(self.crop),
+            )
+        self.blind_scale_count = len(plan)
         channels = 3 if self.colour == "full" and observation.y_colour is not None else 1
         finishing_iterations = self._finishing_iterations(blind)
         if self.crop is not None and finishing_iterations < 1:

@@ -79,7 +79,7 @@ class ResultWriter(Callback):
             if pl_module.crop is not None:
                 metrics["kernel_crop"] = pl_module.crop.as_list()
             if pl_module.has_finishing:
-                metrics["tiles"] = sum(stage.finishing for stage in pl_module.plan)
+                metrics["tiles"] = pl_module.tile_count
             if pl_module.sharp_full is not None and pl_module.estimate_is_full_size:
                 # Figures on the luminance, comparable between colour modes and methods.
                 metrics.update(quality_figures(luminance(image.float()), pl_module.y_full, pl_module.sharp_full))

@@ -32,7 +32,7 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 def runs_on_cpu(accelerator) -> bool:
     """Whether a Trainer with this ``accelerator`` setting would run on the CPU."""
-    if accelerator in ("cpu",):
+    if accelerator == "cpu":
         return True
     if accelerator in (None, "auto"):
         return not torch.cuda.is_available() and not (torch.backends.mps.is_available())

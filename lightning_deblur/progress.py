@@ -39,7 +39,7 @@ class JobProgressBar(TQDMProgressBar):
     def description(pl_module: LightningModule) -> str:
         plan = getattr(pl_module, "plan", [])
         if plan and plan[pl_module.scale_index].finishing:
-            tiles = sum(stage.finishing for stage in plan)
+            tiles = pl_module.tile_count
             index = pl_module.scale_index - pl_module.blind_scale_count
             return f"non-blind finishing, tile {index + 1}/{tiles}" if tiles > 1 else "non-blind finishing"
         if len(plan) > 1:
