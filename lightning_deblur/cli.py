@@ -15,6 +15,7 @@ from pathlib import Path
 from lightning.pytorch.cli import LightningCLI
 
 from lightning_deblur.checkpointing import JobCheckpoint, run_folder_of_checkpoint
+from lightning_deblur.curves import QualityCurve
 from lightning_deblur.data import BlurredImage, load_observation
 from lightning_deblur.divergence import DivergenceGuard
 from lightning_deblur.errors import InputError
@@ -64,6 +65,8 @@ class DeblurCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateSchedule, "lr_schedule")
         parser.add_lightning_class_args(ImageLogging, "image_logging")
         parser.add_lightning_class_args(JobProgressBar, "progress_bar")
+        # Before the result writer: metrics.json, written last, marks a complete run folder.
+        parser.add_lightning_class_args(QualityCurve, "curve")
         parser.add_lightning_class_args(ResultWriter, "outputs")
         parser.add_lightning_class_args(DivergenceGuard, "divergence")
         parser.add_lightning_class_args(JobCheckpoint, "checkpoint")

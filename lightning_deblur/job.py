@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from lightning.pytorch import LightningModule
@@ -13,7 +14,7 @@ from lightning_deblur.data import Observation
 from lightning_deblur.errors import InputError
 from lightning_deblur.io import check_job_sizes
 from lightning_deblur.kernel_crop import KernelCropSpec, choose_crop
-from lightning_deblur.losses import DATA_TERMS, LossInputs, gaussian_window_1d, psnr, weighted_loss
+from lightning_deblur.losses import DATA_TERMS, KERNEL_L2_REDUCTIONS, LossInputs, gaussian_window_1d, psnr, weighted_loss
 from lightning_deblur.memory import check_fits
 from lightning_deblur.multiscale import RefitSpec, Scale, ScalesSpec, ScaleTransition, plan_scales, resize_image
 from lightning_deblur.nets import KernelNet, SkipNet
@@ -142,6 +143,8 @@ class DeblurJob(LightningModule):
         optimizer: learning rates of the two parameter groups.
         iterations: optimization steps at the finest scale.
         input_perturbation: std of the Gaussian noise ε added to ``z_x`` every step.
+        kernel_l2_reduction: form of the kernel ℓ2 term: ``mean`` of ``k²`` (the
+            default so far) or ``sum`` (``‖k‖²``, as the improved method's paper writes it).
         scales: the coarse-to-fine plan.
         refit: how the generators are fitted to starting estimates.
         kernel_prefilter: shock-filter the image estimate in the kernel's data term (a
@@ -169,6 +172,7 @@ class DeblurJob(LightningModule):
         optimizer: OptimizerSpec = OptimizerSpec(),
         iterations: int = 5000,
         input_perturbation: float = 0.001,
+        kernel_l2_reduction: Literal["mean", "sum"] = "mean",
         scales: ScalesSpec = ScalesSpec(),
         refit: RefitSpec = RefitSpec(),
         kernel_prefilter: ShockFilterSpec | None = None,
@@ -205,6 +209,9 @@ class DeblurJob(LightningModule):
             raise InputError(f"model.refit.initial_kernel must be 'gaussian' or 'none', got '{refit.initial_kernel}'")
         self.iterations = iterations
         self.input_perturbation = input_perturbation
+        if kernel_l2_reduction not in KERNEL_L2_REDUCTIONS:
+            raise InputError(f"model.kernel_l2_reduction must be 'mean' or 'sum', got '{kernel_l2_reduction}'")
+        self.kernel_l2_reduction = kernel_l2_reduction
         self.loss_weights: dict[str, float] = {"mse": 1.0}
         """Weight of each loss term for the current step; set by the schedule callbacks."""
         self.plan: list[Scale] = []
@@ -543,18 +550,17 @@ class DeblurJob(LightningModule):
             ``(total, terms)`` as :func:`weighted_loss` gives them.
         """
         if self.kernel_prefilter is None:
-            return weighted_loss(LossInputs(blur_valid(x, k), self.y, x, k, self.ssim_window), self.loss_weights)
-        total, terms = weighted_loss(
-            LossInputs(blur_valid(x, k.detach()), self.y, x, k, self.ssim_window), self.loss_weights
-        )
+            return weighted_loss(self._loss_inputs(x, k, blur_valid(x, k)), self.loss_weights)
+        total, terms = weighted_loss(self._loss_inputs(x, k, blur_valid(x, k.detach())), self.loss_weights)
         sharpened = shock_filter(x.detach(), self.kernel_prefilter)
         data_weights = {name: w for name, w in self.loss_weights.items() if name in DATA_TERMS}
         if any(data_weights.values()):
-            for_kernel, _ = weighted_loss(
-                LossInputs(blur_valid(sharpened, k), self.y, sharpened, k, self.ssim_window), data_weights
-            )
+            for_kernel, _ = weighted_loss(self._loss_inputs(sharpened, k, blur_valid(sharpened, k)), data_weights)
             total = total + (for_kernel - for_kernel.detach())
         return total, terms
+
+    def _loss_inputs(self, x: torch.Tensor, k: torch.Tensor, y_hat: torch.Tensor) -> LossInputs:
+        return LossInputs(y_hat, self.y, x, k, self.ssim_window, self.kernel_l2_reduction)
 
     def training_step(self, batch: int, batch_idx: int) -> torch.Tensor:
         x, k = self(perturb=True)

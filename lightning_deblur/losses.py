@@ -69,16 +69,26 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
-def kernel_l2(k: torch.Tensor) -> torch.Tensor:
-    """Mean of the squared kernel values, ``‖k‖² / (kh·kw)``.
+KERNEL_L2_REDUCTIONS = ("mean", "sum")
+"""Forms of the kernel ℓ2 term: ``sum`` is ``‖k‖²`` as the improved method's paper writes
+it; ``mean`` is ``‖k‖² / (kh·kw)``, normalized per element like the MSE and TV terms."""
 
-    For a kernel summing to 1 it is lowest when spread out (``1/(kh·kw)²`` for a
-    uniform kernel, ``1/(kh·kw)`` for a delta). Normalized per element like the MSE and
-    TV terms, so the published weight balances the data term at any kernel size; the
-    plain squared norm with weight 0.1 outweighs a converged MSE by an order of magnitude
-    and holds the kernel near uniform (docs/METHOD.md).
+
+def kernel_l2(k: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Squared ℓ2 norm of the kernel (float32): ``sum`` or ``mean`` of ``k²``.
+
+    For a kernel summing to 1 it is lowest when spread out (sum: ``1/(kh·kw)`` for a
+    uniform kernel, 1 for a delta; the mean divides both by ``kh·kw``), so it works
+    against the no-blur solution. The two forms differ by the factor ``kh·kw`` (49 at
+    7×7, 729 at 27×27): which one the published weight 0.1 was meant for is measured
+    in docs/RESULTS.md (full-fidelity bank).
+
+    Args:
+        k: kernel ``(kh, kw)`` (or any shape), non-negative, sums to 1.
+        reduction: ``"mean"`` or ``"sum"``.
     """
-    return k.float().pow(2).mean()
+    squared = k.float().pow(2)
+    return squared.sum() if reduction == "sum" else squared.mean()
 
 
 @dataclass
@@ -90,6 +100,8 @@ class LossInputs:
         y: observation ``(B, C, H, W)``, float32.
         x: image estimate on the full support ``(B, C, H+kh-1, W+kw-1)``.
         k: kernel estimate ``(kh, kw)``.
+        ssim_window: 1-D Gaussian window of the SSIM term (``None``: the default one).
+        kernel_l2_reduction: form of the kernel ℓ2 term (:data:`KERNEL_L2_REDUCTIONS`).
     """
 
     y_hat: torch.Tensor
@@ -97,6 +109,7 @@ class LossInputs:
     x: torch.Tensor
     k: torch.Tensor
     ssim_window: torch.Tensor | None = None
+    kernel_l2_reduction: str = "mean"
 
 
 def _mse_term(inputs: LossInputs) -> torch.Tensor:
@@ -112,7 +125,7 @@ def _tv_term(inputs: LossInputs) -> torch.Tensor:
 
 
 def _kernel_l2_term(inputs: LossInputs) -> torch.Tensor:
-    return kernel_l2(inputs.k)
+    return kernel_l2(inputs.k, inputs.kernel_l2_reduction)
 
 
 LOSS_TERMS = {
@@ -152,6 +165,7 @@ def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 __all__ = [
     "DATA_TERMS",
+    "KERNEL_L2_REDUCTIONS",
     "LOSS_TERMS",
     "LossInputs",
     "gaussian_window_1d",

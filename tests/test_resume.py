@@ -38,6 +38,9 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(blurred_case, 
     np.testing.assert_array_equal(np.load(run / "kernel.npy"), np.load(whole / "kernel.npy"))
     np.testing.assert_array_equal(read_image(run / "deblurred.png").pixels, read_image(whole / "deblurred.png").pixels)
     assert read_metrics(run)["final_loss"] == read_metrics(whole)["final_loss"]
+    # Rows taken before the kill (scale ends at 8 and 16) come back from the checkpoint.
+    assert (run / "curve.csv").read_text() == (whole / "curve.csv").read_text()
+    assert len((run / "curve.csv").read_text().splitlines()) == 1 + 3
     assert not (tmp_path / "ignored").exists()  # the resumed job wrote into its own run folder
 
 

@@ -1,0 +1,142 @@
+"""The full-fidelity bank: the papers' methods, unchanged, on inputs this CPU can afford.
+
+Protocol (benchmarks/protocols/full_fidelity/, made once by `synth`, see its README):
+8 Kodak crops of 96×96 (grey, most textured window), image i blurred by Levin kernel i
+resized by 1/2 (7×7 to 13×13), 1 % Gaussian noise, seed 0. Methods, every option as the
+shipped config has it (128-channel image net, 500/500/5000 iterations, thresholds at
+2000, learning-rate halvings at 2000/3000/4000), in float32 on every device:
+
+- ``original``: configs/selfdeblur.yaml
+- ``improved``: configs/improved.yaml (kernel ℓ2 as the mean of k²)
+- ``improved_l2sum``: configs/improved.yaml with ``--model.kernel_l2_reduction sum``
+  (the kernel ℓ2 as the paper writes it, ‖k‖²)
+
+Each (method, input, seed) is one `batch` job under
+benchmarks/results/full_fidelity_bank/<method>/<input>/seed<k>/; finished jobs are
+skipped, so the command resumes, and slices can run on different machines. Only small
+files are kept in git (metrics.json, curve.csv, kernel.npy/png, deblurred.png,
+config.yaml); TensorBoard events and checkpoints are ignored.
+
+    # run (resumable); on a GPU several jobs per device
+    .venv/bin/python benchmarks/full_fidelity_bank.py run --methods improved --seeds 2
+    .venv/bin/python benchmarks/full_fidelity_bank.py run --seeds 0-1 --jobs_per_device 5 --concurrent
+    # tables and figures from whatever is banked
+    .venv/bin/python benchmarks/full_fidelity_bank.py evaluate
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PROTOCOL = ROOT / "benchmarks" / "protocols" / "full_fidelity"
+BANK = ROOT / "benchmarks" / "results" / "full_fidelity_bank"
+METHODS = {
+    "original": ["--config", str(ROOT / "configs" / "selfdeblur.yaml")],
+    "improved": ["--config", str(ROOT / "configs" / "improved.yaml")],
+    "improved_l2sum": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.kernel_l2_reduction", "sum"],
+}
+BANK_OPTIONS = [
+    # The method unchanged: float32 everywhere (the CPU default would be bf16 here).
+    "--trainer.precision", "32-true",
+    # Bookkeeping only: no pictures in TensorBoard, the curve every 100 steps.
+    "--image_logging.every_n_steps", "0",
+    "--curve.every_n_steps", "100",
+]  # fmt: skip
+
+
+def batch_command(
+    method: str,
+    seeds: str,
+    devices: str,
+    jobs_per_device: int,
+    timeout: float | None,
+    root: Path,
+    manifest: Path,
+    extra: list[str],
+) -> list[str]:
+    """The `python -m lightning_deblur batch` command line of one method's slice; ``extra``
+    fit options come last (smoke runs only: a bank run changes nothing of the method)."""
+    command = [
+        sys.executable, "-W", "ignore", "-m", "lightning_deblur", "batch", *METHODS[method][:2],
+        "--manifest", str(manifest), "--output_dir", str(root / method), "--seeds", seeds, "--devices", devices, "--jobs_per_device", str(jobs_per_device),
+        *(["--timeout", str(timeout)] if timeout else []),
+        *METHODS[method][2:], *BANK_OPTIONS, *extra,
+    ]  # fmt: skip
+    return command
+
+
+def first_inputs(count: int, root: Path) -> Path:
+    """A manifest of the protocol's first ``count`` inputs, written under ``root`` (smoke runs)."""
+    from lightning_deblur.synth import read_manifest
+
+    rows = read_manifest(PROTOCOL / "manifest.csv")[:count]  # paths made absolute
+    path = root / f"manifest_first{count}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def run(args, extra: list[str]) -> int:
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        sys.exit(f"unknown method '{unknown[0]}': choose from {', '.join(METHODS)}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    root = Path(args.root)
+    manifest = first_inputs(args.first_inputs, root) if args.first_inputs else PROTOCOL / "manifest.csv"
+    commands = [
+        batch_command(m, args.seeds, args.devices, args.jobs_per_device, args.timeout, root, manifest, extra)
+        for m in methods
+    ]
+    if args.concurrent:
+        with ThreadPoolExecutor(len(commands)) as pool:
+            codes = list(pool.map(lambda c: subprocess.run(c, env=env).returncode, commands))
+    else:
+        codes = [subprocess.run(c, env=env).returncode for c in commands]
+    return max(codes)
+
+
+def evaluate(args) -> int:
+    root = Path(args.root)
+    present = [m for m in METHODS if (root / m).is_dir()]
+    command = [
+        sys.executable, "-W", "ignore", "-m", "lightning_deblur", "evaluate",
+        "--manifest", str(PROTOCOL / "manifest.csv"), "--output_dir", str(root / "eval"),
+        "--results", *[f"{m}={root / m}" for m in present],
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(command, env=env).returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="action", required=True)
+    runner = sub.add_parser("run", help="run the missing jobs of a slice (resumable)")
+    runner.add_argument("--methods", default=",".join(METHODS), help="comma-separated: " + ", ".join(METHODS))
+    runner.add_argument("--seeds", default="0-1", help="seeds of every input: 0-1, 2 or 0,3")
+    runner.add_argument("--devices", default="auto", help="batch --devices: N or auto")
+    runner.add_argument("--jobs_per_device", type=int, default=1)
+    runner.add_argument("--timeout", type=float, default=None, help="seconds after which a job is killed")
+    runner.add_argument("--concurrent", action="store_true", help="run the methods' batches side by side")
+    runner.add_argument("--root", default=str(BANK), help="where the bank lives")
+    runner.add_argument("--first_inputs", type=int, default=0, help="only the first N inputs (smoke runs)")
+    scorer = sub.add_parser("evaluate", help="tables of every banked run (writes <root>/eval/)")
+    scorer.add_argument("--root", default=str(BANK))
+    args, extra = parser.parse_known_args()
+    if extra and args.action != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    sys.exit(run(args, extra) if args.action == "run" else evaluate(args))
+
+
+if __name__ == "__main__":
+    main()
