@@ -107,15 +107,25 @@ def run(args, extra: list[str]) -> int:
 
 
 def evaluate(args) -> int:
+    """`evaluate` over every banked run, then the ISNR histogram and the PSNR curves."""
     root = Path(args.root)
     present = [m for m in METHODS if (root / m).is_dir()]
-    command = [
-        sys.executable, "-W", "ignore", "-m", "lightning_deblur", "evaluate",
-        "--manifest", str(PROTOCOL / "manifest.csv"), "--output_dir", str(root / "eval"),
-        "--results", *[f"{m}={root / m}" for m in present],
-    ]  # fmt: skip
+    results = [f"{m}={(root / m).relative_to(ROOT)}" for m in present]
+    out = (root / "eval").relative_to(ROOT)
+    manifest = (PROTOCOL / "manifest.csv").relative_to(ROOT)
+    figures = ROOT / "docs" / "figures"
+    commands = [
+        ["evaluate", "--manifest", str(manifest), "--output_dir", str(out), "--results", *results],
+        ["figures", "histogram", "--runs", str(out / "runs.csv"), "--output", str(figures / "bank_isnr_histogram.png")],
+        ["figures", "curve_bands", "--results", *results, "--output", str(figures / "bank_psnr_curves.png")],
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(command, env=env).returncode
+    for command in commands:
+        # Relative paths, so the tables name the bank's files the same on every clone.
+        code = subprocess.run([sys.executable, "-W", "ignore", "-m", "lightning_deblur", *command], env=env, cwd=ROOT)
+        if code.returncode:
+            return code.returncode
+    return 0
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ Kinds (``figures KIND --help`` lists every option; each accepts ``--config file.
                       [--lr 0.01] [--seed 0] [--device auto] [--output fit_speed.png]
     figures curves    --logs runs/orig/img/seed0 runs/impr/img/seed0 [--labels '[original, improved]']
                       [--tag psnr] [--output psnr_curves.png]
+    figures curve_bands --results original=runs/orig improved=runs/impr
+                      [--column aligned_psnr] [--output curve_bands.png]
 
 - ``histogram``: overlaid histograms of one column of ``evaluate``'s ``runs.csv`` (default
   the aligned ISNR) for two or more methods, on common bins, each method's mean marked.
@@ -25,6 +27,8 @@ Kinds (``figures KIND --help`` lists every option; each accepts ``--config file.
 - ``curves``: a scalar (default ``psnr``, logged when a job has a sharp reference) over
   iterations from TensorBoard logs; each ``--logs`` entry is a run folder, an event file,
   or a folder searched for run folders (each run folder found is one curve).
+- ``curve_bands``: a column of the runs' ``curve.csv`` (default the aligned PSNR) over
+  iterations, median and quartiles over every run of each method.
 
 List options (``--methods``, ``--logs``, ``--labels``) take space-separated values, a
 list (``'[a, b]'``) or repeated ``--logs+ x``. Every PNG is written atomically and its
@@ -42,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from lightning_deblur.errors import InputError
-from lightning_deblur.evaluate import read_runs_csv, spread_list_option
+from lightning_deblur.evaluate import parse_results, read_runs_csv, spread_list_option
 from lightning_deblur.function_cli import function_parser, options_of
 from lightning_deblur.io import atomic_write
 
@@ -352,14 +356,65 @@ def curves(
     return save_figure(figure, output)
 
 
+def curve_bands(
+    results: list[str] | str,
+    output: str = "curve_bands.png",
+    column: str = "aligned_psnr",
+    title: str | None = None,
+) -> Path:
+    """A column of the runs' ``curve.csv`` over iterations: median and quartiles per method.
+
+    Every run folder under a method's folder (``<input>/seed<k>/curve.csv``, as ``batch``
+    writes them) contributes one value per recorded step; the band spans the 25th to the
+    75th percentile over the runs that recorded that step. Dotted lines mark where the
+    first run of each method changed scale (coarse-scale values compare with the sharp
+    reference resized to that scale).
+
+    Args:
+        results: ``METHOD=PATH`` entries, as for ``evaluate``.
+        output: the PNG to write.
+        column: a column of ``curve.csv`` (``aligned_psnr``, ``psnr``, ``loss``, ``kernel_peak`` …).
+        title: figure title (default: the column's name).
+    """
+    from lightning_deblur.curves import CURVE_COLUMNS, read_curve
+
+    if column not in CURVE_COLUMNS:
+        raise InputError(f"unknown curve column '{column}'; choose one of {', '.join(CURVE_COLUMNS)}")
+    figure = new_figure()
+    axes = figure.add_subplot()
+    for colour, (method, root) in zip((f"C{i}" for i in range(99)), parse_results(results).items()):
+        files = sorted(root.glob("*/*/curve.csv"))
+        if not files:
+            raise InputError(f"no curve.csv under '{root}' (method {method}); run the jobs with --curve.every_n_steps N")
+        by_step: dict[float, list[float]] = {}
+        for file in files:
+            for row in read_curve(file):
+                if row[column] is not None:
+                    by_step.setdefault(row["step"], []).append(row[column])
+        steps = np.array(sorted(by_step))
+        quartiles = np.array([np.percentile(by_step[step], [25, 50, 75]) for step in steps])
+        axes.fill_between(steps, quartiles[:, 0], quartiles[:, 2], color=colour, alpha=0.25, linewidth=0)
+        axes.plot(steps, quartiles[:, 1], color=colour, linewidth=1.4, label=f"{method} (median, n={len(files)})")
+        first = read_curve(files[0])
+        for before, after in zip(first, first[1:]):
+            if after["scale"] != before["scale"]:
+                axes.axvline(before["step"], color=colour, linestyle=":", linewidth=0.9)
+    axes.set_xlabel("iteration (all scales)")
+    axes.set_ylabel(LABELS.get(column, column))
+    axes.set_title(title or f"{LABELS.get(column, column)}: median and quartiles over runs")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small")
+    return save_figure(figure, output)
+
+
 # --------------------------------------------------------------------------------------
 # The command
 # --------------------------------------------------------------------------------------
 
-KINDS = {"histogram": histogram, "seeds": seeds, "fit_speed": fit_speed, "curves": curves}
+KINDS = {"histogram": histogram, "seeds": seeds, "fit_speed": fit_speed, "curves": curves, "curve_bands": curve_bands}
 """``figures`` subcommands and the functions that draw them."""
 
-_LIST_OPTIONS = ("--methods", "--logs", "--labels")
+_LIST_OPTIONS = ("--methods", "--logs", "--labels", "--results")
 
 
 def command(argv: list[str]) -> None:
@@ -368,7 +423,7 @@ def command(argv: list[str]) -> None:
 
     parser = ArgumentParser(
         prog="python -m lightning_deblur figures",
-        description="Draw a figure (PNG): histogram, seeds, fit_speed or curves; see `figures KIND --help`.",
+        description="Draw a figure (PNG): histogram, seeds, fit_speed, curves or curve_bands; see `figures KIND --help`.",
     )
     subcommands = parser.add_subcommands(dest="kind")
     for name, function in KINDS.items():

@@ -149,3 +149,23 @@ def test_missing_matplotlib_is_a_one_line_error(runs_csv, tmp_path, monkeypatch,
         "error: matplotlib is needed for figures: pip install 'lightning-deblur[plots]'"
     )
     assert not (tmp_path / "h.png").exists()
+
+
+def test_curve_bands_draw_median_and_quartiles_from_the_runs_curves(tmp_path, capsys):
+    from lightning_deblur.curves import write_curve
+
+    for method, offset in (("a", 0.0), ("b", 2.0)):
+        for seed in range(3):
+            rows = [
+                {"step": step, "scale": 0 if step <= 20 else 1, "step_in_scale": step, "aligned_psnr": offset + seed + step / 10}
+                for step in range(10, 60, 10)
+            ]
+            write_curve(tmp_path / method / "img" / f"seed{seed}" / "curve.csv", rows)
+    output = tmp_path / "bands.png"
+    main(["figures", "curve_bands", "--results", f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}", "--output", str(output)])
+    assert_png(output)
+    assert str(output) in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["figures", "curve_bands", "--results", f"a={tmp_path / 'nothing'}", "--output", str(output)])
+    assert exit_info.value.code == 2
+    assert "no curve.csv" in capsys.readouterr().err

@@ -1,0 +1,68 @@
+"""What each banked run would have scored had it stopped earlier: aligned ISNR at every
+recorded step of the finest scale, from the runs' curve.csv (no new runs).
+
+The curve's aligned PSNR at the finest scale is the figure metrics.json reports at the
+end (same reference, border and shift search), so ISNR(step) = aligned_psnr(step) −
+the input's aligned PSNR. Writes benchmarks/results/bank_stop_points.json and prints,
+per method, mean ISNR and failures (< 1 dB) at each step.
+
+    .venv/bin/python benchmarks/bank_stop_points.py
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save  # noqa: E402
+from full_fidelity_bank import BANK, METHODS  # noqa: E402
+
+from lightning_deblur.curves import read_curve  # noqa: E402
+
+FAILURE_DB = 1.0
+
+
+def finest_isnr_by_step(run: Path) -> dict[int, float]:
+    """``{global step: aligned ISNR}`` over the finest scale's recorded steps."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    rows = read_curve(run / "curve.csv")
+    finest = max(row["scale"] for row in rows)
+    return {
+        int(row["step_in_scale"]): row["aligned_psnr"] - metrics["input_aligned_psnr"]
+        for row in rows
+        if row["scale"] == finest and row["aligned_psnr"] is not None
+    }
+
+
+def main() -> None:
+    report = {}
+    for method in METHODS:
+        runs = sorted(p.parent for p in (BANK / method).glob("*/seed*/metrics.json"))
+        if not runs:
+            continue
+        curves = [finest_isnr_by_step(run) for run in runs]
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
+        table = []
+        for step in steps:
+            values = [c[step] for c in curves]
+            table.append({
+                "finest_step": step,
+                "mean_isnr": statistics.fmean(values),
+                "median_isnr": statistics.median(values),
+                "failures": sum(v < FAILURE_DB for v in values),
+            })  # fmt: skip
+        best = max(table, key=lambda row: row["mean_isnr"])
+        report[method] = {"runs": len(runs), "by_step": table, "best": best, "final": table[-1]}
+        print(f"{method} ({len(runs)} runs): final {table[-1]['mean_isnr']:.2f} dB at step {table[-1]['finest_step']}, "
+              f"best mean {best['mean_isnr']:.2f} dB at finest step {best['finest_step']} ({best['failures']} failures)")
+        for row in table[:: max(1, len(table) // 12)]:
+            print(f"  step {row['finest_step']:5d}: mean {row['mean_isnr']:5.2f}  median {row['median_isnr']:5.2f}  "
+                  f"failures {row['failures']}/{len(runs)}")
+    print(f"saved {save('bank_stop_points', report)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""benchmarks/gpu_day.sh --smoke: the GPU-day script runs end to end on a CPU at tiny sizes,
+so it is known to work before a GPU machine is lent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_gpu_day_script_runs_in_smoke_mode(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_day.sh"), "--smoke"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    steps = json.loads((tmp_path / "gpu_day_steps.json").read_text())
+    assert {(r["precision"], r["layout"]) for r in steps["step"]} == {
+        (p, layout) for p in ("32-true", "bf16-mixed") for layout in ("contiguous", "channels_last")
+    }
+    assert all(r["s_per_step"] > 0 for r in steps["step"]) and len(steps["blur"]) == 2
+    with tarfile.open(tmp_path / "bank.tgz") as archive:
+        names = archive.getnames()
+    # One finished bank job, its small files only.
+    assert "bank/improved/kodim01_levin09_k1/seed0/metrics.json" in names
+    assert "bank/improved/kodim01_levin09_k1/seed0/curve.csv" in names
+    assert not [n for n in names if "tfevents" in n or "checkpoints" in n]
