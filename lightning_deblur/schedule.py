@@ -109,17 +109,28 @@ class LearningRateSchedule(Callback):
     Args:
         milestones: iterations (within the scale) at which the rate is multiplied.
         gamma: the factor applied at each milestone.
+        coarse_milestones: the milestones of the coarse scales; ``None`` uses
+            ``milestones`` (the papers' schedules: their milestones lie beyond the coarse
+            scales' 500 iterations, so the coarse scales keep the full rate).
     """
 
-    def __init__(self, milestones: list[int] = [2000, 3000, 4000], gamma: float = 0.5) -> None:  # noqa: B006
+    def __init__(
+        self,
+        milestones: list[int] = [2000, 3000, 4000],  # noqa: B006
+        gamma: float = 0.5,
+        coarse_milestones: list[int] | None = None,
+    ) -> None:
         self.milestones = sorted(milestones)
         self.gamma = gamma
+        self.coarse_milestones = None if coarse_milestones is None else sorted(coarse_milestones)
 
-    def factor_at(self, step: int) -> float:
-        return self.gamma ** bisect_right(self.milestones, step)
+    def factor_at(self, step: int, finest: bool = True) -> float:
+        """Factor of the base rate at 0-based iteration ``step`` of a (finest or coarse) scale."""
+        milestones = self.milestones if finest or self.coarse_milestones is None else self.coarse_milestones
+        return self.gamma ** bisect_right(milestones, step)
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
-        factor = self.factor_at(pl_module.step_in_scale)
+        factor = self.factor_at(pl_module.step_in_scale, pl_module.is_finest_scale)
         for optimizer in trainer.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor

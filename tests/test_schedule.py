@@ -67,3 +67,11 @@ def test_a_run_switches_loss_and_learning_rate_exactly_at_the_thresholds(blurred
     assert [lr[0] for lr in record.lrs] == [0.01] * 4 + [0.005] * 5 + [0.0025] * 3
     assert [lr[1] for lr in record.lrs] == pytest.approx([1e-4] * 4 + [5e-5] * 5 + [2.5e-5] * 3)
     assert trainer.global_step == 12
+
+
+def test_coarse_scales_can_have_their_own_learning_rate_milestones():
+    schedule = LearningRateSchedule([100, 300], 0.5, coarse_milestones=[])
+    assert [schedule.factor_at(s, finest=True) for s in (99, 100, 300)] == [1, 0.5, 0.25]
+    assert [schedule.factor_at(s, finest=False) for s in (99, 100, 300)] == [1, 1, 1]
+    # Without coarse milestones every scale follows the same ones (the papers' configs).
+    assert LearningRateSchedule([100]).factor_at(150, finest=False) == 0.5
