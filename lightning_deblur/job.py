@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from lightning.pytorch import LightningModule
 
+from lightning_deblur.centring import BORDER_FRACTION, border_ratio, centre_kernel, kernel_centroid_offset
 from lightning_deblur.colour import colour_support
 from lightning_deblur.data import Observation
 from lightning_deblur.errors import InputError
@@ -163,6 +165,13 @@ class DeblurJob(LightningModule):
         memory_format: layout of the image net's activations: ``channels_last``,
             ``contiguous``, or ``auto``: channels_last on CPU, where it measured 18 %
             faster per step (docs/RESULTS.md), contiguous elsewhere until measured.
+        centre_kernel: at the end of the blind scales (before the results are written
+            and before any finishing stage uses the kernel), move the kernel's centre of
+            mass to the nearest pixel of its support's centre and the image the opposite
+            way (:func:`~lightning_deblur.centring.centre_kernel`). It only re-registers
+            the output: the optimization is unchanged, and so is the re-blurred estimate.
+        centre_kernel_between_scales: also centre the estimates the next scale's
+            generators are fitted to (a variant; it changes the optimization).
     """
 
     def __init__(
@@ -181,6 +190,8 @@ class DeblurJob(LightningModule):
         kernel_crop: KernelCropSpec = KernelCropSpec(),
         finish: FinishSpec = FinishSpec(),
         memory_format: str = "auto",
+        centre_kernel: bool = True,
+        centre_kernel_between_scales: bool = False,
     ) -> None:
         super().__init__()
         # The resolved config.yaml of the run records these; no hparams copy is kept.
@@ -212,6 +223,11 @@ class DeblurJob(LightningModule):
         if kernel_l2_reduction not in KERNEL_L2_REDUCTIONS:
             raise InputError(f"model.kernel_l2_reduction must be 'mean' or 'sum', got '{kernel_l2_reduction}'")
         self.kernel_l2_reduction = kernel_l2_reduction
+        self.centre_kernel = centre_kernel
+        self.centre_kernel_between_scales = centre_kernel_between_scales
+        self.centring: dict | None = None
+        """What centring found and did at the end of the blind scales (for metrics.json), or
+        ``None`` before then and in non-blind jobs."""
         self.loss_weights: dict[str, float] = {"mse": 1.0}
         """Weight of each loss term for the current step; set by the schedule callbacks."""
         self.plan: list[Scale] = []
@@ -506,6 +522,9 @@ class DeblurJob(LightningModule):
         """Keep what a resumed job needs to continue exactly: the scale, the RNG streams."""
         checkpoint["deblur"] = {
             "scale_index": self.scale_index,
+            # Centring happened at the end of the blind scales; a job resumed in a
+            # finishing stage must still report it.
+            "centring": self.centring,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
@@ -520,6 +539,7 @@ class DeblurJob(LightningModule):
         saved_blind_estimate = checkpoint["state_dict"].get("blind_estimate")
         if saved_blind_estimate is not None and self.blind_estimate is None:
             self.blind_estimate = torch.empty_like(saved_blind_estimate, device=self.y_full.device)
+        self.centring = state.get("centring")
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -579,6 +599,44 @@ class DeblurJob(LightningModule):
         return total
 
     # ---------------------------------------------------------------- results
+    def end_blind_scales(self) -> None:
+        """Centre the blind estimate (if ``centre_kernel``) and record the kernel's
+        registration in :attr:`centring`; warn when the kernel reaches its border.
+
+        Runs once, at the finest blind scale, before the finishing stages take the kernel
+        and the starting estimate (``_enter_finishing_stage``) or the results are written;
+        later calls, non-blind jobs and jobs stopped at a coarser scale do nothing.
+        """
+        if self.centring is not None or self.kernel_mode != "blind" or self.latest_x is None:
+            return
+        if self.current_scale.finishing or self.scale_index != self.blind_scale_count - 1:
+            return
+        offset = kernel_centroid_offset(self.latest_k)
+        shift, lost = (0, 0), 0.0
+        if self.centre_kernel:
+            self.latest_x, self.latest_k, shift, lost = centre_kernel(self.latest_x, self.latest_k)
+        ratio = border_ratio(self.latest_k)
+        self.centring = {
+            "kernel_centroid_offset": [round(value, 3) for value in offset],
+            "kernel_shift": list(shift),
+            "kernel_mass_lost": round(lost, 6),
+            "kernel_border_ratio": round(ratio, 4),
+            "kernel_touches_border": ratio > BORDER_FRACTION,
+        }
+        size = "x".join(str(side) for side in self.latest_k.shape)
+        if ratio > BORDER_FRACTION:
+            print(
+                f"warning: the estimated kernel reaches the border of its {size} support (edge value "
+                f"{ratio:.1%} of the peak); the blur may be larger: try a larger --data.kernel_size",
+                file=sys.stderr,
+            )
+        if lost > BORDER_FRACTION:
+            print(
+                f"warning: centring pushed {lost:.1%} of the kernel's mass out of its {size} support; "
+                "try a larger --data.kernel_size",
+                file=sys.stderr,
+            )
+
     def estimate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Latest estimate and the ``(kh, kw)`` kernel.
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from lightning_deblur.centring import centre_kernel
 from lightning_deblur.image_logging import ImageLogging
 from lightning_deblur.io import write_image, write_kernel_npy, write_kernel_png
 from lightning_deblur.physics import support_size
@@ -196,6 +197,9 @@ class ScaleTransition(Callback):
     - At the end of every finishing tile: adds its estimate to the whole-image blend;
       before the next tile, the job resets the image net and this callback fits it to the
       tile's starting estimate (when the job has one), with a new optimizer again.
+    - After the finest blind scale, has the job centre its kernel (``end_blind_scales``);
+      with ``centre_kernel_between_scales``, centres every coarser scale's estimates
+      before the next scale's generators are fitted to them.
     - Writes every blind scale's estimate into ``<run folder>/scales/`` and logs the state right
       after each re-fit to TensorBoard under ``refit/``.
 
@@ -217,7 +221,10 @@ class ScaleTransition(Callback):
         if scale.finishing:
             pl_module.blend_finished_tile()
         else:
+            # scales/ keeps the estimate as the optimization left it; the job centres it
+            # (after its finest blind scale) before anything else uses it.
             self._save_scale(trainer, pl_module, scale)
+            pl_module.end_blind_scales()
         if scale.index + 1 >= len(pl_module.plan):
             return
         x_previous, k_previous = pl_module.latest_x, pl_module.latest_k
@@ -230,6 +237,8 @@ class ScaleTransition(Callback):
             if start is not None:
                 self._fit_image(pl_module, start)
         else:
+            if pl_module.centre_kernel_between_scales:
+                x_previous, k_previous, _, _ = centre_kernel(x_previous, k_previous)
             self._fit_image(pl_module, resize_image(x_previous, nxt.support))
             self._fit_kernel(pl_module, resize_kernel(k_previous, nxt.kernel_size))
         # New parameters need a new optimizer, and the trainer must be handed it: the

@@ -27,7 +27,9 @@ class ResultWriter(Callback):
     - ``kernel.png``: the kernel scaled to its maximum and enlarged (nearest neighbour);
     - ``metrics.json``: ``status`` (``done``, or ``failed`` with an ``error`` when the
       divergence guard stopped the job: the files then hold the last good estimate),
-      final loss, iterations, wall time, and with a sharp reference
+      final loss, iterations, wall time, the kernel's registration (blind jobs: its
+      centroid offset before centring, the shift applied, whether it touches its
+      border), and with a sharp reference
       PSNR, SSIM and ISNR of the result and of the input (on the luminance), plain
       and shift-aligned (see :func:`quality_figures`).
 
@@ -72,6 +74,10 @@ class ResultWriter(Callback):
                 f"the run folder {folder} holds an input file named {clashes[0]}; results never overwrite inputs: "
                 "move the input or choose another --trainer.logger.init_args.save_dir"
             )
+        # A job stopped early at its finest blind scale is centred here (once per job).
+        pl_module.end_blind_scales()
+        if pl_module.centring is not None:
+            metrics.update(pl_module.centring)
         if pl_module.latest_x is not None:
             image, kernel = pl_module.estimate()
             self._write_estimate(folder, observation, image, kernel)

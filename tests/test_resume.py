@@ -78,3 +78,6 @@ def test_a_job_killed_in_a_finishing_tile_resumes_to_the_same_result(tmp_path, m
     assert read_metrics(run)["iterations"] == read_metrics(whole)["iterations"] == 36 + 6 * 10
     np.testing.assert_array_equal(read_image(run / "deblurred.png").pixels, read_image(whole / "deblurred.png").pixels)
     np.testing.assert_array_equal(np.load(run / "kernel.npy"), np.load(whole / "kernel.npy"))
+    # Centring happened before the kill, at the end of the blind scales: still reported.
+    centring = ("kernel_centroid_offset", "kernel_shift", "kernel_touches_border")
+    assert [read_metrics(run)[key] for key in centring] == [read_metrics(whole)[key] for key in centring]
