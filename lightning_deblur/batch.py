@@ -76,6 +76,7 @@ METRIC_FIELDS = [
     "fit_time_s",
     "seconds_per_iteration",
     "precision",
+    "verdict",
 ]
 """Figures taken from each job's ``metrics.json`` (``fit_time_s`` is its ``wall_time_s``:
 the optimization alone, without process start-up). Other numeric keys follow, sorted."""

@@ -26,10 +26,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-BORDER_FRACTION = 0.01
-"""A centred kernel "touches the border" when the largest value in its outermost rows
-and columns exceeds this fraction of its peak: the blur may reach beyond the support,
-i.e. the kernel size given may be too small."""
+LOST_MASS_WARNING = 0.01
+"""Share of the kernel's mass pushed out of its support by centring above which the job
+warns: the blur reaches beyond the support, so the kernel size given may be too small."""
 
 
 class CentredEstimate(NamedTuple):

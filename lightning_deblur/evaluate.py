@@ -81,6 +81,7 @@ from lightning_deblur.metrics import (
     psnr_per_image,
     ssim_per_image,
 )
+from lightning_deblur.verdict import judge
 
 RUN_FIELDS = [
     "method",
@@ -98,6 +99,7 @@ RUN_FIELDS = [
     "true_kernel_seed",
     "wall_time_s",
     "failed",
+    "verdict",
     "shift_y",
     "shift_x",
     "run_dir",
@@ -316,8 +318,10 @@ def measure_input(
             ratios = error_ratio(batch, with_truth, reference, **options).tolist()
         for index, job in enumerate(chunk):
             kernel_err = math.nan
+            estimate_kernel = read_kernel(job.folder / "kernel.npy", "--results")
+            # Recomputed from the files, so runs made before verdicts existed get one too.
+            verdict = judge(observation, batch[index], torch.from_numpy(estimate_kernel))
             if truth is not None:
-                estimate_kernel = read_kernel(job.folder / "kernel.npy", "--results")
                 kernel_err = float(
                     kernel_error(torch.from_numpy(estimate_kernel), torch.from_numpy(truth), max_shift, step)[0]
                 )
@@ -335,6 +339,7 @@ def measure_input(
                 "true_kernel_seed": tk_seeds[index],
                 "wall_time_s": _wall_time(job.folder),
                 "failed": isnr < failure_db,
+                "verdict": verdict.label,
                 "shift_y": float(pair.shift[index, 0]),
                 "shift_x": float(pair.shift[index, 1]),
             }
@@ -386,8 +391,23 @@ def summarize(jobs: list[Job], methods: list[str], names: list[str], failure_db:
             "error_ratio_median": statistics.median(ratios) if ratios else math.nan,
             "error_ratio_runs": len(ratios),
             "wall_time_s_mean": _mean(job.figures["wall_time_s"] for job in mine),
+            **verdict_scores(mine),
         }
     return {"methods": per_method, "per_input_isnr_mean": {n: v for n, v in per_input.items() if v}}
+
+
+def verdict_scores(jobs: list[Job]) -> dict:
+    """How the no-reference verdict agrees with the measured failures (ISNR below the
+    threshold): runs it flags, and its precision (flagged runs that failed) and recall
+    (failed runs it flagged); NaN where undefined."""
+    flagged = [job for job in jobs if job.figures["verdict"] != "ok"]
+    failed = [job for job in jobs if job.figures["failed"]]
+    caught = [job for job in flagged if job.figures["failed"]]
+    return {
+        "verdict_flagged": len(flagged),
+        "verdict_precision": len(caught) / len(flagged) if flagged else math.nan,
+        "verdict_recall": len(caught) / len(failed) if failed else math.nan,
+    }
 
 
 def _clean(value):
@@ -431,6 +451,18 @@ def markdown(summary: dict) -> str:
             f"| {_cell(s['aligned_ssim_mean'], '{:.3f}')} | {_cell(s['psnr_mean'])} "
             f"| {_cell(s['kernel_error_mean'], '{:.4f}')} | {_cell(s['error_ratio_mean'])} "
             f"| {_cell(s['wall_time_s_mean'], '{:.1f}')} |"
+        )
+    lines += [
+        "",
+        f"No-reference verdict (`lightning_deblur.verdict`) against the measured failures (ISNR < {failure_db:g} dB):",
+        "",
+        "| method | runs flagged | precision | recall |",
+        "|---|---:|---:|---:|",
+    ]
+    for method, s in summary["methods"].items():
+        lines.append(
+            f"| {method} | {s['verdict_flagged']} | {_cell(s['verdict_precision'], '{:.0%}')} "
+            f"| {_cell(s['verdict_recall'], '{:.0%}')} |"
         )
     methods = list(summary["methods"])
     lines += ["", "Mean aligned ISNR (dB) per input:", "", "| input | " + " | ".join(methods) + " |"]

@@ -26,7 +26,8 @@ def preview(image: torch.Tensor, max_side: int = PREVIEW_MAX_SIDE) -> torch.Tens
     return image[0].cpu()
 
 
-def _tensorboard(trainer: Trainer):
+def tensorboard_writer(trainer: Trainer):
+    """The ``SummaryWriter`` of the trainer's TensorBoard logger, or ``None`` without one."""
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             return logger.experiment
@@ -50,7 +51,7 @@ class ImageLogging(Callback):
         self.every_n_steps = every_n_steps
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        writer = _tensorboard(trainer)
+        writer = tensorboard_writer(trainer)
         if writer is None or not self.every_n_steps:
             return
         writer.add_image("input/blurred", preview(pl_module.y), 0)
@@ -69,7 +70,7 @@ class ImageLogging(Callback):
     @staticmethod
     def log_estimate(trainer: Trainer, pl_module: LightningModule, prefix: str, step: int) -> None:
         """Write the current image crop and kernel preview under ``prefix/``."""
-        writer = _tensorboard(trainer)
+        writer = tensorboard_writer(trainer)
         if writer is None or pl_module.latest_x is None:
             return
         image, _ = pl_module.estimate()
@@ -79,7 +80,7 @@ class ImageLogging(Callback):
     @staticmethod
     def log_kernel(trainer: Trainer, pl_module: LightningModule, prefix: str, step: int) -> None:
         """Write the current kernel, scaled to its maximum and enlarged, as ``prefix/kernel``."""
-        writer = _tensorboard(trainer)
+        writer = tensorboard_writer(trainer)
         if writer is None or pl_module.latest_k is None:
             return
         preview = kernel_preview(pl_module.latest_k.cpu().numpy().astype(np.float64))

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from lightning.pytorch import LightningModule
 
-from lightning_deblur.centring import BORDER_FRACTION, border_ratio, centre_kernel, kernel_centroid_offset
+from lightning_deblur.centring import LOST_MASS_WARNING, centre_kernel, kernel_centroid_offset
 from lightning_deblur.colour import colour_support
 from lightning_deblur.data import Observation
 from lightning_deblur.errors import InputError
@@ -615,22 +615,14 @@ class DeblurJob(LightningModule):
         shift, lost = (0, 0), 0.0
         if self.centre_kernel:
             self.latest_x, self.latest_k, shift, lost = centre_kernel(self.latest_x, self.latest_k)
-        ratio = border_ratio(self.latest_k)
+        # Whether the kernel fills its support is judged once, by the verdict (verdict.py).
         self.centring = {
             "kernel_centroid_offset": [round(value, 3) for value in offset],
             "kernel_shift": list(shift),
             "kernel_mass_lost": round(lost, 6),
-            "kernel_border_ratio": round(ratio, 4),
-            "kernel_touches_border": ratio > BORDER_FRACTION,
         }
         size = "x".join(str(side) for side in self.latest_k.shape)
-        if ratio > BORDER_FRACTION:
-            print(
-                f"warning: the estimated kernel reaches the border of its {size} support (edge value "
-                f"{ratio:.1%} of the peak); the blur may be larger: try a larger --data.kernel_size",
-                file=sys.stderr,
-            )
-        if lost > BORDER_FRACTION:
+        if lost > LOST_MASS_WARNING:
             print(
                 f"warning: centring pushed {lost:.1%} of the kernel's mass out of its {size} support; "
                 "try a larger --data.kernel_size",

@@ -10,8 +10,10 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lightning_deblur.colour import luminance
 from lightning_deblur.errors import InputError
+from lightning_deblur.image_logging import tensorboard_writer
 from lightning_deblur.io import replace_luminance, write_image, write_json, write_kernel_npy, write_kernel_png
 from lightning_deblur.metrics import aligned_psnr, aligned_ssim, isnr_per_image, psnr_per_image, ssim_per_image
+from lightning_deblur.verdict import Verdict, judge
 
 RESULT_FILES = ("deblurred.png", "kernel.npy", "kernel.png", "metrics.json")
 """Files every finished job leaves in its run folder (``metrics.json`` is written last)."""
@@ -28,8 +30,9 @@ class ResultWriter(Callback):
     - ``metrics.json``: ``status`` (``done``, or ``failed`` with an ``error`` when the
       divergence guard stopped the job: the files then hold the last good estimate),
       final loss, iterations, wall time, the kernel's registration (blind jobs: its
-      centroid offset before centring, the shift applied, whether it touches its
-      border), and with a sharp reference
+      centroid offset before centring and the shift applied), the no-reference
+      ``verdict`` with its signals (blind jobs, :mod:`lightning_deblur.verdict`), and with
+      a sharp reference
       PSNR, SSIM and ISNR of the result and of the input (on the luminance), plain
       and shift-aligned (see :func:`quality_figures`).
 
@@ -86,6 +89,12 @@ class ResultWriter(Callback):
                 metrics["kernel_crop"] = pl_module.crop.as_list()
             if pl_module.has_finishing:
                 metrics["tiles"] = pl_module.tile_count
+            if pl_module.kernel_mode == "blind" and pl_module.estimate_is_full_size:
+                verdict = judge(pl_module.y_full, luminance(image.float()), kernel)
+                metrics.update(verdict.as_metrics())
+                writer = tensorboard_writer(trainer)
+                if writer is not None:
+                    writer.add_text("verdict", verdict.sentence(), trainer.global_step)
             if pl_module.sharp_full is not None and pl_module.estimate_is_full_size:
                 # Figures on the luminance, comparable between colour modes and methods.
                 metrics.update(quality_figures(luminance(image.float()), pl_module.y_full, pl_module.sharp_full))
@@ -160,4 +169,6 @@ def summary_line(folder: Path, metrics: dict) -> str:
         )
     if "aligned_psnr" in metrics:
         line += f"; shift-aligned PSNR {metrics['input_aligned_psnr']:.2f} -> {metrics['aligned_psnr']:.2f} dB"
+    if "verdict" in metrics:
+        line += "; " + Verdict(metrics["verdict"], **metrics["verdict_signals"]).sentence()
     return line

@@ -1,0 +1,103 @@
+"""A no-reference verdict on a finished blind job: did it find a blur, or fail?
+
+Without a sharp reference a user cannot tell a failed run from a good one. Two failure
+kinds leave a signature in what the job itself returns (the input ``y``, the estimate
+``x`` and the kernel ``k``):
+
+- **no-blur**: the trivial solution ``x ≈ y, k ≈ δ``: the kernel's mass sits in one
+  pixel (peak near 1) and the estimate is hardly sharper than the input.
+- **kernel-at-border**: the kernel fills its whole support up to the border (its
+  outermost rows/columns as strong as its peak): held spread by a too strong prior, or
+  the kernel size given is too small for the blur.
+
+The thresholds were calibrated on the full-fidelity bank (docs/RESULTS.md, "A
+no-reference verdict"), where their precision and recall against the true aligned
+ISNR are measured; over-sharpened failures (ringing) are not caught by either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from lightning_deblur.centring import border_ratio
+
+NO_BLUR_PEAK = 0.6
+"""Kernel peak (of a kernel summing to 1) from which a kernel counts as a near-delta."""
+
+NO_BLUR_SHARPNESS = 2.0
+"""Sharpness gain below which a near-delta kernel's estimate counts as not deblurred."""
+
+BORDER_RATIO = 0.75
+"""Border-to-peak ratio of the kernel from which it counts as filling its support."""
+
+
+@dataclass
+class Verdict:
+    """What :func:`judge` found.
+
+    Attributes:
+        label: ``ok``, ``no-blur`` or ``kernel-at-border``.
+        kernel_peak: largest kernel value (1 for a delta; ``1/(kh·kw)`` for uniform).
+        sharpness_gain: mean squared gradient of the estimate over that of the input
+            (1: no sharper; a deblurred image is several times sharper).
+        kernel_border: largest kernel value on the outermost rows/columns over the peak.
+    """
+
+    label: str
+    kernel_peak: float
+    sharpness_gain: float
+    kernel_border: float
+
+    @property
+    def failed(self) -> bool:
+        return self.label != "ok"
+
+    def as_metrics(self) -> dict:
+        """``metrics.json`` entries: ``verdict`` and ``verdict_signals``."""
+        signals = {key: round(value, 4) for key, value in asdict(self).items() if key != "label"}
+        return {"verdict": self.label, "verdict_signals": signals}
+
+    def sentence(self) -> str:
+        """One line for the job's summary."""
+        why = {
+            "ok": "a blur was found",
+            "no-blur": "the kernel is a near-delta and the image no sharper than the input (the no-blur solution)",
+            "kernel-at-border": "the kernel fills its support up to the border (kernel size too small?)",
+        }[self.label]
+        return (
+            f"verdict {self.label}: {why} (kernel peak {self.kernel_peak:.2f}, sharpness ×{self.sharpness_gain:.1f}, "
+            f"border/peak {self.kernel_border:.2f})"
+        )
+
+
+def gradient_energy(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared forward difference along H plus along W, float64.
+
+    Args:
+        image: ``(..., H, W)`` in [0, 1].
+    """
+    image = image.double()
+    return (image.diff(dim=-2) ** 2).mean() + (image.diff(dim=-1) ** 2).mean()
+
+
+def judge(observation: torch.Tensor, estimate: torch.Tensor, kernel: torch.Tensor) -> Verdict:
+    """The verdict on one blind result.
+
+    Args:
+        observation: blurred input ``(..., H, W)`` in [0, 1] (grey or luminance).
+        estimate: deblurred result of the same shape, in [0, 1].
+        kernel: estimated kernel ``(kh, kw)``, non-negative, sums to 1.
+    """
+    kernel = kernel.detach().double().cpu()
+    peak = float(kernel.max() / kernel.sum())
+    sharpness = float(gradient_energy(estimate.detach().cpu()) / gradient_energy(observation.detach().cpu()).clamp_min(1e-12))
+    border = border_ratio(kernel)
+    if peak >= NO_BLUR_PEAK and sharpness < NO_BLUR_SHARPNESS:
+        label = "no-blur"
+    elif border >= BORDER_RATIO:
+        label = "kernel-at-border"
+    else:
+        label = "ok"
+    return Verdict(label, peak, sharpness, border)
