@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from lightning.pytorch import LightningModule
@@ -42,7 +43,7 @@ class ImageNetSpec:
     skip_channels: int = 16
     levels: int = 5
     non_local_from_level: int = 3
-    upsample_mode: str = "bilinear"
+    upsample_mode: Literal["bilinear", "nearest"] = "bilinear"
     noise_scale: float = 0.1
 
     def build(self, output_channels: int = 1) -> SkipNet:
@@ -172,11 +173,11 @@ class DeblurJob(LightningModule):
         scales: ScalesSpec = ScalesSpec(),
         refit: RefitSpec = RefitSpec(),
         kernel_prefilter: ShockFilterSpec | None = None,
-        kernel_mode: str = "blind",
-        colour: str = "full",
+        kernel_mode: Literal["blind", "fixed"] = "blind",
+        colour: Literal["full", "luminance"] = "full",
         kernel_crop: KernelCropSpec = KernelCropSpec(),
         finish: FinishSpec = FinishSpec(),
-        memory_format: str = "auto",
+        memory_format: Literal["auto", "channels_last", "contiguous"] = "auto",
     ) -> None:
         super().__init__()
         # The resolved config.yaml of the run records these; no hparams copy is kept.
