@@ -74,6 +74,10 @@ class CommandLineHelpFormatter(DefaultHelpFormatter):
     """jsonargparse's formatter, with the reST markup of docstrings (ours and
     Lightning's) turned into plain text."""
 
+    def add_argument(self, action) -> None:
+        if not getattr(action, "hidden_from_help", False):
+            super().add_argument(action)
+
     def _expand_help(self, action) -> str:
         return plain_text(super()._expand_help(action))
 
@@ -86,10 +90,14 @@ class CommandLineHelpFormatter(DefaultHelpFormatter):
 
 
 def hide_options(parser, keys) -> None:
-    """Leave the options ``keys`` (e.g. ``trainer.max_epochs``) out of ``--help``; they still parse."""
+    """Leave the options ``keys`` (e.g. ``trainer.max_epochs``) out of ``--help``.
+
+    They still parse and still go into ``config.yaml``: argparse's ``help=SUPPRESS``
+    would also drop them from jsonargparse's dumps, so the mark is read by
+    :class:`CommandLineHelpFormatter` alone."""
     for action in parser._actions:
         if action.dest in keys:
-            action.help = argparse.SUPPRESS
+            action.hidden_from_help = True
 
 
 class DeblurCLI(LightningCLI):
