@@ -637,20 +637,23 @@ def resolve_fit_config(fit_prefix: list[str], job: Job, output_dir: Path) -> dic
 
     import yaml
 
-    from lightning_deblur.cli import DeblurCLI
+    from lightning_deblur.cli import DeblurCLI, parse_error_line
 
     out, err = _stdio.StringIO(), _stdio.StringIO()
-    code = 0
+    reason = None
     try:
         with redirect_stdout(out), redirect_stderr(err):
             DeblurCLI(args=[*fit_arguments(job, output_dir, fit_prefix), "--print_config"])
+    except argparse.ArgumentError as error:  # the parser raises its errors (DeblurCLI's parser_kwargs)
+        reason = parse_error_line(str(error))
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
-    if code:
-        lines = [line.strip() for line in err.getvalue().splitlines() if line.strip()]
-        reasons = [line for line in lines if "error" in line.lower()] or lines or [f"exit code {code}"]
+        if code:
+            lines = [line.strip() for line in err.getvalue().splitlines() if line.strip()]
+            reason = ([line for line in lines if "error" in line.lower()] or lines or [f"exit code {code}"])[-1]
+    if reason is not None:
         raise InputError(
-            f"the fit options given to batch do not parse ({reasons[-1]}); "
+            f"the fit options given to batch do not parse ({reason}); "
             "check them with `python -m lightning_deblur fit --print_config …`"
         )
     return yaml.safe_load(out.getvalue()) or {}
