@@ -61,13 +61,14 @@ _REST_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?(?:([^`<]*?)\s*<[^>]*>|([^`]*))
 
 
 def plain_text(text: str) -> str:
-    """Docstring reST as a terminal shows it: ``x`` -> x, :class:`~a.B` -> B, :ref:`t <x>` -> t."""
+    """Docstring reST as a terminal shows it: ``x`` -> x, :class:`~a.B` -> B, :ref:`t <x>` -> t,
+    and Python's None as the command line spells it, null."""
 
     def role(match: re.Match) -> str:
         label, target = match.group(1), match.group(2)
         return label if label is not None else target.rsplit(".", 1)[-1]
 
-    return _REST_ROLE.sub(role, text).replace("``", "")
+    return re.sub(r"\bNone\b", "null", _REST_ROLE.sub(role, text).replace("``", ""))
 
 
 class CommandLineHelpFormatter(DefaultHelpFormatter):
@@ -175,6 +176,9 @@ class DeblurCLI(LightningCLI):
         parser.add_lightning_class_args(self.trainer_class, "trainer")
         parser.set_defaults({f"trainer.{key}": value for key, value in self.trainer_defaults.items()})
         hide_options(parser, {f"trainer.{name}" for name in JOBLESS_TRAINER_OPTIONS})
+        parser.groups["trainer"].title = (
+            "Lightning Trainer (options a job has no use for are not listed; they are still accepted)"
+        )
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)

@@ -84,6 +84,7 @@ def test_fit_help_lists_the_image_before_the_trainer_and_shows_choices(capsys, t
 def test_rest_markup_becomes_plain_text():
     assert plain_text("use ``x`` with :class:`~lightning.pytorch.Trainer`") == "use x with Trainer"
     assert plain_text(":ref:`the guide <guide-label>` and :func:`f`") == "the guide and f"
+    assert plain_text("None turns it off; NoneType stays") == "null turns it off; NoneType stays"
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
