@@ -303,7 +303,9 @@ _LITERAL_ERROR = re.compile(r'Parser key "([^"]+)":\s*Expected a typing\.Literal
 def parse_error_line(message: str) -> str:
     """jsonargparse's (often multi-line) parse error as one line; a value outside a
     ``Literal`` says which values are allowed."""
-    message = " ".join(message.split())
+    message = " ".join(message.split()).rstrip(".")
+    # Missing options are named by their key under the subcommand ("fit.data.image").
+    message = re.sub(r"required: fit\.", "required: --", message)
     literal = _LITERAL_ERROR.fullmatch(message)
     if literal:
         key, choices, value = literal.groups()

@@ -93,6 +93,13 @@ def test_every_shipped_config_still_parses(capsys, config):
     assert code == 0 and yaml.safe_load(out)["model"]["colour"] in ("full", "luminance")
 
 
+def test_a_missing_image_is_named_as_its_option(capsys, typed_as_module):
+    code, _, err = run_main(capsys, "fit", "--data.kernel_size", "5")
+    assert code == 2 and err.strip().splitlines() == [
+        "error: the following arguments are required: --data.image; see `python -m lightning_deblur fit --help`"
+    ]
+
+
 @pytest.mark.parametrize(
     "option, value, expected",
     [
