@@ -638,20 +638,23 @@ def resolve_fit_config(fit_prefix: list[str], job: Job, output_dir: Path) -> dic
 
     import yaml
 
-    from lightning_deblur.cli import DeblurCLI
+    from lightning_deblur.cli import DeblurCLI, parse_error_line
 
     out, err = _stdio.StringIO(), _stdio.StringIO()
-    code = 0
+    reason = None
     try:
         with redirect_stdout(out), redirect_stderr(err):
             DeblurCLI(args=[*fit_arguments(job, output_dir, fit_prefix), "--print_config"])
+    except argparse.ArgumentError as error:  # the parser raises its errors (DeblurCLI's parser_kwargs)
+        reason = parse_error_line(str(error))
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
-    if code:
-        lines = [line.strip() for line in err.getvalue().splitlines() if line.strip()]
-        reasons = [line for line in lines if "error" in line.lower()] or lines or [f"exit code {code}"]
+        if code:
+            lines = [line.strip() for line in err.getvalue().splitlines() if line.strip()]
+            reason = ([line for line in lines if "error" in line.lower()] or lines or [f"exit code {code}"])[-1]
+    if reason is not None:
         raise InputError(
-            f"the fit options given to batch do not parse ({reasons[-1]}); "
+            f"the fit options given to batch do not parse ({reason}); "
             "check them with `python -m lightning_deblur fit --print_config …`"
         )
     return yaml.safe_load(out.getvalue()) or {}
@@ -767,8 +770,9 @@ def command(argv: list[str]) -> None:
         if not Path(config).is_file():
             raise InputError(f"config file '{config}' not found; check the path given to --config")
     fit_prefix = [arg for config in options.config for arg in ("--config", str(Path(config).resolve()))]
-    # Before the passed-through options, so these can be overridden.
-    fit_prefix += ["--trainer.enable_progress_bar", "false", *passthrough]
+    # A job's stdout is a file (stdout.log), so its progress comes as a plain line every
+    # 2 % of the steps (lightning_deblur/progress.py), a few kilobytes per job.
+    fit_prefix += passthrough
     output_dir = Path(options.output_dir).resolve()
     run_batch(
         build_jobs(cases, seeds), output_dir, fit_prefix, options.devices, options.jobs_per_device, options.timeout

@@ -8,12 +8,16 @@ reported as one line on stderr with exit code 2.
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import re
 import sys
 from pathlib import Path
 
+from jsonargparse import ArgumentParser, DefaultHelpFormatter
 from lightning.pytorch.cli import LightningCLI
 
+from lightning_deblur import __version__
 from lightning_deblur.checkpointing import JobCheckpoint, run_folder_of_checkpoint
 from lightning_deblur.curves import QualityCurve
 from lightning_deblur.data import BlurredImage, load_observation
@@ -43,6 +47,61 @@ TRAINER_DEFAULTS = {
 }
 
 
+JOBLESS_TRAINER_OPTIONS = (
+    "strategy", "num_nodes", "fast_dev_run", "max_epochs", "min_epochs", "max_steps", "min_steps",
+    "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches", "overfit_batches",
+    "val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps", "enable_checkpointing",
+    "accumulate_grad_batches", "inference_mode", "use_distributed_sampler", "barebones", "plugins",
+    "sync_batchnorm", "reload_dataloaders_every_n_epochs", "enable_autolog_hparams", "model_registry",
+)  # fmt: skip
+"""Trainer options left out of ``fit --help``: a job is one epoch of ``model.iterations``
+steps on one image, on one device, without validation, and checkpoints itself; these
+would only break that. They still parse, so configs that set them keep working."""
+
+_REST_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?(?:([^`<]*?)\s*<[^>]*>|([^`]*))`")
+
+
+def plain_text(text: str) -> str:
+    """Docstring reST as a terminal shows it: ``x`` -> x, :class:`~a.B` -> B, :ref:`t <x>` -> t,
+    and Python's None as the command line spells it, null."""
+
+    def role(match: re.Match) -> str:
+        label, target = match.group(1), match.group(2)
+        return label if label is not None else target.rsplit(".", 1)[-1]
+
+    return re.sub(r"\bNone\b", "null", _REST_ROLE.sub(role, text).replace("``", ""))
+
+
+class CommandLineHelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's formatter, with the reST markup of docstrings (ours and
+    Lightning's) turned into plain text."""
+
+    def add_argument(self, action) -> None:
+        if not getattr(action, "hidden_from_help", False):
+            super().add_argument(action)
+
+    def _expand_help(self, action) -> str:
+        return plain_text(super()._expand_help(action))
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain_text(text))
+
+    def start_section(self, heading) -> None:
+        # Group headings are the first lines of class docstrings ("…::" opens a reST block).
+        super().start_section(heading and plain_text(heading).rstrip(":"))
+
+
+def hide_options(parser, keys) -> None:
+    """Leave the options ``keys`` (e.g. ``trainer.max_epochs``) out of ``--help``.
+
+    They still parse and still go into ``config.yaml``: argparse's ``help=SUPPRESS``
+    would also drop them from jsonargparse's dumps, so the mark is read by
+    :class:`CommandLineHelpFormatter` alone."""
+    for action in parser._actions:
+        if action.dest in keys:
+            action.hidden_from_help = True
+
+
 class DeblurCLI(LightningCLI):
     """LightningCLI with the deblurring job's callbacks and input checks."""
 
@@ -57,8 +116,54 @@ class DeblurCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             # The job builds its own optimizer (two parameter groups) and schedules.
             auto_configure_optimizers=False,
-            parser_kwargs={"fit": {"description": "Deblur one image (blind deconvolution with deep priors)."}},
+            parser_kwargs={
+                "prog": program_name(),
+                "formatter_class": CommandLineHelpFormatter,
+                # Parse errors raise instead of printing usage; main() reports them in one line.
+                "exit_on_error": False,
+                "description": "Blind image deblurring with deep image priors. "
+                "`COMMAND --help` lists the options of a command.",
+                "fit": {
+                    "description": "Deblur one image (blind deconvolution with deep priors). The image and "
+                    "the method's options come first, the Trainer's last.",
+                    "usage": f"{program_name()} fit --data.image IMAGE --data.kernel_size K [options]",
+                },
+            },
         )
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Only ``fit``: a job has no held-out data, so validate/test/predict mean nothing.
+
+        Maps the subcommand to the Trainer.fit arguments the CLI fills itself."""
+        return {"fit": LightningCLI.subcommands()["fit"]}
+
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        # On the top-level parser only, so `fit --version` stays an unknown option.
+        self.parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+    def _add_subcommands(self, parser, **kwargs) -> None:
+        """``fit`` as LightningCLI builds it, then our own commands beside it.
+
+        Lightning's version takes each command's help line from the Trainer method's
+        docstring; ours says what the command does here. The other commands parse their
+        own options (``main`` hands them their arguments before this parser is built), so
+        here they get empty parsers whose only use is to be listed by ``--help``.
+        """
+        self._subcommand_parsers = {}
+        subcommands = parser.add_subcommands(title="commands", description=None, metavar="COMMAND", help=None)
+        fit = self._prepare_subcommand_parser(self.trainer_class, "fit", **kwargs.get("fit", {}))
+        self._subcommand_parsers["fit"] = fit
+        subcommands.add_subcommand("fit", fit, help=FIT_SUMMARY)
+        for name, (_, summary) in COMMANDS.items():
+            subcommands.add_subcommand(name, ArgumentParser(description=summary, add_help=False), help=summary)
+
+    def add_core_arguments_to_parser(self, parser) -> None:
+        # The image, then the method; the Trainer comes last (add_arguments_to_parser),
+        # since most of its options are Lightning's plumbing rather than a job's settings.
+        parser.add_lightning_class_args(self._datamodule_class, "data")
+        parser.add_lightning_class_args(self._model_class, "model")
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(LossSchedule, "schedule")
@@ -70,6 +175,13 @@ class DeblurCLI(LightningCLI):
         parser.add_lightning_class_args(ResultWriter, "outputs")
         parser.add_lightning_class_args(DivergenceGuard, "divergence")
         parser.add_lightning_class_args(JobCheckpoint, "checkpoint")
+        # As LightningCLI.add_core_arguments_to_parser adds it, only later in the help.
+        parser.add_lightning_class_args(self.trainer_class, "trainer")
+        parser.set_defaults({f"trainer.{key}": value for key, value in self.trainer_defaults.items()})
+        hide_options(parser, {f"trainer.{name}" for name in JOBLESS_TRAINER_OPTIONS})
+        parser.groups["trainer"].title = (
+            "Lightning Trainer (options a job has no use for are not listed; they are still accepted)"
+        )
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
@@ -128,15 +240,26 @@ def name_run_after_image(config) -> None:
 JOB_FAILED = 3
 """Exit code of a job stopped by the divergence guard (its last good estimate is kept)."""
 
+FIT_SUMMARY = "deblur one image: estimate the sharp image and the kernel"
+"""The line ``fit`` gets in the top-level ``--help`` (Lightning's would describe Trainer.fit)."""
+
 COMMANDS = {
-    "synth": "lightning_deblur.synth",
-    "batch": "lightning_deblur.batch",
-    "evaluate": "lightning_deblur.evaluate",
-    "figures": "lightning_deblur.figures",
+    "batch": ("lightning_deblur.batch", "deblur many images and seeds over devices, resumable"),
+    "synth": ("lightning_deblur.synth", "make a synthetic blurred dataset and its manifest"),
+    "evaluate": ("lightning_deblur.evaluate", "score results folders against a manifest (tables)"),
+    "figures": ("lightning_deblur.figures", "draw figures (PNG) of evaluated runs, fits and logs"),
 }
-"""Subcommands of our own, beside LightningCLI's ``fit``: name -> module with ``command(argv)``.
+"""Subcommands of our own, beside LightningCLI's ``fit``: name -> (module with
+``command(argv)``, the line the top-level ``--help`` shows).
 
 Imported only when called, so ``fit`` does not pay for them (matplotlib, for one)."""
+
+
+def program_name() -> str:
+    """The command as the user typed it: ``python -m lightning_deblur`` or the installed
+    script's name (``lightning-deblur``)."""
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "python -m lightning_deblur" if script in ("__main__.py", "-m", "") else script
 
 
 def resume_in_the_checkpoints_run_folder(config) -> None:
@@ -160,7 +283,7 @@ def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
     try:
         if argv and argv[0] in COMMANDS:
-            importlib.import_module(COMMANDS[argv[0]]).command(argv[1:])
+            importlib.import_module(COMMANDS[argv[0]][0]).command(argv[1:])
         else:
             # From the command line LightningCLI reads sys.argv itself (given both, it warns).
             cli = DeblurCLI(args=None if args is None else argv)
@@ -171,3 +294,24 @@ def main(args: list[str] | None = None) -> None:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except argparse.ArgumentError as error:
+        command = f"{program_name()} {argv[0]}" if argv and argv[0] == "fit" else program_name()
+        print(f"error: {parse_error_line(str(error))}; see `{command} --help`", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+_LITERAL_ERROR = re.compile(r'Parser key "([^"]+)":\s*Expected a typing\.Literal\[(.*?)\]\. Got value: (.*)', re.S)
+
+
+def parse_error_line(message: str) -> str:
+    """jsonargparse's (often multi-line) parse error as one line; a value outside a
+    ``Literal`` says which values are allowed."""
+    message = " ".join(message.split()).rstrip(".")
+    # Missing options are named by their key under the subcommand ("fit.data.image").
+    message = re.sub(r"required: fit\.", "required: --", message)
+    literal = _LITERAL_ERROR.fullmatch(message)
+    if literal:
+        key, choices, value = literal.groups()
+        allowed = ", ".join(choice.strip(" '") for choice in choices.split(","))
+        return f"--{key} {value} is not one of {allowed}"
+    return message

@@ -45,7 +45,7 @@ class ImageNetSpec:
     skip_channels: int = 16
     levels: int = 5
     non_local_from_level: int = 3
-    upsample_mode: str = "bilinear"
+    upsample_mode: Literal["bilinear", "nearest"] = "bilinear"
     noise_scale: float = 0.1
 
     def build(self, output_channels: int = 1) -> SkipNet:
@@ -186,11 +186,11 @@ class DeblurJob(LightningModule):
         scales: ScalesSpec = ScalesSpec(),
         refit: RefitSpec = RefitSpec(),
         kernel_prefilter: ShockFilterSpec | None = None,
-        kernel_mode: str = "blind",
-        colour: str = "full",
+        kernel_mode: Literal["blind", "fixed"] = "blind",
+        colour: Literal["full", "luminance"] = "full",
         kernel_crop: KernelCropSpec = KernelCropSpec(),
         finish: FinishSpec = FinishSpec(),
-        memory_format: str = "auto",
+        memory_format: Literal["auto", "channels_last", "contiguous"] = "auto",
         centre_kernel: bool = True,
         centre_kernel_between_scales: bool = False,
     ) -> None:

@@ -8,6 +8,7 @@ regularizers look at the image ``x`` or the kernel ``k``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -137,6 +138,10 @@ LOSS_TERMS = {
 """Every loss term a schedule can weight: ``mse`` and ``ssim`` (1 − SSIM) are data terms,
 ``tv`` regularizes the image and ``kernel_l2`` the kernel."""
 
+LossTerm = Literal["mse", "ssim", "tv", "kernel_l2"]
+"""The names of :data:`LOSS_TERMS`, as a type: the command line shows them as choices."""
+assert set(get_args(LossTerm)) == set(LOSS_TERMS)  # one list of names, checked on import
+
 DATA_TERMS = frozenset({"mse", "ssim"})
 """The terms that compare the re-blurred estimate with the observation."""
 
@@ -168,6 +173,7 @@ __all__ = [
     "KERNEL_L2_REDUCTIONS",
     "LOSS_TERMS",
     "LossInputs",
+    "LossTerm",
     "gaussian_window_1d",
     "kernel_l2",
     "psnr",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -55,7 +56,7 @@ class RefitSpec:
         kernel_lr: Adam learning rate of the kernel fit.
     """
 
-    initial_kernel: str = "gaussian"
+    initial_kernel: Literal["gaussian", "none"] = "gaussian"
     image_rmse: float = 10 / 255
     kernel_rmse: float = 10 / 255
     max_iterations: int = 2000

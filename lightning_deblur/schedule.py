@@ -12,7 +12,7 @@ from bisect import bisect_right
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lightning_deblur.errors import InputError
-from lightning_deblur.losses import LOSS_TERMS
+from lightning_deblur.losses import LOSS_TERMS, LossTerm
 
 PiecewiseWeights = dict[str, dict[int, float]]
 
@@ -54,7 +54,7 @@ class LossSchedule(Callback):
         self,
         weights: PiecewiseWeights = IMPROVED_WEIGHTS,
         coarse_weights: PiecewiseWeights | None = IMPROVED_COARSE_WEIGHTS,
-        linear: list[str] = [],  # noqa: B006
+        linear: list[LossTerm] = [],  # noqa: B006
     ) -> None:
         self.weights = validate_weights(weights)
         self.coarse_weights = None if coarse_weights is None else validate_weights(coarse_weights)

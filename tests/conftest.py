@@ -94,7 +94,7 @@ class KillAt(Callback):
 def write_easy_case(folder: Path) -> None:
     """A 40×36 picture under a 7×7 Gaussian blur (σ 2): ``blurred.png``, ``sharp.png`` and
     ``true_kernel.npy`` in ``folder``. Blind runs from the Gaussian initialization gain
-    1.9–2.7 dB on it (seeds 0–2, 200 iterations, 16-channel net)."""
+    2.2–3.4 dB on it (seeds 0–4, 200 iterations, 16-channel net; docs/RESULTS.md)."""
     kernel = gaussian_kernel(7, 2.0)
     support = synthetic_sharp(40 + 6, 36 + 6)
     write_image(folder / "blurred.png", blur(support, kernel))

@@ -360,6 +360,7 @@ def test_seed_lists():
         (["--manifest", "{cases}", "--data.sharp", "x.png"], "--data.sharp cannot be given to batch"),
         (["--manifest", "{cases}", "--trainer.devices", "2"], "use --devices"),
         (["--manifest", "{cases}", "--model.iteratons", "3"], "do not parse"),
+        (["--manifest", "{cases}", "--model.colour", "grey"], "--model.colour grey is not one of full, luminance"),
         (["--manifest", "{cases}", "--devices", "many"], "not a number or auto"),
     ],
 )

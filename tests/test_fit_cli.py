@@ -95,10 +95,13 @@ def easy_case_args(folder) -> tuple[str, ...]:
 
 
 def test_tiny_blind_run_raises_psnr_on_an_easy_case(tmp_path):
-    # G_k starts from the Gaussian initialization; the case gains 1.9 to 2.7 dB, 1 dB is the bar.
     write_easy_case(tmp_path)
     run = run_fit(tmp_path, *easy_case_args(tmp_path))
     metrics = read_metrics(run)
+    # Measured on an AMD EPYC (benchmarks/test_margins.py, docs/RESULTS.md "Test margins"):
+    # +2.22 to +3.39 dB over seeds 0-4 with float32 AVX-512 and AVX2 kernels and bf16-mixed
+    # (the same seed moves by up to 0.25 dB between those paths). 1 dB is far inside that;
+    # a run that does not deblur gains about 0.
     assert metrics["psnr"] > metrics["input_psnr"] + 1.0, metrics
 
 
@@ -154,18 +157,25 @@ def test_results_json_is_complete_json(blurred_case, tmp_path):
     assert not list(run.glob(".*"))  # no temporary files left behind
 
 
-def test_non_blind_mode_keeps_the_given_kernel_and_trains_the_image_net_only(tmp_path):
-    write_easy_case(tmp_path)
-    kernel = np.load(tmp_path / "true_kernel.npy")
-    run = run_fit(
-        tmp_path,
-        "--data.image", str(tmp_path / "blurred.png"), "--data.sharp", str(tmp_path / "sharp.png"),
-        "--data.kernel", str(tmp_path / "true_kernel.npy"),
+def non_blind_args(folder) -> tuple[str, ...]:
+    """A non-blind run on :func:`write_easy_case`'s files with the true kernel: 200
+    iterations of a 16-channel net, MSE then 1 − SSIM at 100."""
+    return (
+        "--data.image", str(folder / "blurred.png"), "--data.sharp", str(folder / "sharp.png"),
+        "--data.kernel", str(folder / "true_kernel.npy"),
         "--model.kernel_mode", "fixed", "--model.iterations", "200", "--model.image_net.channels", "16",
         "--schedule.weights", '{"mse": {"0": 1.0, "100": 0.0}, "ssim": {"100": 1.0}}',
     )  # fmt: skip
+
+
+def test_non_blind_mode_keeps_the_given_kernel_and_trains_the_image_net_only(tmp_path):
+    write_easy_case(tmp_path)
+    kernel = np.load(tmp_path / "true_kernel.npy")
+    run = run_fit(tmp_path, *non_blind_args(tmp_path))
     np.testing.assert_allclose(np.load(run / "kernel.npy"), kernel, atol=1e-6)
     metrics = read_metrics(run)
+    # Measured on an AMD EPYC (docs/RESULTS.md "Test margins"): +2.71 to +4.18 dB over
+    # seeds 0-4, float32 AVX-512 and AVX2 kernels and bf16-mixed. 1 dB is far inside that.
     assert metrics["psnr"] > metrics["input_psnr"] + 1.0, metrics
 
 
@@ -177,16 +187,33 @@ def test_non_blind_config_needs_a_kernel(blurred_case, capsys):
     assert "--data.kernel" in capsys.readouterr().err
 
 
-def test_colour_stage_sharpens_every_channel(tmp_path):
+def write_colour_case(folder) -> None:
+    """A 40×36 RGB picture (three independent :func:`synthetic_sharp` planes) under a 7×7
+    Gaussian blur (σ 2): ``blurred.png`` and ``sharp.png`` in ``folder``."""
     kernel = gaussian_kernel(7, 2.0)
     channels = [synthetic_sharp(40 + 6, 36 + 6, seed=seed) for seed in (1, 2, 3)]
-    support = np.stack(channels, axis=-1)
-    blurred = np.stack([blur(c, kernel) for c in channels], axis=-1)
-    write_image(tmp_path / "blurred.png", blurred)
-    write_image(tmp_path / "sharp.png", support[3:-3, 3:-3])
-    run = run_fit(tmp_path, *easy_case_args(tmp_path), "--model.finish.iterations", "200")
+    write_image(folder / "blurred.png", np.stack([blur(c, kernel) for c in channels], axis=-1))
+    write_image(folder / "sharp.png", np.stack(channels, axis=-1)[3:-3, 3:-3])
+
+
+def colour_case_args(folder) -> tuple[str, ...]:
+    """The easy blind run on :func:`write_colour_case`'s files, then 200 colour-stage steps."""
+    return (*easy_case_args(folder), "--model.finish.iterations", "200")
+
+
+def test_colour_stage_sharpens_the_colour_image(tmp_path):
+    write_colour_case(tmp_path)
+    run = run_fit(tmp_path, *colour_case_args(tmp_path))
     metrics = read_metrics(run)
     assert metrics["colour"] == "full" and metrics["iterations"] == 400
     assert read_image(run / "deblurred.png").is_colour
-    for gained, before in zip(metrics["psnr_rgb"], metrics["input_psnr_rgb"]):
-        assert gained > before + 0.2, metrics  # here: +1.3, +2.4, +0.5 dB
+    gains = [after - before for after, before in zip(metrics["psnr_rgb"], metrics["input_psnr_rgb"])]
+    # The blue plane is the hard one: one seed or CPU path gives it −0.35 to +0.80 dB, so a
+    # per-channel bar of +0.2 dB failed on an Intel Xeon (−0.04 dB), and here with AVX2
+    # kernels (seed 0: −0.15 dB). Measured on an AMD EPYC (docs/RESULTS.md "Test margins"),
+    # seeds 0-4 × float32 AVX-512/AVX2 and bf16-mixed, and seed 0 with 2 threads: mean gain
+    # +0.67 (2 threads) to +1.51 dB, worst channel −0.35 dB. Without a working colour stage (1 step instead of 200; seeds 0, 1)
+    # the mean is −1.65 to −1.87 dB and the worst channel −3.9 to −4.5 dB: both bars below
+    # catch that with room to spare.
+    assert sum(gains) / 3 > 0.3, metrics
+    assert min(gains) > -1.5, metrics

@@ -119,26 +119,43 @@ def psnr(a, b):
     return float(psnr_per_image(a, b)[0])
 
 
+def tiled_and_untiled(root, seed: int = 0, extra=()) -> dict:
+    """Runs the non-blind case untiled with seeds ``seed`` and ``seed + 1`` and tiled (6
+    tiles) with ``seed``. Returns the tile counts, each run's PSNR gain over the blurred
+    input (dB), the PSNR of the tiled result against the untiled one and that of the two
+    untiled seeds against each other (the seed spread, dB)."""
+    case = nonblind_case(root)
+    runs = {}
+    for name, options in {
+        "untiled0": ["--seed_everything", str(seed)],
+        "untiled1": ["--seed_everything", str(seed + 1)],
+        "tiled0": ["--seed_everything", str(seed), "--model.finish.tile_size", "28", "--model.finish.overlap", "12"],
+    }.items():
+        (root / name).mkdir()
+        runs[name] = run_fit(root / name, *case, *NONBLIND_SHORT, *options, *extra)
+    images = {name: pixels(run) for name, run in runs.items()}
+    sharp = torch.from_numpy(read_image(root / "sharp.png").pixels)[None, None]
+    blurred = torch.from_numpy(read_image(root / "blurred.png").pixels)[None, None]
+    return {
+        "tiles": {name: read_metrics(run)["tiles"] for name, run in runs.items()},
+        "gains": {name: psnr(image, sharp) - psnr(blurred, sharp) for name, image in images.items()},
+        "tiled_vs_untiled": psnr(images["tiled0"], images["untiled0"]),
+        "seed_spread": psnr(images["untiled0"], images["untiled1"]),
+    }
+
+
 def test_a_tiled_run_equals_the_untiled_one_within_the_seed_spread(tmp_path):
     """The tiled result differs from the untiled one no more than two untiled seeds
     differ from each other, and both deblur."""
-    case = nonblind_case(tmp_path)
-    runs = {}
-    for name, extra in {
-        "untiled0": ["--seed_everything", "0"],
-        "untiled1": ["--seed_everything", "1"],
-        "tiled0": ["--seed_everything", "0", "--model.finish.tile_size", "28", "--model.finish.overlap", "12"],
-    }.items():
-        (tmp_path / name).mkdir()
-        runs[name] = run_fit(tmp_path / name, *case, *NONBLIND_SHORT, *extra)
-    assert read_metrics(runs["tiled0"])["tiles"] == 6 and read_metrics(runs["untiled0"])["tiles"] == 1
-    images = {name: pixels(run) for name, run in runs.items()}
-    sharp = torch.from_numpy(read_image(tmp_path / "sharp.png").pixels)[None, None]
-    blurred = torch.from_numpy(read_image(tmp_path / "blurred.png").pixels)[None, None]
-    for name in runs:
-        assert psnr(images[name], sharp) > psnr(blurred, sharp) + 0.5, name
-    seed_spread = psnr(images["untiled0"], images["untiled1"])
-    assert psnr(images["tiled0"], images["untiled0"]) >= seed_spread - 1.0
+    figures = tiled_and_untiled(tmp_path)
+    assert figures["tiles"] == {"untiled0": 1, "untiled1": 1, "tiled0": 6}
+    # Measured on an AMD EPYC (docs/RESULTS.md "Test margins"), seeds 0-4 (and 1-5) with
+    # float32 AVX-512 and AVX2 kernels and bf16-mixed: the smallest gain of the three runs
+    # is +0.72 to +1.45 dB (a run that does not deblur gains 0), and tiled-against-untiled
+    # minus the seed spread is −0.36 to +1.62 dB.
+    for name, gain in figures["gains"].items():
+        assert gain > 0.3, name
+    assert figures["tiled_vs_untiled"] >= figures["seed_spread"] - 1.0
 
 
 def test_a_large_blind_job_estimates_on_a_crop_and_deblurs_the_whole_image(tmp_path):
