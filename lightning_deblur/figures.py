@@ -37,8 +37,9 @@ Kinds (``figures KIND --help`` lists every option; each accepts ``--config file.
 
 List options (``--methods``, ``--logs``, ``--labels``, ``gallery``'s ``--runs`` and
 ``--true_kernels``) take space-separated values, a list (``'[a, b]'``) or repeated
-``--logs+ x``. Every PNG is written atomically and its path printed. matplotlib is needed (``pip install 'lightning-deblur[plots]'``); it is
-imported only when a figure is drawn, without pyplot (no display, no global state).
+``--logs+ x``. Every PNG is written atomically and its path printed. matplotlib is
+needed (``pip install 'lightning-deblur[plots]'``); it is imported only when a figure is
+drawn, without pyplot (no display, no global state).
 """
 
 from __future__ import annotations
