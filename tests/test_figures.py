@@ -171,3 +171,43 @@ def test_curve_bands_draw_median_and_quartiles_from_the_runs_curves(tmp_path, ca
         main(["figures", "curve_bands", "--results", f"a={tmp_path / 'nothing'}", "--output", str(output)])
     assert exit_info.value.code == 2
     assert "no curve.csv" in capsys.readouterr().err
+
+
+def _fake_run(folder: Path, pixels: np.ndarray, sharp: Path | None, metrics: dict) -> Path:
+    """A run folder as ``fit`` leaves it, with made-up results (no job is run)."""
+    import json
+
+    folder.mkdir(parents=True)
+    write_image(folder / "input.png", pixels)
+    write_image(folder / "deblurred.png", np.clip(pixels * 1.1, 0, 1))
+    np.save(folder / "kernel.npy", gaussian_kernel(7, 1.5).astype(np.float32))
+    (folder / "config.yaml").write_text(f"data:\n  sharp: {sharp or 'null'}\n  kernel: null\n")
+    (folder / "metrics.json").write_text(json.dumps({"status": "done", "image": str(folder / "input.png"), **metrics}))
+    return folder
+
+
+def test_gallery_draws_runs_side_by_side_and_names_a_missing_run(tmp_path, capsys):
+    grey = synthetic_sharp(40, 48, seed=1)
+    write_image(tmp_path / "sharp.png", grey)
+    colour = np.stack([grey, grey[::-1], grey[:, ::-1]], axis=-1)
+    np.save(tmp_path / "true.npy", gaussian_kernel(9, 2.0))
+    measured = {"psnr": 24.5, "input_psnr": 21.0, "input_aligned_psnr": 22.0, "aligned_isnr": 3.25}
+    runs = [
+        _fake_run(tmp_path / "grey" / "version_0", grey, tmp_path / "sharp.png", measured),
+        _fake_run(tmp_path / "colour" / "version_0", colour, None, {}),  # no sharp reference: no figures
+    ]
+    output = tmp_path / "pictures" / "gallery.png"
+    main(["figures", "gallery", "--runs", *map(str, runs), "--true_kernels", str(tmp_path / "true.npy"), "none",
+          "--labels", "grey", "colour", "--output", str(output)])  # fmt: skip
+    assert capsys.readouterr().out.strip() == str(output)
+    assert_png(output)
+    with Image.open(output) as picture:
+        assert picture.mode in ("RGB", "RGBA")
+        assert picture.size[0] > picture.size[1]  # five panels across, two rows
+    missing = tmp_path / "nowhere" / "version_0"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["figures", "gallery", "--runs", str(runs[0]), str(missing), "--output", str(tmp_path / "x.png")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and str(missing) in error
+    assert not (tmp_path / "x.png").exists()
