@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Deblurs the bundled example (configs/quickstart.yaml) and prints where the result is.
+# Deblurs the bundled example (configs/quickstart.yaml) with the fast method (configs/fast.yaml)
+# and prints where the result is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec .venv/bin/python -m lightning_deblur fit --config configs/quickstart.yaml "$@"
+exec .venv/bin/python -m lightning_deblur fit --config configs/fast.yaml --config configs/quickstart.yaml "$@"

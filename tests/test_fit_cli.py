@@ -145,10 +145,13 @@ def test_tensorboard_gets_loss_terms_psnr_and_pictures(blurred_case, tmp_path):
 
 
 def test_quickstart_config_is_valid_and_points_at_the_bundled_example(capsys):
+    configs = CONF.parents[1] / "configs"
     with pytest.raises(SystemExit):
-        main(["fit", "--config", str(CONF.parents[1] / "configs" / "quickstart.yaml"), "--print_config"])
+        main(["fit", "--config", str(configs / "fast.yaml"), "--config", str(configs / "quickstart.yaml"), "--print_config"])
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["data"]["image"].startswith("example:") and config["data"]["sharp"].startswith("example:")
+    # The quickstart runs the fast method: its net and schedule come from fast.yaml.
+    assert config["model"]["image_net"]["channels"] == 32 and config["model"]["iterations"] == 1000
 
 
 def test_results_json_is_complete_json(blurred_case, tmp_path):
