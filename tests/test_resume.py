@@ -81,3 +81,14 @@ def test_a_job_killed_in_a_finishing_tile_resumes_to_the_same_result(tmp_path, m
     # Centring happened before the kill, at the end of the blind scales: still reported.
     centring = ("kernel_centroid_offset", "kernel_shift", "verdict")
     assert [read_metrics(run)[key] for key in centring] == [read_metrics(whole)[key] for key in centring]
+
+
+def test_a_run_folders_config_repeats_the_run(blurred_case, tmp_path):
+    """README: `fit --config <run>/config.yaml` repeats a run (same machine and seed)."""
+    fit(tmp_path / "first", blurred_case["image"])
+    (first,) = [p.parent for p in (tmp_path / "first").glob("*/version_*/metrics.json")]
+    main(["fit", "--config", str(first / "config.yaml"), "--trainer.logger.init_args.save_dir", str(tmp_path / "again")])
+    (again,) = [p.parent for p in (tmp_path / "again").glob("*/version_*/metrics.json")]
+    np.testing.assert_array_equal(np.load(again / "kernel.npy"), np.load(first / "kernel.npy"))
+    np.testing.assert_array_equal(read_image(again / "deblurred.png").pixels, read_image(first / "deblurred.png").pixels)
+    assert read_metrics(again)["final_loss"] == read_metrics(first)["final_loss"]
