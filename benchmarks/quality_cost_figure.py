@@ -34,12 +34,14 @@ def main() -> None:
     args = parser.parse_args()
     quality = json.loads(Path(args.summary).read_text())["methods"]
     minutes: dict[str, float] = {}
+    precision: dict[str, str] = {}
     machines = set()
     for file in args.speed:
         result = json.loads(Path(file).read_text())
         machines.add(result["machine"]["cpu"])
         for config, timing in result["methods"].items():
             minutes[config] = timing["process_s"] / 60
+            precision[config] = timing["runs"][0]["precision"]
     figure = new_figure()
     axes = figure.add_subplot()
     for method, config in CONFIG_OF_METHOD.items():
@@ -48,7 +50,7 @@ def main() -> None:
         stats = quality[method]
         axes.scatter(minutes[config], stats["isnr_mean"], s=60)
         axes.annotate(
-            f"{method}\n{stats['failures']}/{stats['runs']} failed",
+            f"{method} ({precision[config]})\n{stats['failures']}/{stats['runs']} failed",
             (minutes[config], stats["isnr_mean"]),
             textcoords="offset points",
             xytext=(8, -4),
@@ -56,6 +58,10 @@ def main() -> None:
         )
         print(f"{method}: {minutes[config]:.1f} CPU-min/job, mean ISNR {stats['isnr_mean']:.2f} dB, "
               f"failures {stats['failures']}/{stats['runs']}")
+    # From 0 dB (no gain), so that the gaps are not magnified.
+    top = max(quality[m]["isnr_mean"] for m in CONFIG_OF_METHOD if m in quality)
+    axes.set_ylim(0, top + 0.5)
+    axes.set_xlim(0.3, 60)
     axes.set_xscale("log")
     axes.set_xlabel(f"minutes per whole job, one thread ({', '.join(sorted(machines))}; log scale)")
     axes.set_ylabel("mean aligned ISNR over the bank (dB)")
