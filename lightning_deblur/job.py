@@ -603,7 +603,9 @@ class DeblurJob(LightningModule):
     # ---------------------------------------------------------------- results
     def end_blind_scales(self) -> None:
         """Centre the blind estimate (if ``centre_kernel``) and record the kernel's
-        registration in :attr:`centring`; warn when the kernel reaches its border.
+        registration in :attr:`centring`; warn when centring pushes more than
+        :data:`~lightning_deblur.centring.LOST_MASS_WARNING` of the kernel's mass out of
+        its support (whether the kernel fills its support is the verdict's to judge).
 
         Runs once, at the finest blind scale, before the finishing stages take the kernel
         and the starting estimate (``_enter_finishing_stage``) or the results are written;
@@ -617,7 +619,6 @@ class DeblurJob(LightningModule):
         shift, lost = (0, 0), 0.0
         if self.centre_kernel:
             self.latest_x, self.latest_k, shift, lost = centre_kernel(self.latest_x, self.latest_k)
-        # Whether the kernel fills its support is judged once, by the verdict (verdict.py).
         self.centring = {
             "kernel_centroid_offset": [round(value, 3) for value in offset],
             "kernel_shift": list(shift),

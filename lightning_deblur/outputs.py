@@ -89,15 +89,17 @@ class ResultWriter(Callback):
                 metrics["kernel_crop"] = pl_module.crop.as_list()
             if pl_module.has_finishing:
                 metrics["tiles"] = pl_module.tile_count
+            # The verdict and the quality figures both judge the luminance, comparable
+            # between colour modes and methods.
+            grey = luminance(image.float())
             if pl_module.kernel_mode == "blind" and pl_module.estimate_is_full_size:
-                verdict = judge(pl_module.y_full, luminance(image.float()), kernel)
+                verdict = judge(pl_module.y_full, grey, kernel)
                 metrics.update(verdict.as_metrics())
                 writer = tensorboard_writer(trainer)
                 if writer is not None:
                     writer.add_text("verdict", verdict.sentence(), trainer.global_step)
             if pl_module.sharp_full is not None and pl_module.estimate_is_full_size:
-                # Figures on the luminance, comparable between colour modes and methods.
-                metrics.update(quality_figures(luminance(image.float()), pl_module.y_full, pl_module.sharp_full))
+                metrics.update(quality_figures(grey, pl_module.y_full, pl_module.sharp_full))
                 if image.shape[1] == 3 and pl_module.sharp_colour is not None:
                     metrics.update(colour_figures(image.float(), pl_module.y_colour, pl_module.sharp_colour))
         write_json(folder / "metrics.json", metrics)
