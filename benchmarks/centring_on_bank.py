@@ -29,7 +29,7 @@ from _common import save  # noqa: E402
 from full_fidelity_bank import BANK, METHODS, PROTOCOL  # noqa: E402
 
 from lightning_deblur.centring import centre_kernel, kernel_centroid_offset  # noqa: E402
-from lightning_deblur.io import read_image  # noqa: E402
+from lightning_deblur.imagefiles import read_image  # noqa: E402
 from lightning_deblur.metrics import align_to_reference, aligned_psnr, psnr_per_image  # noqa: E402
 from lightning_deblur.synth import read_manifest  # noqa: E402
 

@@ -25,7 +25,8 @@ from _common import DATA, save
 from lightning.pytorch import Callback
 
 from lightning_deblur.cli import DeblurCLI
-from lightning_deblur.io import luminance, read_image, write_image
+from lightning_deblur.colour import luminance
+from lightning_deblur.imagefiles import read_image, write_image
 from lightning_deblur.job import ImageNetSpec, KernelNetSpec
 from lightning_deblur.losses import gaussian_window_1d, ssim
 from lightning_deblur.physics import blur_valid, support_size

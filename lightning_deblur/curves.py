@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from lightning_deblur.io import atomic_write
+from lightning_deblur.imagefiles import atomic_write
 from lightning_deblur.losses import LOSS_TERMS, psnr
 from lightning_deblur.metrics import aligned_psnr
 from lightning_deblur.outputs import ALIGNED_BORDER, ALIGNED_MAX_SHIFT

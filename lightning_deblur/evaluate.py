@@ -70,9 +70,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lightning_deblur.colour import luminance
 from lightning_deblur.errors import InputError
 from lightning_deblur.function_cli import function_parser, options_of
-from lightning_deblur.io import atomic_write, luminance, read_image, read_kernel
+from lightning_deblur.imagefiles import atomic_write, read_image, read_kernel
 from lightning_deblur.metrics import (
     align_to_reference,
     aligned_psnr,
@@ -584,7 +585,7 @@ def evaluate(
     }
     out = Path(output_dir)
     write_runs_csv(out / "runs.csv", jobs)
-    # Not io.write_json: that sorts keys, and methods and inputs keep their given order here.
+    # Not imagefiles.write_json: that sorts keys, and methods and inputs keep their given order here.
     payload = json.dumps(_clean(summary), indent=2, allow_nan=False) + "\n"
     atomic_write(out / "summary.json", lambda temporary: temporary.write_text(payload))
     text = markdown(summary)

@@ -54,7 +54,7 @@ import numpy as np
 from lightning_deblur.errors import InputError
 from lightning_deblur.evaluate import parse_results, read_runs_csv, spread_list_option
 from lightning_deblur.function_cli import function_parser, options_of
-from lightning_deblur.io import atomic_write
+from lightning_deblur.imagefiles import atomic_write
 
 DPI = 150
 
@@ -501,7 +501,7 @@ def gallery(
         labels: one row label per run (default: the run folders' paths).
         title: figure title.
     """
-    from lightning_deblur.io import read_image, read_kernel
+    from lightning_deblur.imagefiles import read_image, read_kernel
 
     folders = [Path(runs)] if isinstance(runs, str) else [Path(run) for run in runs]
     if not folders:

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lightning_deblur.colour import luminance
 from lightning_deblur.errors import InputError
-from lightning_deblur.io import luminance, read_image
+from lightning_deblur.imagefiles import read_image
 from lightning_deblur.job import ImageNetSpec
 from lightning_deblur.nets import SkipNet
 

@@ -14,7 +14,7 @@ from lightning_deblur.centring import LOST_MASS_WARNING, centre_kernel, kernel_c
 from lightning_deblur.colour import colour_support
 from lightning_deblur.data import Observation
 from lightning_deblur.errors import InputError
-from lightning_deblur.io import check_job_sizes
+from lightning_deblur.imagefiles import check_job_sizes
 from lightning_deblur.kernel_crop import KernelCropSpec, choose_crop
 from lightning_deblur.losses import DATA_TERMS, KERNEL_L2_REDUCTIONS, LossInputs, gaussian_window_1d, psnr, weighted_loss
 from lightning_deblur.memory import check_fits

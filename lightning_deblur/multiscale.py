@@ -16,7 +16,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lightning_deblur.centring import centre_kernel
 from lightning_deblur.image_logging import ImageLogging
-from lightning_deblur.io import write_image, write_kernel_npy, write_kernel_png
+from lightning_deblur.imagefiles import write_image, write_kernel_npy, write_kernel_png
 from lightning_deblur.physics import support_size
 from lightning_deblur.tiles import Box
 

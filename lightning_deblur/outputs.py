@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from lightning_deblur.colour import luminance
+from lightning_deblur.colour import luminance, replace_luminance
 from lightning_deblur.errors import InputError
 from lightning_deblur.image_logging import tensorboard_writer
-from lightning_deblur.io import replace_luminance, write_image, write_json, write_kernel_npy, write_kernel_png
+from lightning_deblur.imagefiles import write_image, write_json, write_kernel_npy, write_kernel_png
 from lightning_deblur.metrics import aligned_psnr, aligned_ssim, isnr_per_image, psnr_per_image, ssim_per_image
 from lightning_deblur.verdict import Verdict, judge
 

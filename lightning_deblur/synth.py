@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lightning_deblur.colour import luminance
 from lightning_deblur.errors import InputError
 from lightning_deblur.function_cli import function_parser, options_of
-from lightning_deblur.io import atomic_write, luminance, read_image, read_kernel, write_image, write_kernel_npy
+from lightning_deblur.imagefiles import atomic_write, read_image, read_kernel, write_image, write_kernel_npy
 from lightning_deblur.multiscale import resize_image
 from lightning_deblur.physics import blur_valid
 

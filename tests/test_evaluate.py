@@ -15,9 +15,10 @@ import torch
 from conftest import blur, gaussian_kernel, synthetic_sharp
 
 from lightning_deblur.cli import main
+from lightning_deblur.colour import luminance
 from lightning_deblur.errors import InputError
 from lightning_deblur.evaluate import evaluate, parse_results, read_runs_csv, spread_list_option
-from lightning_deblur.io import luminance, read_image, write_image, write_json, write_kernel_npy
+from lightning_deblur.imagefiles import read_image, write_image, write_json, write_kernel_npy
 from lightning_deblur.metrics import aligned_psnr, error_ratio, kernel_error, psnr_per_image
 from lightning_deblur.synth import SynthCase, write_manifest
 

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 
 from lightning_deblur.errors import InputError
 from lightning_deblur.high_bit_depth import orient
-from lightning_deblur.io import read_image, write_image
+from lightning_deblur.imagefiles import read_image, write_image
 
 
 def test_exif_orientation_is_applied(tmp_path):

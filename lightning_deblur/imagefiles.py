@@ -18,14 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lightning_deblur.colour import luminance
 from lightning_deblur.errors import InputError
 from lightning_deblur.high_bit_depth import is_deep_colour, read_deep_colour, write_deep_colour_png
-
-# Full-range BT.601 (the JPEG convention, as used by Pillow's and OpenCV's YCbCr).
-RGB_TO_YCBCR = np.array(
-    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float64
-)
-YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
 
 
 @dataclass
@@ -99,32 +94,6 @@ def _decode(image: Image.Image, path: Path) -> tuple[np.ndarray, int]:
     if mode in ("1", "L", "LA"):
         return np.asarray(image.convert("L"), dtype=np.float64) / 255.0, 8
     return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0, 8
-
-
-def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` RGB in [0, 1] -> YCbCr with Y in [0, 1] and Cb, Cr centred on 0.5."""
-    ycbcr = rgb @ RGB_TO_YCBCR.T
-    ycbcr[..., 1:] += 0.5
-    return ycbcr
-
-
-def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`rgb_to_ycbcr`, clipped to [0, 1]."""
-    shifted = ycbcr.copy()
-    shifted[..., 1:] -= 0.5
-    return np.clip(shifted @ YCBCR_TO_RGB.T, 0.0, 1.0)
-
-
-def luminance(pixels: np.ndarray) -> np.ndarray:
-    """Grey images unchanged; RGB images -> their Y channel ``(H, W)``."""
-    return pixels if pixels.ndim == 2 else rgb_to_ycbcr(pixels)[..., 0]
-
-
-def replace_luminance(rgb: np.ndarray, new_luminance: np.ndarray) -> np.ndarray:
-    """Keep the chroma (Cb, Cr) of ``rgb`` and put ``new_luminance`` as its Y channel."""
-    ycbcr = rgb_to_ycbcr(rgb)
-    ycbcr[..., 0] = new_luminance
-    return ycbcr_to_rgb(ycbcr)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
