@@ -7,15 +7,18 @@ a killed job never leaves a half-written result.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lightning_deblur.colour import luminance
@@ -78,6 +81,15 @@ def read_image(path: str | os.PathLike, option: str = "--data.image") -> LoadedI
     return LoadedImage(*_decode(image, path), path=path)
 
 
+def read_grey(path: str | os.PathLike, option: str = "--data.image") -> torch.Tensor:
+    """The luminance of an image file as a ``(1, 1, H, W)`` float64 tensor in [0, 1].
+
+    Grey files as they are, colour ones as their BT.601 Y (:func:`~lightning_deblur.colour.luminance`),
+    which is what jobs deblur and figures compare. ``option`` is as for :func:`read_image`.
+    """
+    return torch.from_numpy(np.ascontiguousarray(luminance(read_image(path, option).pixels)))[None, None]
+
+
 def _decode(image: Image.Image, path: Path) -> tuple[np.ndarray, int]:
     mode = image.mode
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
@@ -115,6 +127,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_csv(
+    path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence], line_end: str = "\n"
+) -> Path:
+    """Write a table as CSV, atomically (:func:`atomic_write`): the header, then the rows.
+
+    Cells are written as ``str()`` of each value, so callers format numbers first; the
+    whole text is built in memory, then written without newline translation, so the
+    file holds exactly ``line_end`` on every platform.
+
+    Args:
+        path: the CSV file.
+        header: the column names.
+        rows: one sequence of cells per row, in the header's order.
+        line_end: ``"\n"``, or ``"\r\n"`` (the csv module's default) for files that
+            have always used it.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator=line_end)
+    writer.writerow(header)
+    writer.writerows(rows)
+    text = buffer.getvalue()
+    return atomic_write(path, lambda temporary: temporary.write_text(text, newline=""))
 
 
 def _current_umask() -> int:
