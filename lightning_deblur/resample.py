@@ -42,7 +42,10 @@ def gaussian_kernel(size: tuple[int, int], device=None) -> torch.Tensor:
 
 
 def resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resampling of ``(B, C, H, W)`` to ``size``, anti-aliased when shrinking (float32)."""
+    """Bilinear resampling of ``(B, C, H, W)`` to ``size``, anti-aliased when shrinking.
+
+    Returns float32, or ``x`` itself when it already has that size.
+    """
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]

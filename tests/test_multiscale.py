@@ -167,7 +167,8 @@ def transition_rmses(image) -> dict[int, tuple[float, float]]:
     the kernel net relative to the kernel's maximum."""
     job = tiny_improved_job()
     seen = {}
-    from lightning_deblur.multiscale import ScaleTransition, resize_image
+    from lightning_deblur.multiscale import ScaleTransition
+    from lightning_deblur.resample import resize_image
 
     original = ScaleTransition.on_train_batch_end
 
