@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lightning_deblur.centring import centre_kernel, kernel_centroid_offset  # noqa: E402
-from lightning_deblur.io import luminance, read_image, read_kernel  # noqa: E402
+from lightning_deblur.colour import luminance  # noqa: E402
+from lightning_deblur.imagefiles import read_image, read_kernel  # noqa: E402
 from lightning_deblur.metrics import align_to_reference  # noqa: E402
 from lightning_deblur.physics import blur_valid  # noqa: E402
 from lightning_deblur.synth import read_manifest, scale_kernel, synthesize, textured_corner  # noqa: E402

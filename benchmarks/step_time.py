@@ -25,9 +25,11 @@ from _common import DATA, save
 from lightning.pytorch import Callback
 
 from lightning_deblur.cli import DeblurCLI
-from lightning_deblur.io import luminance, read_image, write_image
-from lightning_deblur.job import ImageNetSpec, KernelNetSpec
-from lightning_deblur.losses import gaussian_window_1d, ssim
+from lightning_deblur.colour import luminance
+from lightning_deblur.imagefiles import read_image, write_image
+from lightning_deblur.losses import ssim
+from lightning_deblur.metrics import ssim_window
+from lightning_deblur.nets import ImageNetSpec, KernelNetSpec
 from lightning_deblur.physics import blur_valid, support_size
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +90,7 @@ def plain_steps(image: Path, kernel: int, steps: int, warmup: int, precision: st
     # The same layout as the job's default on CPU (model.memory_format: auto).
     image_net.to(memory_format=torch.channels_last)
     z_x = z_x.contiguous(memory_format=torch.channels_last)
-    window = gaussian_window_1d()
+    window = ssim_window()
     optimizer = torch.optim.Adam(
         [{"params": image_net.parameters(), "lr": 0.01}, {"params": kernel_net.parameters(), "lr": 1e-4}]
     )

@@ -100,7 +100,7 @@ def case_transitions(root: Path, seed: int, extra: list[str]) -> dict:
     from conftest import blur, gaussian_kernel, synthetic_sharp
     from test_multiscale import transition_rmses
 
-    from lightning_deblur.io import write_image
+    from lightning_deblur.imagefiles import write_image
 
     support = synthetic_sharp(37 + 4, 31 + 4)
     write_image(root / "blurred.png", blur(support, gaussian_kernel(5, 1.2)))
@@ -119,7 +119,7 @@ def case_fit_speed(root: Path, seed: int, extra: list[str]) -> dict:
     from conftest import blur, gaussian_kernel, synthetic_sharp
 
     from lightning_deblur.fit_experiment import fit_rmse
-    from lightning_deblur.job import ImageNetSpec
+    from lightning_deblur.nets import ImageNetSpec
 
     support = synthetic_sharp(46, 46)
     spec = ImageNetSpec(channels=8, skip_channels=4)

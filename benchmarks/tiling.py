@@ -25,8 +25,9 @@ import torch
 from _common import save
 
 from lightning_deblur.cli import main
+from lightning_deblur.colour import luminance
 from lightning_deblur.data import resolve_path
-from lightning_deblur.io import luminance, read_image, write_image
+from lightning_deblur.imagefiles import read_image, write_image
 from lightning_deblur.metrics import psnr_per_image
 from lightning_deblur.physics import blur_valid
 from lightning_deblur.tiles import tile_boxes

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lightning_deblur.errors import InputError
-from lightning_deblur.io import atomic_write, parse_kernel_size, write_json
+from lightning_deblur.imagefiles import atomic_write, parse_kernel_size, write_json
 
 SUMMARY_FIELDS = [
     "name",

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from lightning_deblur.io import atomic_write
-from lightning_deblur.losses import LOSS_TERMS, psnr
-from lightning_deblur.metrics import aligned_psnr
+from lightning_deblur.imagefiles import write_csv
+from lightning_deblur.losses import LOSS_TERMS
+from lightning_deblur.metrics import aligned_psnr, psnr
 from lightning_deblur.outputs import ALIGNED_BORDER, ALIGNED_MAX_SHIFT
 from lightning_deblur.physics import crop_to_observation
 
@@ -107,14 +107,8 @@ def write_curve(path: Path, rows: list[dict]) -> Path:
             return ""
         return f"{value:.6g}" if isinstance(value, float) else str(value)
 
-    def write(temporary: Path) -> None:
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(CURVE_COLUMNS)
-            for row in rows:
-                writer.writerow([cell(row.get(column)) for column in CURVE_COLUMNS])
-
-    return atomic_write(path, write)
+    cells = ([cell(row.get(column)) for column in CURVE_COLUMNS] for row in rows)
+    return write_csv(path, CURVE_COLUMNS, cells, line_end="\r\n")
 
 
 def read_curve(path: str | Path) -> list[dict]:

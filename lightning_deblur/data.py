@@ -10,8 +10,9 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_deblur.colour import luminance
 from lightning_deblur.errors import InputError
-from lightning_deblur.io import LoadedImage, luminance, parse_kernel_size, read_image, read_kernel
+from lightning_deblur.imagefiles import LoadedImage, parse_kernel_size, read_image, read_kernel
 
 EXAMPLE_PREFIX = "example:"
 """Paths starting with this name a file shipped in ``lightning_deblur/examples``."""

@@ -59,7 +59,6 @@ Written to ``--output_dir`` (atomically):
 from __future__ import annotations
 
 import csv
-import io as _stdio
 import json
 import math
 import statistics
@@ -67,14 +66,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lightning_deblur.errors import InputError
 from lightning_deblur.function_cli import function_parser, options_of
-from lightning_deblur.io import atomic_write, luminance, read_image, read_kernel
+from lightning_deblur.imagefiles import atomic_write, read_grey, read_kernel, write_csv
 from lightning_deblur.metrics import (
+    SSIM_WINDOW,
     align_to_reference,
+    aligned_isnr,
     aligned_psnr,
     error_ratio,
     kernel_error,
@@ -111,9 +111,6 @@ SEED_PREFIXES = ("seed", "version_")
 
 _BATCH = 16
 """Runs aligned together (one input, so one reference)."""
-
-_SSIM_WINDOW = 11
-
 
 @dataclass
 class Job:
@@ -232,11 +229,6 @@ def _warn(message: str) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _grey(path: Path, option: str) -> torch.Tensor:
-    """``(1, 1, H, W)`` float64 luminance of an image file."""
-    return torch.from_numpy(np.ascontiguousarray(luminance(read_image(path, option).pixels)))[None, None]
-
-
 def check_alignment_options(border: int, max_shift: float, step: float) -> None:
     """The aligned figures' settings, checked before any file is read."""
     if border < 0 or max_shift < 0 or not step > 0:
@@ -248,10 +240,10 @@ def check_alignment_options(border: int, max_shift: float, step: float) -> None:
 
 
 def _check_sizes(size: tuple[int, int], border: int, name: str) -> None:
-    if min(size) - 2 * border < _SSIM_WINDOW:
+    if min(size) - 2 * border < SSIM_WINDOW:
         raise InputError(
-            f"input '{name}' is {size[0]}×{size[1]}: a {border} px border leaves less than the {_SSIM_WINDOW}×"
-            f"{_SSIM_WINDOW} SSIM window; use a smaller --border (and --max_shift)"
+            f"input '{name}' is {size[0]}×{size[1]}: a {border} px border leaves less than the {SSIM_WINDOW}×"
+            f"{SSIM_WINDOW} SSIM window; use a smaller --border (and --max_shift)"
         )
 
 
@@ -276,8 +268,8 @@ def measure_input(
     name = case["name"]
     if not case.get("sharp"):
         raise InputError(f"manifest input '{name}' has no sharp reference; evaluate needs the manifest's sharp column")
-    sharp = _grey(Path(case["sharp"]), "the manifest's sharp column")
-    observation = _grey(Path(case["image"]), "the manifest's image column")
+    sharp = read_grey(Path(case["sharp"]), "the manifest's sharp column")
+    observation = read_grey(Path(case["image"]), "the manifest's image column")
     size = tuple(sharp.shape[-2:])
     if tuple(observation.shape[-2:]) != size:
         raise InputError(
@@ -292,7 +284,7 @@ def measure_input(
         chunk = jobs[start : start + _BATCH]
         estimates = []
         for job in chunk:
-            estimate = _grey(job.folder / "deblurred.png", "--results")
+            estimate = read_grey(job.folder / "deblurred.png", "--results")
             if tuple(estimate.shape[-2:]) != size:
                 raise InputError(
                     f"{job.folder / 'deblurred.png'} is {estimate.shape[-2]}×{estimate.shape[-1]} but input '{name}' is "
@@ -305,12 +297,13 @@ def measure_input(
         aligned = psnr_per_image(pair.estimate, pair.reference)
         ssim = ssim_per_image(pair.estimate, pair.reference)
         plain = psnr_per_image(batch, reference)
+        isnr = aligned_isnr(batch, observation.expand_as(batch), reference, **options)
         ratios = [math.nan] * len(chunk)
         tk_seeds: list[int | None] = [None] * len(chunk)
         if true_kernel:
             picks = [pick_seed(true_kernel, job.seed) for job in chunk]
             tk_seeds = [seed for seed, _ in picks]
-            with_truth = torch.cat([_grey(path, "--true_kernel_results") for _, path in picks])
+            with_truth = torch.cat([read_grey(path, "--true_kernel_results") for _, path in picks])
             if tuple(with_truth.shape[-2:]) != size:
                 raise InputError(
                     f"true-kernel results of input '{name}' are not {size[0]}×{size[1]}; check --true_kernel_results"
@@ -325,9 +318,8 @@ def measure_input(
                 kernel_err = float(
                     kernel_error(torch.from_numpy(estimate_kernel), torch.from_numpy(truth), max_shift, step)[0]
                 )
-            isnr = float(aligned[index]) - input_aligned
             job.figures = {
-                "aligned_isnr": isnr,
+                "aligned_isnr": float(isnr[index]),
                 "aligned_psnr": float(aligned[index]),
                 "aligned_ssim": float(ssim[index]),
                 "psnr": float(plain[index]),
@@ -338,7 +330,7 @@ def measure_input(
                 "error_ratio": float(ratios[index]),
                 "true_kernel_seed": tk_seeds[index],
                 "wall_time_s": _wall_time(job.folder),
-                "failed": isnr < failure_db,
+                "failed": float(isnr[index]) < failure_db,
                 "verdict": verdict.label,
                 "shift_y": float(pair.shift[index, 0]),
                 "shift_x": float(pair.shift[index, 1]),
@@ -483,14 +475,13 @@ def _csv_value(value) -> str:
 
 
 def write_runs_csv(path: Path, jobs: list[Job]) -> Path:
-    buffer = _stdio.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RUN_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for job in jobs:
+    """Write ``runs.csv``: one row per job, the columns of :data:`RUN_FIELDS`."""
+
+    def cells(job: Job) -> list[str]:
         row = {"method": job.method, "input": job.input, "seed": job.seed, "run_dir": str(job.folder), **job.figures}
-        writer.writerow({key: _csv_value(row.get(key)) for key in RUN_FIELDS})
-    text = buffer.getvalue()
-    return atomic_write(path, lambda temporary: temporary.write_text(text))
+        return [_csv_value(row.get(key)) for key in RUN_FIELDS]
+
+    return write_csv(path, RUN_FIELDS, (cells(job) for job in jobs))
 
 
 def read_runs_csv(path: str | Path) -> list[dict]:
@@ -584,7 +575,7 @@ def evaluate(
     }
     out = Path(output_dir)
     write_runs_csv(out / "runs.csv", jobs)
-    # Not io.write_json: that sorts keys, and methods and inputs keep their given order here.
+    # Not imagefiles.write_json: that sorts keys, and methods and inputs keep their given order here.
     payload = json.dumps(_clean(summary), indent=2, allow_nan=False) + "\n"
     atomic_write(out / "summary.json", lambda temporary: temporary.write_text(payload))
     text = markdown(summary)

@@ -44,8 +44,6 @@ drawn, without pyplot (no display, no global state).
 
 from __future__ import annotations
 
-import csv
-import io as _stdio
 import math
 from pathlib import Path
 
@@ -54,7 +52,7 @@ import numpy as np
 from lightning_deblur.errors import InputError
 from lightning_deblur.evaluate import parse_results, read_runs_csv, spread_list_option
 from lightning_deblur.function_cli import function_parser, options_of
-from lightning_deblur.io import atomic_write
+from lightning_deblur.imagefiles import atomic_write, read_grey, read_image, read_kernel, write_csv
 
 DPI = 150
 
@@ -235,25 +233,19 @@ def fit_speed(
     """
     import torch
 
-    from lightning_deblur.fit_experiment import fit_sharp_and_blurred, load_grey
-    from lightning_deblur.job import ImageNetSpec
+    from lightning_deblur.fit_experiment import fit_sharp_and_blurred
+    from lightning_deblur.nets import ImageNetSpec
 
     sharp_path, blurred_path, label = _fit_targets(manifest, input, sharp, blurred)
     new_figure()  # fail on a missing matplotlib before the (long) fits
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     spec = ImageNetSpec(channels=channels, skip_channels=skip_channels, levels=levels)
-    curves = fit_sharp_and_blurred(
-        load_grey(sharp_path, "--sharp"), load_grey(blurred_path, "--blurred"), spec, iterations, lr, seed, device
-    )
+    sharp_image, blurred_image = read_grey(sharp_path, "--sharp").float(), read_grey(blurred_path, "--blurred").float()
+    curves = fit_sharp_and_blurred(sharp_image, blurred_image, spec, iterations, lr, seed, device)
     table = Path(output).with_suffix(".csv")
-    buffer = _stdio.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["iteration", "rmse_sharp", "rmse_blurred"])
-    for index, (a, b) in enumerate(zip(curves.sharp, curves.blurred)):
-        writer.writerow([index, f"{a:.8g}", f"{b:.8g}"])
-    text = buffer.getvalue()
-    atomic_write(table, lambda temporary: temporary.write_text(text))
+    rows = ([index, f"{a:.8g}", f"{b:.8g}"] for index, (a, b) in enumerate(zip(curves.sharp, curves.blurred)))
+    write_csv(table, ["iteration", "rmse_sharp", "rmse_blurred"], rows)
 
     figure = new_figure()
     axes = figure.add_subplot()
@@ -501,8 +493,6 @@ def gallery(
         labels: one row label per run (default: the run folders' paths).
         title: figure title.
     """
-    from lightning_deblur.io import read_image, read_kernel
-
     folders = [Path(runs)] if isinstance(runs, str) else [Path(run) for run in runs]
     if not folders:
         raise InputError("no --runs given; pass finished run folders, e.g. --runs logs/kodim05_blurred/version_0")

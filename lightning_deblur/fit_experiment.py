@@ -2,7 +2,7 @@
 
 The experiment behind the improved method's observation that a deep image prior
 reproduces a blurred image faster than the sharp one (so a joint fit drifts towards the
-blurred solution, the "no-blur" trap). The image net G_x (:class:`~lightning_deblur.job.ImageNetSpec`)
+blurred solution, the "no-blur" trap). The image net G_x (:class:`~lightning_deblur.nets.ImageNetSpec`)
 gets a fixed input, uniform noise in ``[0, noise_scale)`` of the target's size (no
 per-step perturbation), and Adam minimizes the MSE between its output and the target;
 the RMSE of every iteration is recorded (the value before that iteration's update). The
@@ -13,16 +13,13 @@ differs. Colour targets are fitted on their luminance, as jobs are.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lightning_deblur.errors import InputError
-from lightning_deblur.io import luminance, read_image
-from lightning_deblur.job import ImageNetSpec
-from lightning_deblur.nets import SkipNet
+from lightning_deblur.fitting import fit_generator
+from lightning_deblur.nets import ImageNetSpec, SkipNet
 
 
 @dataclass
@@ -31,11 +28,6 @@ class FitCurves:
 
     sharp: np.ndarray
     blurred: np.ndarray
-
-
-def load_grey(path: str | Path, option: str) -> torch.Tensor:
-    """``(1, 1, H, W)`` float32 luminance of an image file."""
-    return torch.from_numpy(np.ascontiguousarray(luminance(read_image(path, option).pixels))).float()[None, None]
 
 
 def fit_rmse(
@@ -64,15 +56,9 @@ def fit_rmse(
     net = spec.build(output_channels=1).to(device)
     noise = torch.rand(1, spec.input_channels, height, width, device=device) * spec.noise_scale
     target = target.to(device=device, dtype=torch.float32)
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    rmse = torch.empty(iterations, device=device)
-    for index in range(iterations):
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.mse_loss(net(noise), target)
-        loss.backward()
-        optimizer.step()
-        rmse[index] = loss.detach().sqrt()
-    return rmse.double().cpu().numpy()
+    # The last update would not change any recorded RMSE, so the fit stops before it.
+    report = fit_generator(net, noise, target, tolerance=None, lr=lr, max_iterations=iterations - 1)
+    return report.history.double().cpu().numpy()
 
 
 def fit_sharp_and_blurred(

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lightning_deblur.io import kernel_preview
+from lightning_deblur.imagefiles import kernel_preview
 
 PREVIEW_MAX_SIDE = 1024
 """Longer side of the images written to TensorBoard, pixels; larger estimates are shrunk

@@ -14,69 +14,17 @@ from lightning_deblur.centring import LOST_MASS_WARNING, centre_kernel, kernel_c
 from lightning_deblur.colour import colour_support
 from lightning_deblur.data import Observation
 from lightning_deblur.errors import InputError
-from lightning_deblur.io import check_job_sizes
+from lightning_deblur.imagefiles import check_job_sizes
 from lightning_deblur.kernel_crop import KernelCropSpec, choose_crop
-from lightning_deblur.losses import DATA_TERMS, KERNEL_L2_REDUCTIONS, LossInputs, gaussian_window_1d, psnr, weighted_loss
+from lightning_deblur.losses import DATA_TERMS, KERNEL_L2_REDUCTIONS, LossInputs, weighted_loss
 from lightning_deblur.memory import check_fits
-from lightning_deblur.multiscale import RefitSpec, Scale, ScalesSpec, ScaleTransition, plan_scales, resize_image
-from lightning_deblur.nets import KernelNet, SkipNet
+from lightning_deblur.metrics import psnr, ssim_window
+from lightning_deblur.multiscale import RefitSpec, Scale, ScalesSpec, ScaleTransition, plan_scales
+from lightning_deblur.nets import ImageNetSpec, KernelNet, KernelNetSpec, SkipNet
 from lightning_deblur.physics import blur_valid, crop_to_observation, pad_to_support
+from lightning_deblur.resample import resize_image
 from lightning_deblur.shock_filter import ShockFilterSpec, shock_filter
 from lightning_deblur.tiles import FinishSpec, add_tile, blended, finishing_layout, largest_fitting_tile
-
-
-@dataclass
-class ImageNetSpec:
-    """Shape of the image generator G_x and its input noise.
-
-    Attributes:
-        input_channels: channels of the input noise ``z_x``.
-        channels: width of the down and merge convolutions at every level.
-        skip_channels: width of the skip branches.
-        levels: encoder-decoder depth; the estimate needs at least ``2**levels + 1``
-            pixels per side.
-        non_local_from_level: first level (1-based) with a non-local block.
-        upsample_mode: ``bilinear`` or ``nearest``.
-        noise_scale: ``z_x`` is uniform in ``[0, noise_scale)``.
-    """
-
-    input_channels: int = 8
-    channels: int = 128
-    skip_channels: int = 16
-    levels: int = 5
-    non_local_from_level: int = 3
-    upsample_mode: Literal["bilinear", "nearest"] = "bilinear"
-    noise_scale: float = 0.1
-
-    def build(self, output_channels: int = 1) -> SkipNet:
-        return SkipNet(
-            input_channels=self.input_channels,
-            output_channels=output_channels,
-            down_channels=self.channels,
-            up_channels=self.channels,
-            skip_channels=self.skip_channels,
-            levels=self.levels,
-            non_local_from_level=self.non_local_from_level,
-            upsample_mode=self.upsample_mode,
-        )
-
-
-@dataclass
-class KernelNetSpec:
-    """Shape of the kernel generator G_k and its input noise.
-
-    Attributes:
-        input_size: length of ``z_k``.
-        hidden: width of the hidden layer.
-        noise_scale: ``z_k`` is uniform in ``[0, noise_scale)``.
-    """
-
-    input_size: int = 200
-    hidden: int = 1000
-    noise_scale: float = 0.1
-
-    def build(self, kernel_size: tuple[int, int]) -> KernelNet:
-        return KernelNet(kernel_size, input_size=self.input_size, hidden=self.hidden)
 
 
 @dataclass
@@ -340,7 +288,7 @@ class DeblurJob(LightningModule):
             "sharp_colour", None if observation.sharp_colour is None else observation.sharp_colour.clone()
         )
         self.register_buffer("z_k", torch.rand(self.kernel_spec.input_size) * self.kernel_spec.noise_scale)
-        self.register_buffer("ssim_window", gaussian_window_1d())
+        self.register_buffer("ssim_window", ssim_window())
         self.register_buffer("y", None)
         self.register_buffer("sharp", None)
         self.register_buffer("z_x", None)

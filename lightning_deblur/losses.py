@@ -13,52 +13,7 @@ from typing import Literal, get_args
 import torch
 import torch.nn.functional as F
 
-SSIM_WINDOW = 11
-SSIM_SIGMA = 1.5
-SSIM_C1 = 0.01**2
-SSIM_C2 = 0.03**2
-
-
-def gaussian_window_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, device=None) -> torch.Tensor:
-    """Normalized 1-D Gaussian of ``size`` taps (float32, sums to 1)."""
-    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    window = torch.exp(-(coords**2) / (2 * sigma**2))
-    return (window / window.sum()).to(device=device, dtype=torch.float32)
-
-
-def ssim(a: torch.Tensor, b: torch.Tensor, window: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean SSIM of two image batches, computed in float32.
-
-    11×11 Gaussian window (σ = 1.5), ``C1 = 0.01²``, ``C2 = 0.03²`` (data in [0, 1]),
-    zero-padded "same" filtering, mean over the whole map and batch. The 2-D window is
-    the outer product of a 1-D one, so it is applied as two 1-D passes; with zero
-    padding that is exactly the 2-D filtering.
-
-    Args:
-        a, b: ``(B, C, H, W)`` images in [0, 1].
-        window: optional precomputed 1-D window from :func:`gaussian_window_1d`.
-
-    Returns:
-        Scalar tensor: mean SSIM in [-1, 1].
-    """
-    with torch.autocast(device_type=a.device.type, enabled=False):
-        a, b = a.float(), b.float()
-        if window is None:
-            window = gaussian_window_1d(device=a.device)
-        batch, channels, height, width = a.shape
-        # Filter the five local statistics in one grouped convolution pass.
-        stats = torch.stack([a, b, a * a, b * b, a * b], dim=2).reshape(batch, channels * 5, height, width)
-        groups = channels * 5
-        pad = window.numel() // 2
-        filtered = F.conv2d(stats, window.view(1, 1, 1, -1).expand(groups, 1, 1, -1), padding=(0, pad), groups=groups)
-        filtered = F.conv2d(filtered, window.view(1, 1, -1, 1).expand(groups, 1, -1, 1), padding=(pad, 0), groups=groups)
-        mu_a, mu_b, aa, bb, ab = filtered.reshape(batch, channels, 5, height, width).unbind(dim=2)
-        var_a = aa - mu_a * mu_a
-        var_b = bb - mu_b * mu_b
-        cov = ab - mu_a * mu_b
-        numerator = (2 * mu_a * mu_b + SSIM_C1) * (2 * cov + SSIM_C2)
-        denominator = (mu_a * mu_a + mu_b * mu_b + SSIM_C1) * (var_a + var_b + SSIM_C2)
-        return (numerator / denominator).mean()
+from lightning_deblur.metrics import ssim_map
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +56,7 @@ class LossInputs:
         y: observation ``(B, C, H, W)``, float32.
         x: image estimate on the full support ``(B, C, H+kh-1, W+kw-1)``.
         k: kernel estimate ``(kh, kw)``.
-        ssim_window: 1-D Gaussian window of the SSIM term (``None``: the default one).
+        ssim_window: 1-D Gaussian window of the SSIM term (``None``: :func:`~lightning_deblur.metrics.ssim_window`).
         kernel_l2_reduction: form of the kernel ℓ2 term (:data:`KERNEL_L2_REDUCTIONS`).
     """
 
@@ -115,6 +70,23 @@ class LossInputs:
 
 def _mse_term(inputs: LossInputs) -> torch.Tensor:
     return F.mse_loss(inputs.y_hat.float(), inputs.y.float())
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean SSIM of two image batches over every pixel and image, computed in float32.
+
+    :func:`~lightning_deblur.metrics.ssim_map` with zero padding: cheap in the training
+    loop and what the published method optimizes. It therefore differs a little near
+    the border from the reported ``ssim`` figure, which pads by reflection.
+
+    Args:
+        a, b: ``(B, C, H, W)`` images in [0, 1].
+        window: optional precomputed 1-D window from :func:`~lightning_deblur.metrics.ssim_window`.
+
+    Returns:
+        Scalar tensor: mean SSIM in [-1, 1].
+    """
+    return ssim_map(a, b, "zeros", window).mean()
 
 
 def _ssim_term(inputs: LossInputs) -> torch.Tensor:
@@ -162,21 +134,13 @@ def weighted_loss(inputs: LossInputs, weights: dict[str, float]) -> tuple[torch.
     return total, terms
 
 
-def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of images in [0, 1] (peak 1), over the whole tensor."""
-    mse = F.mse_loss(estimate.float(), reference.float())
-    return -10 * torch.log10(mse.clamp_min(1e-20))
-
-
 __all__ = [
     "DATA_TERMS",
     "KERNEL_L2_REDUCTIONS",
     "LOSS_TERMS",
     "LossInputs",
     "LossTerm",
-    "gaussian_window_1d",
     "kernel_l2",
-    "psnr",
     "ssim",
     "total_variation",
     "weighted_loss",

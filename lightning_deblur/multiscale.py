@@ -11,13 +11,14 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lightning_deblur.centring import centre_kernel
+from lightning_deblur.fitting import fit_generator
 from lightning_deblur.image_logging import ImageLogging
-from lightning_deblur.io import write_image, write_kernel_npy, write_kernel_png
+from lightning_deblur.imagefiles import write_image, write_kernel_npy, write_kernel_png
 from lightning_deblur.physics import support_size
+from lightning_deblur.resample import gaussian_kernel, odd_size, resize_image, resize_kernel
 from lightning_deblur.tiles import Box
 
 
@@ -99,11 +100,6 @@ class Scale:
         return self.start_step + self.iterations
 
 
-def odd_size(value: float) -> int:
-    """Nearest odd integer to ``value`` (ties go up)."""
-    return 2 * math.floor((value - 1) / 2 + 0.5) + 1
-
-
 def plan_scales(
     image_size: tuple[int, int], kernel_size: tuple[int, int], spec: ScalesSpec, finest_iterations: int
 ) -> list[Scale]:
@@ -130,60 +126,6 @@ def plan_scales(
         scales.append(Scale(index, image, kernel, iterations, start))
         start += iterations
     return scales
-
-
-def resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resampling of ``(B, C, H, W)`` to ``size``, anti-aliased when shrinking."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=shrinking)
-
-
-def resize_kernel(k: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resampling of a ``(kh, kw)`` kernel to ``size``, kept non-negative and summing to 1."""
-    resized = resize_image(k[None, None], size)[0, 0].clamp_min(0)
-    return resized / resized.sum()
-
-
-def gaussian_kernel(size: tuple[int, int], device=None) -> torch.Tensor:
-    """``(kh, kw)`` Gaussian with σ equal to the half-width along each axis, summing to 1."""
-    axes = []
-    for side in size:
-        sigma = max((side - 1) / 2, 0.5)
-        coords = torch.arange(side, dtype=torch.float32, device=device) - (side - 1) / 2
-        axes.append(torch.exp(-(coords**2) / (2 * sigma**2)))
-    kernel = torch.outer(axes[0], axes[1])
-    return kernel / kernel.sum()
-
-
-@dataclass
-class FitReport:
-    """Outcome of fitting a generator to a target: steps taken, final RMSE, whether it converged."""
-
-    iterations: int
-    rmse: float
-    converged: bool
-
-
-def fit_generator(net, net_input, target, tolerance: float, lr: float, max_iterations: int) -> FitReport:
-    """Adam on ``‖net(net_input) − target‖²`` until the RMSE is at most ``tolerance``.
-
-    Runs in float32 with gradients on, whatever the surrounding context.
-    """
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    target = target.detach().float()
-    rmse = float("inf")
-    with torch.enable_grad(), torch.autocast(device_type=target.device.type, enabled=False):
-        for step in range(max_iterations + 1):
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.mse_loss(net(net_input).float(), target)
-            rmse = math.sqrt(loss.item())  # a sync per fit step; fits are short and rare
-            if rmse <= tolerance or step == max_iterations:
-                return FitReport(step, rmse, rmse <= tolerance)
-            loss.backward()
-            optimizer.step()
-    return FitReport(max_iterations, rmse, False)  # pragma: no cover - the loop always returns
 
 
 class ScaleTransition(Callback):

@@ -8,11 +8,18 @@ from pathlib import Path
 import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from lightning_deblur.colour import luminance
+from lightning_deblur.colour import luminance, replace_luminance
 from lightning_deblur.errors import InputError
 from lightning_deblur.image_logging import tensorboard_writer
-from lightning_deblur.io import replace_luminance, write_image, write_json, write_kernel_npy, write_kernel_png
-from lightning_deblur.metrics import aligned_psnr, aligned_ssim, isnr_per_image, psnr_per_image, ssim_per_image
+from lightning_deblur.imagefiles import write_image, write_json, write_kernel_npy, write_kernel_png
+from lightning_deblur.metrics import (
+    aligned_isnr,
+    aligned_psnr,
+    aligned_ssim,
+    isnr_per_image,
+    psnr_per_image,
+    ssim_per_image,
+)
 from lightning_deblur.verdict import Verdict, judge
 
 RESULT_FILES = ("deblurred.png", "kernel.npy", "kernel.png", "metrics.json")
@@ -147,7 +154,7 @@ def quality_figures(estimate, observation, sharp) -> dict:
         figures["aligned_psnr"] = aligned_psnr(estimate, sharp, **options)
         figures["aligned_ssim"] = aligned_ssim(estimate, sharp, **options)
         figures["input_aligned_psnr"] = aligned_psnr(observation, sharp, **options)
-        figures["aligned_isnr"] = figures["aligned_psnr"] - figures["input_aligned_psnr"]
+        figures["aligned_isnr"] = aligned_isnr(estimate, observation, sharp, **options)
     return {name: round(float(value[0]), 4) for name, value in figures.items()}
 
 

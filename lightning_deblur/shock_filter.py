@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lightning_deblur.resample import gaussian_window
+
 
 @dataclass
 class ShockFilterSpec:
@@ -30,9 +32,7 @@ class ShockFilterSpec:
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = max(1, int(round(3 * sigma)))
-    coords = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
+    g = gaussian_window(2 * radius + 1, sigma, dtype=x.dtype, device=x.device)
     channels = x.shape[1]
     x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), g.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
     return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), g.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)

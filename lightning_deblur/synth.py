@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lightning_deblur.colour import luminance
 from lightning_deblur.errors import InputError
 from lightning_deblur.function_cli import function_parser, options_of
-from lightning_deblur.io import atomic_write, luminance, read_image, read_kernel, write_image, write_kernel_npy
-from lightning_deblur.multiscale import resize_image
+from lightning_deblur.imagefiles import atomic_write, read_image, read_kernel, write_image, write_kernel_npy
 from lightning_deblur.physics import blur_valid
+from lightning_deblur.resample import odd_size, resize_image, resize_kernel
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 KERNEL_SUFFIXES = IMAGE_SUFFIXES | {".npy"}
@@ -180,8 +181,6 @@ def scale_kernel(kernel: np.ndarray, factor: float) -> np.ndarray:
     """Kernel resized by ``factor`` to the nearest odd size (at least 3), summing to 1."""
     if factor == 1.0:
         return kernel
-    from lightning_deblur.multiscale import odd_size, resize_kernel
-
     size = tuple(max(3, odd_size(side * factor)) for side in kernel.shape)
     return resize_kernel(torch.from_numpy(kernel).double(), size).double().numpy()
 

@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch import Callback
 
 from lightning_deblur.cli import main
-from lightning_deblur.io import write_image
+from lightning_deblur.imagefiles import write_image
 from lightning_deblur.physics import blur_valid
 
 CONF = Path(__file__).parent / "conf"

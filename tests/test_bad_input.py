@@ -7,7 +7,7 @@ import pytest
 from conftest import CONF
 
 from lightning_deblur.cli import main
-from lightning_deblur.io import write_image
+from lightning_deblur.imagefiles import write_image
 
 
 def run_expecting_error(capsys, *args: str) -> str:

@@ -25,7 +25,7 @@ from lightning_deblur import batch
 from lightning_deblur.batch import CLUSTER_VARIABLES, cluster_rank, node_share, parse_seeds
 from lightning_deblur.cli import main
 from lightning_deblur.errors import InputError
-from lightning_deblur.io import read_image, write_image
+from lightning_deblur.imagefiles import read_image, write_image
 from lightning_deblur.job import DeblurJob
 
 ROOT = Path(__file__).resolve().parents[1]

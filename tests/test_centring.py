@@ -9,7 +9,7 @@ from conftest import CONF, blur, gaussian_kernel, read_metrics, run_fit, synthet
 from lightning.pytorch import Callback
 
 from lightning_deblur.centring import border_ratio, centre_kernel, kernel_centroid_offset, nearest_shift
-from lightning_deblur.io import read_image, write_image
+from lightning_deblur.imagefiles import read_image, write_image
 from lightning_deblur.job import DeblurJob
 from lightning_deblur.multiscale import ScaleTransition
 from lightning_deblur.physics import blur_valid, crop_to_observation

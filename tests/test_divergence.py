@@ -11,7 +11,7 @@ from conftest import CONF
 from lightning.pytorch import Callback
 
 from lightning_deblur.cli import JOB_FAILED, main
-from lightning_deblur.io import read_image
+from lightning_deblur.imagefiles import read_image
 
 
 class PoisonAt(Callback):

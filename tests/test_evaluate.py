@@ -17,7 +17,7 @@ from conftest import blur, gaussian_kernel, synthetic_sharp
 from lightning_deblur.cli import main
 from lightning_deblur.errors import InputError
 from lightning_deblur.evaluate import evaluate, parse_results, read_runs_csv, spread_list_option
-from lightning_deblur.io import luminance, read_image, write_image, write_json, write_kernel_npy
+from lightning_deblur.imagefiles import read_grey, read_image, write_image, write_json, write_kernel_npy
 from lightning_deblur.metrics import aligned_psnr, error_ratio, kernel_error, psnr_per_image
 from lightning_deblur.synth import SynthCase, write_manifest
 
@@ -26,10 +26,6 @@ SEEDS = (0, 1)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def grey_tensor(path: Path) -> torch.Tensor:
-    return torch.from_numpy(luminance(read_image(path).pixels))[None, None]
 
 
 @pytest.fixture
@@ -105,8 +101,8 @@ def test_evaluate_recomputes_every_figure_and_summarizes_by_method(layout, capsy
     data = layout["data"]
     input_aligned, expected_isnr = {}, {"perfect": [], "lazy": []}
     for case in layout["cases"]:
-        sharp, blurred = grey_tensor(data / case.sharp), grey_tensor(data / case.image)
-        nonblind = grey_tensor(layout["runs"] / "nonblind" / case.name / "seed0" / "deblurred.png")
+        sharp, blurred = read_grey(data / case.sharp), read_grey(data / case.image)
+        nonblind = read_grey(layout["runs"] / "nonblind" / case.name / "seed0" / "deblurred.png")
         input_aligned[case.name] = float(aligned_psnr(blurred, sharp)[0])
         mine = {r["method"]: r for r in rows if r["input"] == case.name and r["seed"] == 1}
         perfect, lazy = mine["perfect"], mine["lazy"]

@@ -11,7 +11,8 @@ from conftest import CONF, blur, gaussian_kernel, read_metrics, run_fit, synthet
 from PIL import Image
 
 from lightning_deblur.cli import main
-from lightning_deblur.io import read_image, rgb_to_ycbcr, write_image
+from lightning_deblur.colour import rgb_to_ycbcr
+from lightning_deblur.imagefiles import read_image, write_image
 
 
 def test_fit_writes_every_result_file(blurred_case, tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from lightning_deblur.losses import ssim
 from lightning_deblur.metrics import (
     AlignedPair,
     align_to_reference,
@@ -15,6 +16,7 @@ from lightning_deblur.metrics import (
     error_ratio,
     kernel_error,
     psnr_per_image,
+    ssim_map,
     ssim_per_image,
 )
 
@@ -264,3 +266,31 @@ def test_rejects_a_border_smaller_than_the_search():
         aligned_psnr(image, image, border=3, max_shift=4)
     with pytest.raises(ValueError, match="shape"):
         aligned_psnr(image, image[..., :-1], border=5, max_shift=4)
+
+
+def test_ssim_loss_and_metric_agree_where_the_padding_does_not_matter():
+    """They differ only in padding (zeros vs reflect): on images that are black for more than
+    half a window from the border, both paddings see black, so the values are equal."""
+    torch.manual_seed(0)
+    a, b = torch.zeros(1, 1, 40, 44), torch.zeros(1, 1, 40, 44)
+    a[..., 6:-6, 6:-6], b[..., 6:-6, 6:-6] = torch.rand(28, 32), torch.rand(28, 32)
+    assert ssim(a, b).item() == ssim_per_image(a, b).item()
+    torch.testing.assert_close(ssim_map(a, b, "zeros"), ssim_map(a, b, "reflect"), rtol=0, atol=0)
+    a[..., 0, :] = 1.0  # a bright border row: now the paddings differ
+    assert ssim(a, b).item() != ssim_per_image(a, b).item()
+
+
+def test_ssim_metric_matches_torchmetrics():
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    torch.manual_seed(1)
+    reference = torch.rand(3, 1, 48, 40)
+    estimate = (reference + 0.2 * torch.randn_like(reference)).clamp(0, 1)
+    expected = structural_similarity_index_measure(estimate, reference, data_range=1.0, reduction="none")
+    torch.testing.assert_close(ssim_per_image(estimate, reference), expected, rtol=0, atol=1e-5)
+
+
+def test_ssim_map_refuses_an_unknown_padding():
+    image = torch.rand(1, 1, 16, 16)
+    with pytest.raises(ValueError, match="padding"):
+        ssim_map(image, image, "replicate")

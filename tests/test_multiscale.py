@@ -11,16 +11,11 @@ from conftest import CONF, read_metrics, run_fit
 from lightning.pytorch import Callback, Trainer
 
 from lightning_deblur.data import BlurredImage
-from lightning_deblur.job import DeblurJob, ImageNetSpec, KernelNetSpec
-from lightning_deblur.multiscale import (
-    RefitSpec,
-    ScalesSpec,
-    fit_generator,
-    gaussian_kernel,
-    odd_size,
-    plan_scales,
-    resize_kernel,
-)
+from lightning_deblur.fitting import fit_generator
+from lightning_deblur.job import DeblurJob
+from lightning_deblur.multiscale import RefitSpec, ScalesSpec, plan_scales
+from lightning_deblur.nets import ImageNetSpec, KernelNetSpec
+from lightning_deblur.resample import gaussian_kernel, odd_size, resize_kernel
 from lightning_deblur.schedule import LossSchedule, linear_weight_at
 
 
@@ -64,6 +59,15 @@ def test_resized_kernel_is_normalized_and_gaussian_init_has_half_width_sigma():
     g = gaussian_kernel((9, 9))
     centre_row = g[4] / g[4, 4]
     assert centre_row[0].item() == pytest.approx(math.exp(-0.5), rel=1e-5)  # 4 px away = one σ
+
+
+def test_fit_generator_without_tolerance_runs_every_update_and_records_each_rmse():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 9)
+    report = fit_generator(net, torch.rand(4), torch.rand(9), tolerance=None, lr=0.01, max_iterations=30)
+    assert report.iterations == 30 and not report.converged
+    assert report.history.shape == (31,) and report.history[-1] < report.history[0]
+    assert report.rmse == pytest.approx(float(report.history[-1]), rel=1e-6)
 
 
 def test_fit_generator_reaches_the_tolerance():
@@ -163,7 +167,8 @@ def transition_rmses(image) -> dict[int, tuple[float, float]]:
     the kernel net relative to the kernel's maximum."""
     job = tiny_improved_job()
     seen = {}
-    from lightning_deblur.multiscale import ScaleTransition, resize_image
+    from lightning_deblur.multiscale import ScaleTransition
+    from lightning_deblur.resample import resize_image
 
     original = ScaleTransition.on_train_batch_end
 

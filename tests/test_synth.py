@@ -7,7 +7,7 @@ import pytest
 from conftest import blur, gaussian_kernel, synthetic_sharp
 
 from lightning_deblur.cli import main
-from lightning_deblur.io import read_image, write_image
+from lightning_deblur.imagefiles import read_image, write_image
 from lightning_deblur.synth import read_manifest
 
 

@@ -6,12 +6,14 @@ import numpy as np
 import png
 import pytest
 import tifffile
+import torch
 from conftest import read_metrics, run_fit
 from PIL import Image, ImageOps
 
 from lightning_deblur.errors import InputError
 from lightning_deblur.high_bit_depth import orient
-from lightning_deblur.io import read_image, write_image
+from lightning_deblur.colour import luminance
+from lightning_deblur.imagefiles import read_grey, read_image, write_csv, write_image
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -139,3 +141,28 @@ def test_a_decompression_bomb_is_refused_with_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 40×40 counts as more than twice this
     with pytest.raises(InputError, match="too large to decode safely"):
         read_image(tmp_path / "huge.png")
+
+
+def test_write_csv_writes_exact_line_ends_and_replaces_the_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "table.csv"
+    write_csv(path, ["a", "b"], [[1, "x,y"], [2, ""]])
+    assert path.read_bytes() == b'a,b\n1,"x,y"\n2,\n'
+    write_csv(path, ["a"], [["1"]], line_end="\r\n")
+    assert path.read_bytes() == b"a\r\n1\r\n"
+
+    def failing_rows():
+        yield ["2"]
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        write_csv(path, ["a"], failing_rows())
+    assert path.read_bytes() == b"a\r\n1\r\n"  # the old table, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]  # no temporary left
+
+
+def test_read_grey_gives_the_luminance_as_a_float64_batch(tmp_path):
+    pixels = np.random.default_rng(0).random((9, 11, 3))
+    write_image(tmp_path / "colour.png", pixels)
+    grey = read_grey(tmp_path / "colour.png")
+    assert grey.shape == (1, 1, 9, 11) and grey.dtype == torch.float64
+    np.testing.assert_array_equal(grey[0, 0].numpy(), luminance(read_image(tmp_path / "colour.png").pixels))

@@ -7,25 +7,23 @@ a killed job never leaves a half-written result.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lightning_deblur.colour import luminance
 from lightning_deblur.errors import InputError
 from lightning_deblur.high_bit_depth import is_deep_colour, read_deep_colour, write_deep_colour_png
-
-# Full-range BT.601 (the JPEG convention, as used by Pillow's and OpenCV's YCbCr).
-RGB_TO_YCBCR = np.array(
-    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float64
-)
-YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
 
 
 @dataclass
@@ -83,6 +81,15 @@ def read_image(path: str | os.PathLike, option: str = "--data.image") -> LoadedI
     return LoadedImage(*_decode(image, path), path=path)
 
 
+def read_grey(path: str | os.PathLike, option: str = "--data.image") -> torch.Tensor:
+    """The luminance of an image file as a ``(1, 1, H, W)`` float64 tensor in [0, 1].
+
+    Grey files as they are, colour ones as their BT.601 Y (:func:`~lightning_deblur.colour.luminance`),
+    which is what jobs deblur and figures compare. ``option`` is as for :func:`read_image`.
+    """
+    return torch.from_numpy(np.ascontiguousarray(luminance(read_image(path, option).pixels)))[None, None]
+
+
 def _decode(image: Image.Image, path: Path) -> tuple[np.ndarray, int]:
     mode = image.mode
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
@@ -99,32 +106,6 @@ def _decode(image: Image.Image, path: Path) -> tuple[np.ndarray, int]:
     if mode in ("1", "L", "LA"):
         return np.asarray(image.convert("L"), dtype=np.float64) / 255.0, 8
     return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0, 8
-
-
-def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` RGB in [0, 1] -> YCbCr with Y in [0, 1] and Cb, Cr centred on 0.5."""
-    ycbcr = rgb @ RGB_TO_YCBCR.T
-    ycbcr[..., 1:] += 0.5
-    return ycbcr
-
-
-def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`rgb_to_ycbcr`, clipped to [0, 1]."""
-    shifted = ycbcr.copy()
-    shifted[..., 1:] -= 0.5
-    return np.clip(shifted @ YCBCR_TO_RGB.T, 0.0, 1.0)
-
-
-def luminance(pixels: np.ndarray) -> np.ndarray:
-    """Grey images unchanged; RGB images -> their Y channel ``(H, W)``."""
-    return pixels if pixels.ndim == 2 else rgb_to_ycbcr(pixels)[..., 0]
-
-
-def replace_luminance(rgb: np.ndarray, new_luminance: np.ndarray) -> np.ndarray:
-    """Keep the chroma (Cb, Cr) of ``rgb`` and put ``new_luminance`` as its Y channel."""
-    ycbcr = rgb_to_ycbcr(rgb)
-    ycbcr[..., 0] = new_luminance
-    return ycbcr_to_rgb(ycbcr)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -146,6 +127,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_csv(
+    path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence], line_end: str = "\n"
+) -> Path:
+    """Write a table as CSV, atomically (:func:`atomic_write`): the header, then the rows.
+
+    Cells are written as ``str()`` of each value, so callers format numbers first; the
+    whole text is built in memory, then written without newline translation, so the
+    file holds exactly ``line_end`` on every platform.
+
+    Args:
+        path: the CSV file.
+        header: the column names.
+        rows: one sequence of cells per row, in the header's order.
+        line_end: ``"\n"``, or ``"\r\n"`` (the csv module's default) for files that
+            have always used it.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator=line_end)
+    writer.writerow(header)
+    writer.writerows(rows)
+    text = buffer.getvalue()
+    return atomic_write(path, lambda temporary: temporary.write_text(text, newline=""))
 
 
 def _current_umask() -> int:
