@@ -275,15 +275,15 @@ def _fit_targets(manifest, input, sharp, blurred) -> tuple[Path, Path, str]:
     if manifest:
         if sharp or blurred:
             raise InputError("give either --manifest (with --input) or --sharp and --blurred, not both")
-        from lightning_deblur.synth import read_manifest
+        from lightning_deblur.manifest import read_manifest
 
         rows = read_manifest(manifest)
-        row = rows[0] if input is None else next((r for r in rows if r["name"] == input), None)
+        row = rows[0] if input is None else next((r for r in rows if r.name == input), None)
         if row is None:
             raise InputError(f"input '{input}' is not in manifest '{manifest}'; use one of its names")
-        if not row.get("sharp"):
-            raise InputError(f"manifest row '{row['name']}' has no sharp image; fit_speed needs the sharp column")
-        return Path(row["sharp"]), Path(row["image"]), row["name"]
+        if not row.sharp:
+            raise InputError(f"manifest row '{row.name}' has no sharp image; fit_speed needs the sharp column")
+        return Path(row.sharp), Path(row.image), row.name
     if not (sharp and blurred):
         raise InputError("fit_speed needs --manifest data/manifest.csv, or both --sharp and --blurred image files")
     return Path(sharp), Path(blurred), Path(sharp).stem

@@ -7,6 +7,8 @@ a killed job never leaves a half-written result.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
@@ -148,6 +150,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 
+def write_csv(path: str | os.PathLike, fieldnames: Sequence[str], rows: Sequence[dict]) -> Path:
+    """Write ``rows`` as CSV with a header of ``fieldnames``, atomically (missing cells empty)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), lineterminator="\n", restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    text = buffer.getvalue()
+    return atomic_write(path, lambda temporary: temporary.write_text(text))
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -218,12 +230,20 @@ def read_kernel(path: str | os.PathLike, option: str = "--data.kernel") -> np.nd
     return kernel / kernel.sum()
 
 
-def parse_kernel_size(kernel_size: int | Sequence[int], option: str = "--data.kernel_size") -> tuple[int, int]:
-    """``27`` or ``(kh, kw)`` -> ``(kh, kw)``, both odd and at least 3.
+def parse_kernel_size(kernel_size: int | str | Sequence[int], option: str = "--data.kernel_size") -> tuple[int, int]:
+    """The one reading of a kernel size: ``27``, ``(kh, kw)``, or text (``"27"``, ``"27x31"``,
+    ``"[27, 31]"``, ``"27,31"``: a manifest cell or a command-line value) -> ``(kh, kw)``,
+    both odd and at least 3.
 
     Raises:
-        InputError: even, too small, or not one or two integers.
+        InputError: even, too small, or not one or two integers (``option`` names where
+            the value came from, for the message).
     """
+    if isinstance(kernel_size, str):
+        parts = kernel_size.strip().strip("[]()").lower().replace(",", "x").replace(" ", "").split("x")
+        if not 1 <= len(parts) <= 2 or not all(part.isdigit() for part in parts):
+            raise InputError(f"kernel size '{kernel_size}' is not one or two numbers; give {option} e.g. 27 or 27x31")
+        kernel_size = tuple(int(part) for part in parts) if len(parts) == 2 else int(parts[0])
     sizes = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
     if len(sizes) != 2 or not all(isinstance(s, int) for s in sizes):
         raise InputError(f"kernel size {kernel_size!r} is not one or two integers; pass e.g. {option} 27 or '[27, 31]'")

@@ -22,11 +22,13 @@ import yaml
 from conftest import CONF, KillAt, blur, gaussian_kernel, synthetic_sharp
 
 from lightning_deblur import batch
-from lightning_deblur.batch import CLUSTER_VARIABLES, cluster_rank, node_share, parse_seeds
+from lightning_deblur.batch import parse_seeds
 from lightning_deblur.cli import main
 from lightning_deblur.errors import InputError
 from lightning_deblur.io import read_image, write_image
 from lightning_deblur.job import DeblurJob
+from lightning_deblur.manifest import read_manifest
+from lightning_deblur.ranks import CLUSTER_VARIABLES, cluster_rank, node_share
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model.iterations", "10"]  # passed through to every job's fit
@@ -215,7 +217,7 @@ def test_a_job_killed_after_a_checkpoint_resumes_from_it(tmp_path, no_cluster, m
     output = tmp_path / "out"
     run = output / "a" / "seed0"
     # The job as batch runs it, killed at step 7 of 10 with a checkpoint from step 5.
-    (job,) = batch.build_jobs(batch.cases_from_manifest(manifest), [0])
+    (job,) = batch.build_jobs(read_manifest(manifest), [0])
     prefix = ["--config", str(CONF / "tiny.yaml"), *FAST, "--checkpoint.every_n_steps", "5"]
     original = DeblurJob.configure_callbacks
     monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), KillAt(7)])
