@@ -806,7 +806,7 @@ def split_arguments(argv: list[str], own: set[str]) -> tuple[list[str], list[str
     index = 0
     while index < len(argv):
         word = argv[index]
-        key = word.split("=", 1)[0]
+        key = word.split("=", 1)[0].removesuffix("+")  # --config+ a.yaml: jsonargparse's append
         if key in ("-h", "--help"):
             mine.append(word)
         elif key.startswith("--") and key[2:] in own:
@@ -827,7 +827,7 @@ def split_arguments(argv: list[str], own: set[str]) -> tuple[list[str], list[str
     return mine, rest
 
 
-_TYPE_ERROR = re.compile(r'Parser key "([^"]+)":.*Given value: (.*)', re.S)
+_TYPE_ERROR = re.compile(r'Parser key "([^"]+)":.*(?:Given|Got) value: (.*)', re.S)
 
 
 def _option_error(error: argparse.ArgumentError) -> str:

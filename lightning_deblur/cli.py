@@ -341,8 +341,13 @@ def parse_fit_arguments(args: list[str]):
             LightningCLI.parse_arguments(self, parser, args)
             raise Parsed(self.config)
 
+    import warnings
+
     try:
-        ParseOnly(args=args)
+        with warnings.catch_warnings():
+            # The calling command's own arguments are in sys.argv; LightningCLI warns of both.
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            ParseOnly(args=args)
     except Parsed as parsed:
         return parsed.config[parsed.config["subcommand"]]
     raise AssertionError("LightningCLI did not parse its arguments")  # pragma: no cover
