@@ -476,12 +476,14 @@ def _cpu_cores() -> int:
 
 
 def plan_slots(devices: str, jobs_per_device: int, accelerator: str, concurrency_cap: int) -> tuple[list[Slot], int]:
-    """The worker devices and the CPU threads of each job.
+    """The device slots and the CPU threads of each job.
 
-    GPU accelerators (``gpu``, ``cuda``, or ``auto`` with a CUDA GPU visible): one worker per
-    GPU, ``auto`` meaning every visible GPU. Otherwise CPU workers, ``auto`` meaning one (a
-    job already uses every core through intra-op threads); ``N`` CPU workers share the
-    cores, each job getting ``cores // (workers · jobs_per_device)`` threads (at least 1).
+    GPU accelerators (``gpu``, ``cuda``, or ``auto`` with a CUDA GPU visible): one slot per
+    GPU, its jobs seeing that GPU alone (``CUDA_VISIBLE_DEVICES``), ``auto`` meaning every
+    visible GPU. Otherwise CPU slots, ``auto`` meaning one (a job already uses every core
+    through intra-op threads); ``N`` CPU slots share the cores, each job getting
+    ``cores // (slots · jobs_per_device)`` threads (at least 1); ``concurrency_cap`` (the
+    number of jobs to run) caps the jobs counted as running at once.
     """
     import torch
 
@@ -706,7 +708,7 @@ def merged_rows(jobs: list[BatchJob], own: dict[int, dict], output_dir: Path, ra
 
 
 def _raise_on_sigterm():
-    """Turn SIGTERM into an exception in the batch process, so its workers and jobs are stopped."""
+    """Turn SIGTERM into an exception in the batch process, so that its running jobs are killed."""
 
     def handler(signum, frame):
         raise SystemExit(128 + signum)
