@@ -31,7 +31,7 @@ from full_fidelity_bank import BANK, METHODS, PROTOCOL  # noqa: E402
 from lightning_deblur.centring import centre_kernel, kernel_centroid_offset  # noqa: E402
 from lightning_deblur.imagefiles import read_grey  # noqa: E402
 from lightning_deblur.metrics import align_to_reference, aligned_psnr, psnr_per_image  # noqa: E402
-from lightning_deblur.synth import read_manifest  # noqa: E402
+from lightning_deblur.manifest import read_manifest  # noqa: E402
 
 INTERIOR = 3
 
@@ -42,20 +42,20 @@ def interior_psnr(estimate: torch.Tensor, sharp: torch.Tensor) -> float:
 
 
 def main() -> None:
-    cases = {row["name"]: row for row in read_manifest(PROTOCOL / "manifest.csv")}
+    cases = {row.name: row for row in read_manifest(PROTOCOL / "manifest.csv")}
     report = {}
     for method in METHODS:
         rows = []
         for metrics_file in sorted((BANK / method).glob("*/seed*/metrics.json")):
             run = metrics_file.parent
             case = cases[run.parent.name]
-            sharp, estimate = read_grey(case["sharp"]).float(), read_grey(run / "deblurred.png").float()
+            sharp, estimate = read_grey(case.sharp).float(), read_grey(run / "deblurred.png").float()
             kernel = torch.from_numpy(np.load(run / "kernel.npy"))
-            true_offset = kernel_centroid_offset(torch.from_numpy(np.load(case["kernel"])))
+            true_offset = kernel_centroid_offset(torch.from_numpy(np.load(case.kernel)))
             centred = centre_kernel(estimate, kernel)
             before, after = interior_psnr(estimate, sharp), interior_psnr(centred.x, sharp)
             aligned = float(aligned_psnr(estimate, sharp)[0])
-            blurred = read_grey(case["image"]).float()
+            blurred = read_grey(case.image).float()
             shifts = align_to_reference(torch.cat([estimate, centred.x, blurred]), sharp.expand(3, -1, -1, -1)).shift
             against_input = shifts[:2] - shifts[2]
             rows.append({

@@ -47,7 +47,8 @@ def parse_seeds(text: str) -> list[int]:
 
 def make_dataset(work: Path, size: int, noise: float, kernel_scale: float) -> list[dict]:
     sys.path.insert(0, str(ROOT))
-    from lightning_deblur.synth import read_manifest, synthesize
+    from lightning_deblur.manifest import read_manifest
+    from lightning_deblur.synth import synthesize
 
     data = work / "data"
     if not (data / "manifest.csv").exists():
@@ -62,14 +63,14 @@ def run_job(case: dict, method: str, seed: int, work: Path, threads: int, precis
     """One fit in its own process; returns its metrics.json (or the error)."""
     label = method if channels is None else f"{method}_ch{channels}"
     label = label if precision == "32-true" else f"{label}_{precision}"
-    run_dir = work / "runs" / label / case["name"] / f"seed{seed}"
+    run_dir = work / "runs" / label / case.name / f"seed{seed}"
     metrics_file = run_dir / "metrics.json"
     if not metrics_file.exists():
-        kh, kw = case["kernel_size"].split("x")
+        kh, kw = case.kernel_size
         configs = [arg for path in METHODS[method] for arg in ("--config", str(path))]
         command = [
             sys.executable, "-W", "ignore", "-m", "lightning_deblur", "fit", *configs,
-            "--data.image", case["image"], "--data.sharp", case["sharp"], "--data.kernel_size", f"[{kh}, {kw}]",
+            "--data.image", case.image, "--data.sharp", case.sharp, "--data.kernel_size", f"[{kh}, {kw}]",
             "--seed_everything", str(seed), "--trainer.precision", precision,
             *([] if channels is None else ["--model.image_net.channels", str(channels)]),
             "--trainer.logger.init_args.save_dir", str(run_dir.parent),
@@ -78,9 +79,9 @@ def run_job(case: dict, method: str, seed: int, work: Path, threads: int, precis
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0 or not metrics_file.exists():
-            return {"method": label, "name": case["name"], "seed": seed, "error": done.stderr.strip()[-500:]}
+            return {"method": label, "name": case.name, "seed": seed, "error": done.stderr.strip()[-500:]}
     metrics = json.loads(metrics_file.read_text())
-    return {"method": label, "name": case["name"], "seed": seed, **metrics}
+    return {"method": label, "name": case.name, "seed": seed, **metrics}
 
 
 def summarize(results: list[dict]) -> dict:

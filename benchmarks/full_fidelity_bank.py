@@ -29,7 +29,6 @@ config.yaml); TensorBoard events and checkpoints are ignored.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -78,16 +77,10 @@ def batch_command(
 
 def first_inputs(count: int, root: Path) -> Path:
     """A manifest of the protocol's first ``count`` inputs, written under ``root`` (smoke runs)."""
-    from lightning_deblur.synth import read_manifest
+    from lightning_deblur.manifest import read_manifest, write_manifest
 
     rows = read_manifest(PROTOCOL / "manifest.csv")[:count]  # paths made absolute
-    path = root / f"manifest_first{count}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_manifest(root / f"manifest_first{count}.csv", rows)
 
 
 def run(args, extra: list[str]) -> int:

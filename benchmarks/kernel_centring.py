@@ -47,7 +47,8 @@ from lightning_deblur.colour import luminance  # noqa: E402
 from lightning_deblur.imagefiles import read_image, read_kernel  # noqa: E402
 from lightning_deblur.metrics import align_to_reference  # noqa: E402
 from lightning_deblur.physics import blur_valid  # noqa: E402
-from lightning_deblur.synth import read_manifest, scale_kernel, synthesize, textured_corner  # noqa: E402
+from lightning_deblur.manifest import read_manifest  # noqa: E402
+from lightning_deblur.synth import scale_kernel, synthesize, textured_corner  # noqa: E402
 
 
 # ------------------------------------------------------------ part 1: which shift
@@ -172,14 +173,14 @@ def protocol(work: Path, iterations: int, channels: int) -> Path:
 def run_job(case: dict, seed: int, centre: bool, work: Path, config: Path) -> dict:
     """One fit in its own process, one thread; returns its metrics.json (or the error)."""
     label = "centred" if centre else "raw"
-    run_dir = work / "runs" / config.stem / label / case["name"] / f"seed{seed}"
+    run_dir = work / "runs" / config.stem / label / case.name / f"seed{seed}"
     metrics_file = run_dir / "metrics.json"
     if not metrics_file.exists():
-        kh, kw = case["kernel_size"].split("x")
+        kh, kw = case.kernel_size
         command = [
             sys.executable, "-W", "ignore", "-m", "lightning_deblur", "fit",
             "--config", str(ROOT / "configs" / "improved.yaml"), "--config", str(config),
-            "--data.image", case["image"], "--data.sharp", case["sharp"], "--data.kernel_size", f"[{kh}, {kw}]",
+            "--data.image", case.image, "--data.sharp", case.sharp, "--data.kernel_size", f"[{kh}, {kw}]",
             "--seed_everything", str(seed), "--model.centre_kernel", str(centre).lower(),
             "--trainer.logger.init_args.save_dir", str(run_dir.parent),
             "--trainer.logger.init_args.name", "", "--trainer.logger.init_args.version", run_dir.name,
@@ -187,16 +188,16 @@ def run_job(case: dict, seed: int, centre: bool, work: Path, config: Path) -> di
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0 or not metrics_file.exists():
-            return {"centre": centre, "name": case["name"], "seed": seed, "error": done.stderr.strip()[-500:]}
+            return {"centre": centre, "name": case.name, "seed": seed, "error": done.stderr.strip()[-500:]}
     metrics = json.loads(metrics_file.read_text())
-    return {"centre": centre, "name": case["name"], "seed": seed, "displacement": displacement(run_dir, case), **metrics}
+    return {"centre": centre, "name": case.name, "seed": seed, "displacement": displacement(run_dir, case), **metrics}
 
 
 def displacement(run_dir: Path, case: dict) -> list[float]:
     """``(dy, dx)`` in pixels by which the result lies off the sharp reference: the shift the
     Levin alignment of the aligned figures chooses (15 px border, ±5 px, 0.25 px steps)."""
     result = torch.from_numpy(read_image(run_dir / "deblurred.png").pixels)[None, None]
-    sharp = torch.from_numpy(read_image(case["sharp"]).pixels)[None, None]
+    sharp = torch.from_numpy(read_image(case.sharp).pixels)[None, None]
     return [float(v) for v in align_to_reference(result, sharp).shift[0]]
 
 

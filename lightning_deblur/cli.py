@@ -315,3 +315,39 @@ def parse_error_line(message: str) -> str:
         allowed = ", ".join(choice.strip(" '") for choice in choices.split(","))
         return f"--{key} {value} is not one of {allowed}"
     return message
+
+
+def parse_fit_arguments(args: list[str]):
+    """The configuration ``fit`` would run with for ``args`` (``["fit", …]``), parsed and
+    type-checked but not acted on: no input file is read, nothing is created or run.
+
+    For commands that start ``fit`` jobs (``batch``) and want to refuse bad options first.
+
+    Returns:
+        the ``fit`` namespace (``.as_dict()`` for plain dicts).
+
+    Raises:
+        argparse.ArgumentError: options that do not parse (one line: :func:`parse_error_line`).
+    """
+
+    class Parsed(Exception):
+        def __init__(self, config):
+            self.config = config
+
+    class ParseOnly(DeblurCLI):
+        # LightningCLI parses inside its constructor, then instantiates and runs; stopping
+        # right after the parse also skips DeblurCLI's input checks, which read the files.
+        def parse_arguments(self, parser, args) -> None:
+            LightningCLI.parse_arguments(self, parser, args)
+            raise Parsed(self.config)
+
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            # The calling command's own arguments are in sys.argv; LightningCLI warns of both.
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            ParseOnly(args=args)
+    except Parsed as parsed:
+        return parsed.config[parsed.config["subcommand"]]
+    raise AssertionError("LightningCLI did not parse its arguments")  # pragma: no cover

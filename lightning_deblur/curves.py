@@ -107,7 +107,7 @@ def write_curve(path: Path, rows: list[dict]) -> Path:
             return ""
         return f"{value:.6g}" if isinstance(value, float) else str(value)
 
-    cells = ([cell(row.get(column)) for column in CURVE_COLUMNS] for row in rows)
+    cells = ({column: cell(row.get(column)) for column in CURVE_COLUMNS} for row in rows)
     return write_csv(path, CURVE_COLUMNS, cells, line_end="\r\n")
 
 

@@ -71,6 +71,7 @@ import torch
 from lightning_deblur.errors import InputError
 from lightning_deblur.function_cli import function_parser, options_of
 from lightning_deblur.imagefiles import atomic_write, read_grey, read_kernel, write_csv
+from lightning_deblur.manifest import ManifestRow, read_manifest
 from lightning_deblur.metrics import (
     SSIM_WINDOW,
     align_to_reference,
@@ -256,7 +257,7 @@ def _wall_time(folder: Path) -> float:
 
 
 def measure_input(
-    case: dict,
+    case: ManifestRow,
     jobs: list[Job],
     true_kernel: list[tuple[int, Path]] | None,
     border: int,
@@ -265,11 +266,11 @@ def measure_input(
     failure_db: float,
 ) -> None:
     """Fill ``job.figures`` of every job of one manifest input (batched by :data:`_BATCH`)."""
-    name = case["name"]
-    if not case.get("sharp"):
+    name = case.name
+    if not case.sharp:
         raise InputError(f"manifest input '{name}' has no sharp reference; evaluate needs the manifest's sharp column")
-    sharp = read_grey(Path(case["sharp"]), "the manifest's sharp column")
-    observation = read_grey(Path(case["image"]), "the manifest's image column")
+    sharp = read_grey(Path(case.sharp), "the manifest's sharp column")
+    observation = read_grey(Path(case.image), "the manifest's image column")
     size = tuple(sharp.shape[-2:])
     if tuple(observation.shape[-2:]) != size:
         raise InputError(
@@ -279,7 +280,7 @@ def measure_input(
     options = {"border": border, "max_shift": max_shift, "step": step}
     input_aligned = float(aligned_psnr(observation, sharp, **options)[0])
     input_plain = float(psnr_per_image(observation, sharp)[0])
-    truth = read_kernel(case["kernel"], "the manifest's kernel column") if case.get("kernel") else None
+    truth = read_kernel(case.kernel, "the manifest's kernel column") if case.kernel else None
     for start in range(0, len(jobs), _BATCH):
         chunk = jobs[start : start + _BATCH]
         estimates = []
@@ -475,13 +476,12 @@ def _csv_value(value) -> str:
 
 
 def write_runs_csv(path: Path, jobs: list[Job]) -> Path:
-    """Write ``runs.csv``: one row per job, the columns of :data:`RUN_FIELDS`."""
-
-    def cells(job: Job) -> list[str]:
+    """Write ``runs.csv`` (:data:`RUN_FIELDS`, one row per job), atomically."""
+    rows = []
+    for job in jobs:
         row = {"method": job.method, "input": job.input, "seed": job.seed, "run_dir": str(job.folder), **job.figures}
-        return [_csv_value(row.get(key)) for key in RUN_FIELDS]
-
-    return write_csv(path, RUN_FIELDS, (cells(job) for job in jobs))
+        rows.append({key: _csv_value(row.get(key)) for key in RUN_FIELDS})
+    return write_csv(path, RUN_FIELDS, rows)
 
 
 def read_runs_csv(path: str | Path) -> list[dict]:
@@ -546,8 +546,8 @@ def evaluate(
         The summary (as in ``summary.json``, with NaN where it has ``null``).
     """
     check_alignment_options(border, max_shift, step)
-    cases = read_manifest_cases(manifest)
-    names = [case["name"] for case in cases]
+    cases = read_manifest(manifest)
+    names = [case.name for case in cases]
     methods = parse_results(results)
     jobs = [job for method, root in methods.items() for job in find_jobs(method, root, names)]
     true_kernel = find_true_kernel_results(Path(true_kernel_results), names) if true_kernel_results else {}
@@ -557,9 +557,9 @@ def evaluate(
             _warn(f"method '{method}' has no finished runs of {len(missing)} input(s): {', '.join(missing[:5])}")
     with torch.no_grad():
         for case in cases:
-            mine = [job for job in jobs if job.input == case["name"]]
+            mine = [job for job in jobs if job.input == case.name]
             if mine:
-                measure_input(case, mine, true_kernel.get(case["name"]), border, max_shift, step, failure_db)
+                measure_input(case, mine, true_kernel.get(case.name), border, max_shift, step, failure_db)
     order = {name: index for index, name in enumerate(names)}
     method_order = {name: index for index, name in enumerate(methods)}
     jobs.sort(key=lambda job: (method_order[job.method], order[job.input], job.seed))
@@ -581,19 +581,6 @@ def evaluate(
     text = markdown(summary)
     atomic_write(out / "summary.md", lambda temporary: temporary.write_text(text))
     return summary
-
-
-def read_manifest_cases(manifest: str | Path) -> list[dict]:
-    """The manifest's rows, with distinct names."""
-    from lightning_deblur.synth import read_manifest
-
-    cases = read_manifest(manifest)
-    seen: set[str] = set()
-    for case in cases:
-        if case["name"] in seen:
-            raise InputError(f"manifest '{manifest}' names input '{case['name']}' twice; names must be distinct")
-        seen.add(case["name"])
-    return cases
 
 
 def spread_list_option(argv: list[str], option: str) -> list[str]:

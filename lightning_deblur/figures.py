@@ -244,7 +244,10 @@ def fit_speed(
     sharp_image, blurred_image = read_grey(sharp_path, "--sharp").float(), read_grey(blurred_path, "--blurred").float()
     curves = fit_sharp_and_blurred(sharp_image, blurred_image, spec, iterations, lr, seed, device)
     table = Path(output).with_suffix(".csv")
-    rows = ([index, f"{a:.8g}", f"{b:.8g}"] for index, (a, b) in enumerate(zip(curves.sharp, curves.blurred)))
+    rows = (
+        {"iteration": index, "rmse_sharp": f"{a:.8g}", "rmse_blurred": f"{b:.8g}"}
+        for index, (a, b) in enumerate(zip(curves.sharp, curves.blurred))
+    )
     write_csv(table, ["iteration", "rmse_sharp", "rmse_blurred"], rows)
 
     figure = new_figure()
@@ -267,15 +270,15 @@ def _fit_targets(manifest, input, sharp, blurred) -> tuple[Path, Path, str]:
     if manifest:
         if sharp or blurred:
             raise InputError("give either --manifest (with --input) or --sharp and --blurred, not both")
-        from lightning_deblur.synth import read_manifest
+        from lightning_deblur.manifest import read_manifest
 
         rows = read_manifest(manifest)
-        row = rows[0] if input is None else next((r for r in rows if r["name"] == input), None)
+        row = rows[0] if input is None else next((r for r in rows if r.name == input), None)
         if row is None:
             raise InputError(f"input '{input}' is not in manifest '{manifest}'; use one of its names")
-        if not row.get("sharp"):
-            raise InputError(f"manifest row '{row['name']}' has no sharp image; fit_speed needs the sharp column")
-        return Path(row["sharp"]), Path(row["image"]), row["name"]
+        if not row.sharp:
+            raise InputError(f"manifest row '{row.name}' has no sharp image; fit_speed needs the sharp column")
+        return Path(row.sharp), Path(row.image), row.name
     if not (sharp and blurred):
         raise InputError("fit_speed needs --manifest data/manifest.csv, or both --sharp and --blurred image files")
     return Path(sharp), Path(blurred), Path(sharp).stem

@@ -130,24 +130,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 
 def write_csv(
-    path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence], line_end: str = "\n"
+    path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterable[dict], line_end: str = "\n"
 ) -> Path:
-    """Write a table as CSV, atomically (:func:`atomic_write`): the header, then the rows.
+    """Write a table as CSV, atomically (:func:`atomic_write`): a header of ``fieldnames``,
+    then one line per row.
 
-    Cells are written as ``str()`` of each value, so callers format numbers first; the
-    whole text is built in memory, then written without newline translation, so the
-    file holds exactly ``line_end`` on every platform.
+    Cells are written as ``str()`` of each value, so callers format numbers first; a key
+    missing from a row is an empty cell. The whole text is built in memory, then written
+    without newline translation, so the file holds exactly ``line_end`` on every platform.
 
     Args:
         path: the CSV file.
-        header: the column names.
-        rows: one sequence of cells per row, in the header's order.
+        fieldnames: the column names, in order.
+        rows: one dict per row, keyed by column name.
         line_end: ``"\n"``, or ``"\r\n"`` (the csv module's default) for files that
             have always used it.
     """
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator=line_end)
-    writer.writerow(header)
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), lineterminator=line_end, restval="")
+    writer.writeheader()
     writer.writerows(rows)
     text = buffer.getvalue()
     return atomic_write(path, lambda temporary: temporary.write_text(text, newline=""))
@@ -223,12 +224,20 @@ def read_kernel(path: str | os.PathLike, option: str = "--data.kernel") -> np.nd
     return kernel / kernel.sum()
 
 
-def parse_kernel_size(kernel_size: int | Sequence[int], option: str = "--data.kernel_size") -> tuple[int, int]:
-    """``27`` or ``(kh, kw)`` -> ``(kh, kw)``, both odd and at least 3.
+def parse_kernel_size(kernel_size: int | str | Sequence[int], option: str = "--data.kernel_size") -> tuple[int, int]:
+    """The one reading of a kernel size: ``27``, ``(kh, kw)``, or text (``"27"``, ``"27x31"``,
+    ``"[27, 31]"``, ``"27,31"``: a manifest cell or a command-line value) -> ``(kh, kw)``,
+    both odd and at least 3.
 
     Raises:
-        InputError: even, too small, or not one or two integers.
+        InputError: even, too small, or not one or two integers (``option`` names where
+            the value came from, for the message).
     """
+    if isinstance(kernel_size, str):
+        parts = kernel_size.strip().strip("[]()").lower().replace(",", "x").replace(" ", "").split("x")
+        if not 1 <= len(parts) <= 2 or not all(part.isdigit() for part in parts):
+            raise InputError(f"kernel size '{kernel_size}' is not one or two numbers; give {option} e.g. 27 or 27x31")
+        kernel_size = tuple(int(part) for part in parts) if len(parts) == 2 else int(parts[0])
     sizes = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
     if len(sizes) != 2 or not all(isinstance(s, int) for s in sizes):
         raise InputError(f"kernel size {kernel_size!r} is not one or two integers; pass e.g. {option} 27 or '[27, 31]'")

@@ -4,14 +4,12 @@ Every sharp image is cut (or resized) to the requested size, blurred by every ke
 with the project's forward model (valid true convolution, so the sharp reference is the
 central crop of the blurred support, pixel for pixel), and given Gaussian noise of a
 fixed level. Everything random comes from one seed, so the same command writes the same
-files. The manifest (``manifest.csv``) is what ``batch`` and ``evaluate`` read.
+files. The manifest (``manifest.csv``, :mod:`lightning_deblur.manifest`) is what ``batch`` and
+``evaluate`` read.
 """
 
 from __future__ import annotations
 
-import csv
-import io as _stdio
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,27 +18,12 @@ import torch
 from lightning_deblur.colour import luminance
 from lightning_deblur.errors import InputError
 from lightning_deblur.function_cli import function_parser, options_of
-from lightning_deblur.imagefiles import atomic_write, read_image, read_kernel, write_image, write_kernel_npy
+from lightning_deblur.imagefiles import read_image, read_kernel, write_image, write_kernel_npy
+from lightning_deblur.manifest import IMAGE_SUFFIXES, ManifestRow, write_manifest
 from lightning_deblur.physics import blur_valid
 from lightning_deblur.resample import odd_size, resize_image, resize_kernel
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 KERNEL_SUFFIXES = IMAGE_SUFFIXES | {".npy"}
-MANIFEST_FIELDS = ["name", "image", "kernel_size", "sharp", "kernel", "noise_std", "source_image", "source_kernel"]
-
-
-@dataclass
-class SynthCase:
-    """One row of the manifest (paths relative to the manifest's folder)."""
-
-    name: str
-    image: str
-    kernel_size: str
-    sharp: str
-    kernel: str
-    noise_std: float
-    source_image: str
-    source_kernel: str
 
 
 def _expand(paths: list[str], suffixes: set[str], what: str) -> list[Path]:
@@ -112,7 +95,7 @@ def synthesize(
     frame: int = 4,
     pairs: str = "all",
     kernel_scale: float = 1.0,
-) -> list[SynthCase]:
+) -> list[ManifestRow]:
     """Write the dataset and its manifest; return the manifest rows.
 
     Args:
@@ -141,7 +124,7 @@ def synthesize(
     out = Path(output_dir)
     rng = np.random.default_rng(seed)
     loaded_kernels = [scale_kernel(read_kernel(path, "--kernels"), kernel_scale) for path in kernel_files]
-    rows: list[SynthCase] = []
+    rows: list[ManifestRow] = []
     for image_index, kernel_index in combos:
         source = read_image(image_files[image_index], "--images").pixels
         if frame:
@@ -162,10 +145,10 @@ def synthesize(
         kernel_path = out / "kernels" / f"{kernel_files[kernel_index].stem}.npy"
         write_kernel_npy(kernel_path, kernel)
         rows.append(
-            SynthCase(
+            ManifestRow(
                 name=name,
                 image=f"blurred/{name}.png",
-                kernel_size=f"{kernel.shape[0]}x{kernel.shape[1]}",
+                kernel_size=(kernel.shape[0], kernel.shape[1]),
                 sharp=f"sharp/{name}.png",
                 kernel=f"kernels/{kernel_path.name}",
                 noise_std=noise_std,
@@ -183,50 +166,6 @@ def scale_kernel(kernel: np.ndarray, factor: float) -> np.ndarray:
         return kernel
     size = tuple(max(3, odd_size(side * factor)) for side in kernel.shape)
     return resize_kernel(torch.from_numpy(kernel).double(), size).double().numpy()
-
-
-def write_manifest(path: Path, rows: list[SynthCase]) -> None:
-    """Write the manifest CSV atomically."""
-    buffer = _stdio.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(vars(row))
-    text = buffer.getvalue()
-    atomic_write(path, lambda temporary: temporary.write_text(text))
-
-
-def read_manifest(path: str | Path) -> list[dict]:
-    """Rows of a manifest with ``image``, ``sharp`` and ``kernel`` made absolute.
-
-    Required columns: ``image`` and ``kernel_size`` (``27`` or ``27x31``); optional:
-    ``name``, ``sharp``, ``kernel`` (the true kernel) and any others, kept as given.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"manifest '{path}' not found; make one with `python -m lightning_deblur synth` or by hand")
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or "image" not in rows[0] or "kernel_size" not in rows[0]:
-        raise InputError(f"manifest '{path}' needs a header with at least the columns image and kernel_size")
-    for row in rows:
-        for column in ("image", "sharp", "kernel"):
-            if row.get(column):
-                row[column] = str((path.parent / row[column]).resolve()) if not Path(row[column]).is_absolute() else row[column]
-        row.setdefault("name", Path(row["image"]).stem)
-        if not row.get("name"):
-            row["name"] = Path(row["image"]).stem
-    return rows
-
-
-def parse_kernel_size_text(text: str) -> list[int]:
-    """``"27"`` -> ``[27, 27]``; ``"27x31"`` -> ``[27, 31]``."""
-    parts = text.lower().replace(" ", "").split("x")
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        raise InputError(f"kernel size '{text}' in the manifest is not '27' or '27x31'") from None
-    return sizes * 2 if len(sizes) == 1 else sizes
 
 
 def command(argv: list[str]) -> None:

@@ -13,40 +13,51 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from conftest import CONF, KillAt, blur, gaussian_kernel, synthetic_sharp
 
 from lightning_deblur import batch
-from lightning_deblur.batch import CLUSTER_VARIABLES, cluster_rank, node_share, parse_seeds
+from lightning_deblur.batch import parse_seeds
 from lightning_deblur.cli import main
 from lightning_deblur.errors import InputError
 from lightning_deblur.imagefiles import read_image, write_image
 from lightning_deblur.job import DeblurJob
+from lightning_deblur.manifest import ManifestRow, read_manifest
+from lightning_deblur.ranks import CLUSTER_VARIABLES, cluster_rank, node_share
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model.iterations", "10"]  # passed through to every job's fit
 
 
-def make_manifest(folder: Path, names: list[str], corrupt: tuple[str, ...] = ()) -> Path:
+def make_manifest(
+    folder: Path, names: list[str], corrupt: tuple[str, ...] = (), hanging: tuple[str, ...] = (), kernels: bool = False
+) -> Path:
     """37×31 blurred images (5×5 Gaussian blur) with sharp references, and their manifest.
 
-    Names in ``corrupt`` get a "PNG" that is not an image.
+    Names in ``corrupt`` get a "PNG" that is not an image; names in ``hanging`` a named
+    pipe, whose reading blocks the job forever; ``kernels`` adds the true kernels (the
+    ``kernel`` column).
     """
     kernel = gaussian_kernel(5, 1.2)
-    rows = ["name,image,kernel_size,sharp"]
+    np.save(folder / "true_kernel.npy", kernel)
+    rows = ["name,image,kernel_size,sharp" + (",kernel" if kernels else "")]
     for number, name in enumerate(names):
         support = synthetic_sharp(37 + 4, 31 + 4, seed=number)
         if name in corrupt:
             (folder / f"{name}.png").write_text("not an image\n")
+        elif name in hanging:
+            os.mkfifo(folder / f"{name}.png")
         else:
             write_image(folder / f"{name}.png", blur(support, kernel))
         write_image(folder / f"{name}_sharp.png", support[2:-2, 2:-2])
-        rows.append(f"{name},{name}.png,5,{name}_sharp.png")
+        rows.append(f"{name},{name}.png,5,{name}_sharp.png" + (",true_kernel.npy" if kernels else ""))
     (folder / "cases.csv").write_text("\n".join(rows) + "\n")
     return folder / "cases.csv"
 
@@ -215,7 +226,7 @@ def test_a_job_killed_after_a_checkpoint_resumes_from_it(tmp_path, no_cluster, m
     output = tmp_path / "out"
     run = output / "a" / "seed0"
     # The job as batch runs it, killed at step 7 of 10 with a checkpoint from step 5.
-    (job,) = batch.build_jobs(batch.cases_from_manifest(manifest), [0])
+    (job,) = batch.build_jobs(read_manifest(manifest), [0])
     prefix = ["--config", str(CONF / "tiny.yaml"), *FAST, "--checkpoint.every_n_steps", "5"]
     original = DeblurJob.configure_callbacks
     monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), KillAt(7)])
@@ -374,3 +385,145 @@ def test_bad_batch_input_is_one_line_and_exit_code_2(tmp_path, capsys, options, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert not (tmp_path / "out").exists()  # nothing started
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes for a job that never ends")
+def test_a_job_past_the_timeout_is_killed_and_failed_while_the_others_finish(tmp_path, no_cluster, capsys):
+    manifest = make_manifest(tmp_path, ["fine", "stuck"], hanging=("stuck",))
+    output = tmp_path / "out"
+
+    def release():  # should the timeout not act: unblock the stuck job (it then fails otherwise)
+        try:
+            os.close(os.open(tmp_path / "stuck.png", os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader left: the job was killed
+            pass
+
+    safety = threading.Timer(150, release)
+    safety.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(batch_args(manifest, output, "--jobs_per_device", "2", "--timeout", "30"))
+    finally:
+        safety.cancel()
+    assert exit_info.value.code == 1
+    assert time.monotonic() - started < 120  # the stuck job did not hold the batch beyond its timeout
+    rows = {r["name"]: r for r in read_rows(output / "summary.csv")}
+    assert rows["fine"]["status"] == "done" and (output / "fine" / "seed0" / "metrics.json").is_file()
+    assert rows["stuck"]["status"] == "failed" and rows["stuck"]["error"] == "timed out after 30 s"
+    assert "1 of 2 jobs failed" in capsys.readouterr().err
+
+
+def test_images_runs_every_image_of_the_folder_and_nothing_else(tmp_path, no_cluster):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    make_manifest(folder, ["x", "y"])
+    for extra in ("cases.csv", "x_sharp.png", "y_sharp.png", "true_kernel.npy"):
+        (folder / extra).rename(tmp_path / extra)  # only the two blurred images stay
+    (folder / "notes.txt").write_text("not an input\n")
+    (folder / "nested").mkdir()
+    write_image(folder / "nested" / "z.png", synthetic_sharp(37, 31))  # not recursive
+    output = tmp_path / "out"
+    main(["batch", "--config", str(CONF / "tiny.yaml"), "--images", str(folder), "--kernel_size", "5",
+          "--output_dir", str(output), "--jobs_per_device", "2", *FAST])  # fmt: skip
+    rows = read_rows(output / "summary.csv")
+    assert [(r["name"], r["status"], r["kernel_size"], r["sharp"]) for r in rows] == [
+        ("x", "done", "5x5", ""),
+        ("y", "done", "5x5", ""),
+    ]
+    assert sorted(p.name for p in output.iterdir()) == ["summary.csv", "x", "y"]
+
+
+def test_a_non_blind_batch_gives_each_job_the_manifest_kernel(tmp_path, no_cluster, capsys):
+    manifest = make_manifest(tmp_path, ["a"], kernels=True)
+    output = tmp_path / "out"
+    main([*batch_args(manifest, output), "--config", str(ROOT / "configs" / "nonblind.yaml"), *FAST])
+    run = output / "a" / "seed0"
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"]["kernel_mode"] == "fixed"
+    assert Path(config["data"]["kernel"]) == tmp_path / "true_kernel.npy"
+    np.testing.assert_allclose(np.load(run / "kernel.npy"), np.load(tmp_path / "true_kernel.npy"), atol=1e-6)
+    assert read_rows(output / "summary.csv")[0]["status"] == "done"
+
+    blind_manifest = make_manifest(tmp_path, ["a"])  # no kernel column
+    with pytest.raises(SystemExit) as exit_info:
+        main([*batch_args(blind_manifest, tmp_path / "out2"), "--config", str(ROOT / "configs" / "nonblind.yaml")])
+    assert exit_info.value.code == 2
+    assert "'a' has no true kernel" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()
+
+
+def test_each_gpu_slot_pins_its_jobs_to_one_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3,5,7")  # the GPUs the scheduler gave this process
+    slots, _ = batch.plan_slots("auto", 2, "auto", concurrency_cap=100)
+    assert [(slot.label, slot.env) for slot in slots] == [
+        (f"gpu{i}", {"CUDA_VISIBLE_DEVICES": i}) for i in ("2", "3", "5", "7")
+    ]
+    assert [slot.label for slot in batch.plan_slots("2", 1, "gpu", concurrency_cap=100)[0]] == ["gpu2", "gpu3"]
+    assert [slot.label for slot in batch.plan_slots("auto", 1, "cpu", concurrency_cap=100)[0]] == ["cpu0"]
+    with pytest.raises(InputError, match="only 4 CUDA GPUs"):
+        batch.plan_slots("5", 1, "auto", concurrency_cap=100)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(InputError, match="no CUDA GPU is visible"):
+        batch.plan_slots("auto", 1, "gpu", concurrency_cap=100)
+
+    # The pool: every job runs with one slot's variable, never more than 2 at once per GPU.
+    jobs = batch.build_jobs([ManifestRow(f"in{i}", f"in{i}.png", (5, 5)) for i in range(10)], [0])
+    lock, running, seen, peak = threading.Lock(), {}, {}, {}
+
+    def fake_run(job, spec, slot, processes):
+        env = {**spec.base_env, **slot.env}
+        with lock:
+            running[slot.label] = running.get(slot.label, 0) + 1
+            peak[slot.label] = max(peak.get(slot.label, 0), running[slot.label])
+        time.sleep(0.05)
+        with lock:
+            running[slot.label] -= 1
+        return {"status": "done", "error": None, "wall_time_s": 0.05, "device": env["CUDA_VISIBLE_DEVICES"]}
+
+    spec = batch.RunSpec("out", (), {"CUDA_VISIBLE_DEVICES": "2,3,5,7"}, None)
+    batch.run_jobs(jobs, slots, 2, spec, lambda job, values: seen.update({job.index: values["device"]}), fake_run)
+    assert sorted(seen) == list(range(10))  # every job ran once
+    assert set(seen.values()) == {"2", "3", "5", "7"}  # each with a single GPU, every GPU used
+    assert max(peak.values()) <= 2
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for leftover job processes")
+def test_sigterm_kills_running_jobs_keeps_finished_ones_and_the_batch_resumes(tmp_path, no_cluster):
+    manifest = make_manifest(tmp_path, ["a", "b"])
+    output = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    args = batch_args(manifest, output, "--jobs_per_device", "1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightning_deblur", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 240
+    while not (output / "a" / "seed0" / "metrics.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the batch ended before finishing a job"
+        time.sleep(0.2)
+    while not (output / "b" / "seed0" / "stderr.log").exists():  # b's job has started
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert b"interrupted; run the same command again to resume" in err
+    assert not _job_processes(str(output))  # the running job was killed with the batch
+    assert not (output / "b" / "seed0" / "metrics.json").exists()
+    rows = {r["name"]: r["status"] for r in read_rows(output / "summary.csv")}
+    assert rows == {"a": "done", "b": "pending"}
+    finished = file_states(output / "a" / "seed0")
+
+    main(args)
+    assert file_states(output / "a" / "seed0") == finished
+    rows = {r["name"]: r["status"] for r in read_rows(output / "summary.csv")}
+    assert rows == {"a": "skipped-done", "b": "done"}
+
+
+def test_batch_options_and_fit_options_are_told_apart():
+    argv = ["--config", "a.yaml", "--model.iterations", "3", "--config+", "b.yaml", "--seeds=0-2",
+            "--trainer.precision", "bf16-mixed", "--output_dir", "o"]  # fmt: skip
+    mine, fit = batch.split_arguments(argv, {"config", "seeds", "output_dir"})
+    assert mine == ["--seeds", "0-2", "--output_dir", "o", "--config", '["a.yaml", "b.yaml"]']
+    assert fit == ["--model.iterations", "3", "--trainer.precision", "bf16-mixed"]

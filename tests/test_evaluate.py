@@ -19,7 +19,7 @@ from lightning_deblur.errors import InputError
 from lightning_deblur.evaluate import evaluate, parse_results, read_runs_csv, spread_list_option
 from lightning_deblur.imagefiles import read_grey, read_image, write_image, write_json, write_kernel_npy
 from lightning_deblur.metrics import aligned_psnr, error_ratio, kernel_error, psnr_per_image
-from lightning_deblur.synth import SynthCase, write_manifest
+from lightning_deblur.manifest import ManifestRow, write_manifest
 
 SIZE = 48
 SEEDS = (0, 1)
@@ -52,9 +52,7 @@ def layout(tmp_path: Path) -> dict:
         write_image(data / "sharp" / f"{name}.png", support[half:-half, half:-half])
         write_kernel_npy(data / "kernels" / f"{name}.npy", kernel)
         cases.append(
-            SynthCase(
-                name, f"blurred/{name}.png", f"{ksize}x{ksize}", f"sharp/{name}.png", f"kernels/{name}.npy", 0.0, "", ""
-            )
+            ManifestRow(name, f"blurred/{name}.png", (ksize, ksize), f"sharp/{name}.png", f"kernels/{name}.npy", 0.0)
         )
     write_manifest(data / "manifest.csv", cases)
     runs = tmp_path / "runs"

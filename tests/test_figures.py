@@ -104,12 +104,12 @@ def test_fit_speed_fits_sharp_and_blurred_and_writes_curves(tmp_path, capsys):
 
 
 def test_fit_speed_from_a_manifest_row(tmp_path):
-    from lightning_deblur.synth import SynthCase, write_manifest
+    from lightning_deblur.manifest import ManifestRow, write_manifest
 
     support = synthetic_sharp(44, 44, seed=3)
     write_image(tmp_path / "s.png", support[2:-2, 2:-2])
     write_image(tmp_path / "b.png", blur(support, gaussian_kernel(5, 1.0)))
-    write_manifest(tmp_path / "manifest.csv", [SynthCase("one", "b.png", "5x5", "s.png", "", 0.0, "", "")])
+    write_manifest(tmp_path / "manifest.csv", [ManifestRow("one", "b.png", (5, 5), "s.png")])
     main(["figures", "fit_speed", "--manifest", str(tmp_path / "manifest.csv"), "--input", "one",
           "--iterations", "3", "--channels", "8", "--skip_channels", "4", "--output", str(tmp_path / "m.png")])  # fmt: skip
     assert_png(tmp_path / "m.png")

@@ -145,13 +145,13 @@ def test_a_decompression_bomb_is_refused_with_one_line(tmp_path, monkeypatch):
 
 def test_write_csv_writes_exact_line_ends_and_replaces_the_file_whole(tmp_path, monkeypatch):
     path = tmp_path / "table.csv"
-    write_csv(path, ["a", "b"], [[1, "x,y"], [2, ""]])
+    write_csv(path, ["a", "b"], [{"a": 1, "b": "x,y"}, {"a": 2}])
     assert path.read_bytes() == b'a,b\n1,"x,y"\n2,\n'
-    write_csv(path, ["a"], [["1"]], line_end="\r\n")
+    write_csv(path, ["a"], [{"a": "1"}], line_end="\r\n")
     assert path.read_bytes() == b"a\r\n1\r\n"
 
     def failing_rows():
-        yield ["2"]
+        yield {"a": "2"}
         raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError):

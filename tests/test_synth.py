@@ -8,7 +8,7 @@ from conftest import blur, gaussian_kernel, synthetic_sharp
 
 from lightning_deblur.cli import main
 from lightning_deblur.imagefiles import read_image, write_image
-from lightning_deblur.synth import read_manifest
+from lightning_deblur.manifest import read_manifest
 
 
 @pytest.fixture
@@ -35,25 +35,25 @@ def test_same_seed_reproduces_the_dataset_exactly(sources, tmp_path):
     first = synth(sources, tmp_path / "a", "--seed", "7")
     second = synth(sources, tmp_path / "b", "--seed", "7")
     assert len(first) == 4  # 2 images × 2 kernels
-    assert [row["name"] for row in second] == [row["name"] for row in first]
+    assert [row.name for row in second] == [row.name for row in first]
     assert (tmp_path / "a" / "manifest.csv").read_text() == (tmp_path / "b" / "manifest.csv").read_text()
     for name in ("blurred", "sharp"):
         for row in first:
-            relative = f"{name}/{row['name']}.png"
+            relative = f"{name}/{row.name}.png"
             assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes()
     other = synth(sources, tmp_path / "c", "--seed", "8")
-    assert (tmp_path / "a" / "blurred" / f"{first[0]['name']}.png").read_bytes() != (
-        tmp_path / "c" / "blurred" / f"{other[0]['name']}.png"
+    assert (tmp_path / "a" / "blurred" / f"{first[0].name}.png").read_bytes() != (
+        tmp_path / "c" / "blurred" / f"{other[0].name}.png"
     ).read_bytes()
 
 
 def test_sharp_reference_lines_up_with_the_blurred_image(sources, tmp_path):
     rows = synth(sources, tmp_path / "d", "--noise_std", "0", "--pairs", "diagonal")
     for row in rows:
-        kernel = np.load(row["kernel"])
+        kernel = np.load(row.kernel)
         kh, kw = kernel.shape
-        assert row["kernel_size"] == f"{kh}x{kw}"
-        sharp, blurred = read_image(row["sharp"]).pixels, read_image(row["image"]).pixels
+        assert row.kernel_size == (kh, kw)
+        sharp, blurred = read_image(row.sharp).pixels, read_image(row.image).pixels
         assert sharp.shape == blurred.shape == (40, 40)
         # The valid blur of the sharp crop is the blurred image's interior.
         interior = blurred[(kh - 1) // 2 : 40 - (kh - 1) // 2, (kw - 1) // 2 : 40 - (kw - 1) // 2]
@@ -63,7 +63,7 @@ def test_sharp_reference_lines_up_with_the_blurred_image(sources, tmp_path):
 def test_noise_level_is_the_requested_one(sources, tmp_path):
     clean = synth(sources, tmp_path / "e", "--noise_std", "0")
     noisy = synth(sources, tmp_path / "f", "--noise_std", "0.05")
-    difference = read_image(noisy[0]["image"]).pixels - read_image(clean[0]["image"]).pixels
+    difference = read_image(noisy[0].image).pixels - read_image(clean[0].image).pixels
     assert difference.std() == pytest.approx(0.05, rel=0.15)
 
 

@@ -1,0 +1,30 @@
+"""Every shipped configuration parses as ``fit`` options (nothing runs)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from lightning_deblur.cli import parse_fit_arguments
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+INPUT = ["--data.image", "blurred.png", "--data.kernel_size", "27"]  # not read: parsing only
+
+
+def test_configs_are_shipped():
+    assert {path.name for path in CONFIGS} >= {"fast.yaml", "improved.yaml", "nonblind.yaml", "selfdeblur.yaml"}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda path: path.name)
+def test_a_shipped_config_parses(config):
+    parsed = parse_fit_arguments(["fit", "--config", str(config), *INPUT])
+    assert parsed.data.kernel_size in (27, [27, 27], (27, 27))
+
+
+def test_a_config_with_a_mistake_does_not_parse(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model:\n  iteratons: 10\n")
+    with pytest.raises(argparse.ArgumentError, match="iteratons"):
+        parse_fit_arguments(["fit", "--config", str(broken), *INPUT])
