@@ -26,7 +26,7 @@ from lightning.pytorch import Callback
 
 from lightning_deblur.cli import DeblurCLI
 from lightning_deblur.io import luminance, read_image, write_image
-from lightning_deblur.job import ImageNetSpec, KernelNetSpec
+from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
 from lightning_deblur.losses import gaussian_window_1d, ssim
 from lightning_deblur.physics import blur_valid, support_size
 

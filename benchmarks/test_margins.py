@@ -119,7 +119,7 @@ def case_fit_speed(root: Path, seed: int, extra: list[str]) -> dict:
     from conftest import blur, gaussian_kernel, synthetic_sharp
 
     from lightning_deblur.fit_experiment import fit_rmse
-    from lightning_deblur.job import ImageNetSpec
+    from lightning_deblur.generators import ImageNetSpec
 
     support = synthetic_sharp(46, 46)
     spec = ImageNetSpec(channels=8, skip_channels=4)

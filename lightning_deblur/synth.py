@@ -180,7 +180,8 @@ def scale_kernel(kernel: np.ndarray, factor: float) -> np.ndarray:
     """Kernel resized by ``factor`` to the nearest odd size (at least 3), summing to 1."""
     if factor == 1.0:
         return kernel
-    from lightning_deblur.multiscale import odd_size, resize_kernel
+    from lightning_deblur.multiscale import resize_kernel
+    from lightning_deblur.planning import odd_size
 
     size = tuple(max(3, odd_size(side * factor)) for side in kernel.shape)
     return resize_kernel(torch.from_numpy(kernel).double(), size).double().numpy()

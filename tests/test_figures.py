@@ -19,7 +19,7 @@ from lightning_deblur.evaluate import RUN_FIELDS
 from lightning_deblur.figures import curves, histogram, seeds
 from lightning_deblur.fit_experiment import fit_rmse
 from lightning_deblur.io import write_image
-from lightning_deblur.job import ImageNetSpec
+from lightning_deblur.generators import ImageNetSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

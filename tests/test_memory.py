@@ -6,7 +6,7 @@ import pytest
 from conftest import CONF
 
 from lightning_deblur.cli import main
-from lightning_deblur.job import ImageNetSpec
+from lightning_deblur.generators import ImageNetSpec
 from lightning_deblur.memory import step_bytes
 
 

@@ -11,16 +11,10 @@ from conftest import CONF, read_metrics, run_fit
 from lightning.pytorch import Callback, Trainer
 
 from lightning_deblur.data import BlurredImage
-from lightning_deblur.job import DeblurJob, ImageNetSpec, KernelNetSpec
-from lightning_deblur.multiscale import (
-    RefitSpec,
-    ScalesSpec,
-    fit_generator,
-    gaussian_kernel,
-    odd_size,
-    plan_scales,
-    resize_kernel,
-)
+from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
+from lightning_deblur.job import DeblurJob
+from lightning_deblur.multiscale import RefitSpec, fit_generator, gaussian_kernel, resize_kernel
+from lightning_deblur.planning import ScalesSpec, odd_size, plan_scales
 from lightning_deblur.schedule import LossSchedule, linear_weight_at
 
 

@@ -11,7 +11,7 @@ from lightning_deblur import tiles
 from lightning_deblur.errors import InputError
 from lightning_deblur.image_logging import preview
 from lightning_deblur.io import read_image, write_image
-from lightning_deblur.job import ImageNetSpec
+from lightning_deblur.generators import ImageNetSpec
 from lightning_deblur.kernel_crop import KernelCropSpec, choose_crop, most_textured_box
 from lightning_deblur.memory import step_bytes
 from lightning_deblur.metrics import psnr_per_image
