@@ -2,8 +2,10 @@
 
 A LightningCLI over :class:`DeblurJob` and :class:`BlurredImage`, with the job's
 callbacks always present and configurable under their own keys (``schedule``,
-``lr_schedule``, ``image_logging``, ``progress_bar``, ``outputs``). User mistakes are
-reported as one line on stderr with exit code 2.
+``image_logging``, ``progress_bar``, ``outputs``, ``lr_monitor``, ``timer``, …), and the
+job's learning-rate schedule under ``lr_schedule``. The inputs are decoded and the job
+planned once, at parse time. User mistakes are reported as one line on stderr with exit
+code 2.
 """
 
 from __future__ import annotations
@@ -223,6 +225,13 @@ class DeblurCLI(LightningCLI):
             # so "no progress bar" becomes a bar that never draws.
             config.trainer.enable_progress_bar = None
             config.progress_bar.refresh_rate = 0
+
+    def instantiate_trainer(self, **kwargs):
+        trainer = super().instantiate_trainer(**kwargs)
+        if not trainer.loggers:
+            # --trainer.logger false: no learning rates to log (LearningRateMonitor would refuse to run).
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
+        return trainer
 
     def before_fit(self) -> None:
         """Hand the decoded inputs to the datamodule and the plan to the job, and stop the
