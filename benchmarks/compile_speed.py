@@ -19,7 +19,7 @@ import time
 import torch
 from _common import save
 
-from lightning_deblur.nets import ImageNetSpec, KernelNetSpec
+from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
 from lightning_deblur.physics import blur_valid, support_size
 
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine  # noqa: E402
 from blur_crossover import time_blur  # noqa: E402
 
-from lightning_deblur.nets import ImageNetSpec, KernelNetSpec  # noqa: E402
+from lightning_deblur.generators import ImageNetSpec, KernelNetSpec  # noqa: E402
 from lightning_deblur.physics import blur_valid, support_size  # noqa: E402
 
 

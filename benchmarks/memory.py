@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def measure(size: int, kernel: int, channels: int, device: str) -> dict:
     sys.path.insert(0, str(ROOT))
+    from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
     from lightning_deblur.memory import step_bytes
-    from lightning_deblur.nets import ImageNetSpec, KernelNetSpec
     from lightning_deblur.physics import blur_valid, support_size
 
     spec = ImageNetSpec(channels=channels)

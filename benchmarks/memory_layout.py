@@ -15,7 +15,7 @@ import time
 import torch
 from _common import save
 
-from lightning_deblur.nets import ImageNetSpec
+from lightning_deblur.generators import ImageNetSpec
 from lightning_deblur.physics import support_size
 
 

@@ -85,7 +85,7 @@ def main() -> None:
             steps, refits, job = run(config, image, args.kernel, args.steps, Path(folder) / method)
             per_step = {scale: statistics.median(times[1:]) for scale, times in steps.items()}
             scales = []
-            for scale in job.plan:
+            for scale in job.plan.stages:
                 refit = sum(t for index, t in refits if index == scale.index)
                 implied = per_step[scale.index] * full[scale.index] + refit
                 scales.append({

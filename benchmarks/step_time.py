@@ -26,10 +26,10 @@ from lightning.pytorch import Callback
 
 from lightning_deblur.cli import DeblurCLI
 from lightning_deblur.colour import luminance
+from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
 from lightning_deblur.imagefiles import read_image, write_image
 from lightning_deblur.losses import ssim
 from lightning_deblur.metrics import ssim_window
-from lightning_deblur.nets import ImageNetSpec, KernelNetSpec
 from lightning_deblur.physics import blur_valid, support_size
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,7 +32,7 @@ class JobCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer, pl_module) -> None:
         super().on_train_end(trainer, pl_module)
         # A finished job needs no checkpoint; it only costs disk space in large batches.
-        finished = pl_module.failure is None and trainer.global_step >= pl_module.total_iterations
+        finished = pl_module.failure is None and trainer.global_step >= pl_module.plan.total_steps
         if finished and self.dirpath and trainer.is_global_zero:
             checkpoint = Path(self.dirpath) / "last.ckpt"
             checkpoint.unlink(missing_ok=True)

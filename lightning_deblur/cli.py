@@ -2,8 +2,10 @@
 
 A LightningCLI over :class:`DeblurJob` and :class:`BlurredImage`, with the job's
 callbacks always present and configurable under their own keys (``schedule``,
-``lr_schedule``, ``image_logging``, ``progress_bar``, ``outputs``). User mistakes are
-reported as one line on stderr with exit code 2.
+``image_logging``, ``progress_bar``, ``outputs``, ``lr_monitor``, ``timer``, …), and the
+job's learning-rate schedule under ``lr_schedule``. The inputs are decoded and the job
+planned once, at parse time. User mistakes are reported as one line on stderr with exit
+code 2.
 """
 
 from __future__ import annotations
@@ -14,35 +16,44 @@ import re
 import sys
 from pathlib import Path
 
+import torch
 from jsonargparse import ArgumentParser, DefaultHelpFormatter
+from lightning.pytorch.callbacks import LearningRateMonitor, Timer
 from lightning.pytorch.cli import LightningCLI
 
 from lightning_deblur import __version__
 from lightning_deblur.checkpointing import JobCheckpoint, run_folder_of_checkpoint
 from lightning_deblur.curves import QualityCurve
-from lightning_deblur.data import BlurredImage, load_observation
+from lightning_deblur.data import BlurredImage, Observation, load_observation
 from lightning_deblur.divergence import DivergenceGuard
 from lightning_deblur.errors import InputError
 from lightning_deblur.image_logging import ImageLogging
-from lightning_deblur.job import DeblurJob, ImageNetSpec, blind_region_words, check_tile_size, checked_plan
-from lightning_deblur.kernel_crop import KernelCropSpec, choose_crop
-from lightning_deblur.multiscale import ScalesSpec
+from lightning_deblur.generators import ImageNetSpec
+from lightning_deblur.job import DeblurJob
+from lightning_deblur.kernel_crop import KernelCropSpec
 from lightning_deblur.outputs import ResultWriter
 from lightning_deblur.precision import default_precision
+from lightning_deblur.planning import JobPlan, ScalesSpec, plan_job
 from lightning_deblur.progress import JobProgressBar
 from lightning_deblur.schedule import LearningRateSchedule, LossSchedule
-from lightning_deblur.tiles import finishing_layout
+from lightning_deblur.tiles import FinishSpec
+
+DEFAULT_SAVE_DIR = "logs"
+"""Where run folders go (``<save_dir>/<image name>/version_<n>``) unless
+``--trainer.default_root_dir`` or ``--trainer.logger.init_args.save_dir`` says otherwise."""
 
 TRAINER_DEFAULTS = {
-    "max_epochs": 1,
+    # No epoch limit: the job's plan sets max_steps (DeblurCLI.before_fit).
+    "max_epochs": -1,
     "devices": 1,
     # Checkpoints come from the job's own JobCheckpoint callback (key "checkpoint").
     "enable_checkpointing": True,
     "log_every_n_steps": 10,
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-        # name None: the CLI names the run after the input image.
-        "init_args": {"save_dir": "logs", "name": None, "default_hp_metric": False},
+        # name None: the CLI names the run after the input image. The save_dir default
+        # gives way to --trainer.default_root_dir when that is given.
+        "init_args": {"save_dir": DEFAULT_SAVE_DIR, "name": None, "default_hp_metric": False},
     },
 }
 
@@ -54,9 +65,9 @@ JOBLESS_TRAINER_OPTIONS = (
     "accumulate_grad_batches", "inference_mode", "use_distributed_sampler", "barebones", "plugins",
     "sync_batchnorm", "reload_dataloaders_every_n_epochs", "enable_autolog_hparams", "model_registry",
 )  # fmt: skip
-"""Trainer options left out of ``fit --help``: a job is one epoch of ``model.iterations``
-steps on one image, on one device, without validation, and checkpoints itself; these
-would only break that. They still parse, so configs that set them keep working."""
+"""Trainer options left out of ``fit --help``: a job runs the steps its plan gives
+(``max_steps``) on one image, on one device, without validation, and checkpoints itself;
+these would only break that. They still parse, so configs that set them keep working."""
 
 _REST_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?(?:([^`<]*?)\s*<[^>]*>|([^`]*))`")
 
@@ -167,7 +178,15 @@ class DeblurCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(LossSchedule, "schedule")
-        parser.add_lightning_class_args(LearningRateSchedule, "lr_schedule")
+        # The learning-rate schedule is the job's (its LR scheduler), kept under its own key.
+        parser.add_class_arguments(LearningRateSchedule, "lr_schedule")
+        for key in ("milestones", "gamma", "coarse_milestones"):
+            parser.link_arguments(f"lr_schedule.{key}", f"model.lr_schedule.{key}", apply_on="parse")
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.logging_interval": "step"})
+        # The wall time of metrics.json (ResultWriter reads it).
+        parser.add_lightning_class_args(Timer, "timer")
+        parser.set_defaults({"timer.interval": "step"})  # a plain string: its enum default does not dump to YAML
         parser.add_lightning_class_args(ImageLogging, "image_logging")
         parser.add_lightning_class_args(JobProgressBar, "progress_bar")
         # Before the result writer: metrics.json, written last, marks a complete run folder.
@@ -185,46 +204,81 @@ class DeblurCLI(LightningCLI):
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
-        # Check the inputs before anything else happens (seeding, logging, folders).
         subcommand = self.config.get("subcommand")
-        check_inputs(self.config[subcommand] if subcommand else self.config)
+        config = self.config[subcommand] if subcommand else self.config
+        if config.trainer.get("precision") is None:
+            config.trainer.precision = default_precision(
+                config.trainer.get("accelerator"), config.model.image_net.channels
+            )
+        # Decode the inputs and plan the job now, once, before anything else happens
+        # (seeding, the Trainer, folders): inputs the job cannot run on stop here, in one line.
+        self.planned_device = planning_device(config.trainer.get("accelerator"))
+        self.observation, self.plan = plan_from_config(config, self.planned_device)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         name_run_after_image(config)
         resume_in_the_checkpoints_run_folder(config)
-        if config.trainer.get("precision") is None:
-            config.trainer.precision = default_precision(
-                config.trainer.get("accelerator"), config.model.image_net.channels
-            )
+        save_under_the_root_dir(config)
         if config.trainer.get("enable_progress_bar") is False:
             # Our bar is always among the callbacks; Lightning refuses that combination,
             # so "no progress bar" becomes a bar that never draws.
             config.trainer.enable_progress_bar = None
             config.progress_bar.refresh_rate = 0
 
+    def instantiate_trainer(self, **kwargs):
+        trainer = super().instantiate_trainer(**kwargs)
+        if not trainer.loggers:
+            # --trainer.logger false: no learning rates to log (LearningRateMonitor would refuse to run).
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
+        return trainer
 
-def check_inputs(config) -> None:
-    """Read the input files and check the sizes before anything is created on disk."""
-    data = config.data
+    def before_fit(self) -> None:
+        """Hand the decoded inputs to the datamodule and the plan to the job, and stop the
+        Trainer after the plan's last step (``max_steps``, set as Lightning's own tuner sets it)."""
+        self.datamodule.observation = self.observation
+        plan = self.plan
+        if self.trainer.strategy.root_device != self.planned_device:
+            # Only where the Trainer chose another device than the plan assumed (an
+            # accelerator given as an object, say): the automatic tile size depends on it.
+            plan = self.model.plan_on(self.observation, self.trainer)
+        self.model.plan = plan
+        self.trainer.fit_loop.epoch_loop.max_steps = plan.total_steps
+
+
+def planning_device(accelerator) -> torch.device:
+    """The device a one-device Trainer runs on for ``--trainer.accelerator``, known before
+    the Trainer exists (the plan's automatic tile size fits its free memory)."""
+    name = str(accelerator or "auto").lower()
+    if name in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    if name in ("auto", "gpu", "mps") and torch.backends.mps.is_available():
+        return torch.device("mps", 0)
+    return torch.device("cpu")
+
+
+def plan_from_config(config, device: torch.device | None) -> tuple[Observation, JobPlan]:
+    """Decode the job's inputs and plan it, on ``device``, from the parsed ``fit`` configuration.
+
+    Raises:
+        InputError: unreadable inputs, or inputs the job cannot run on (see
+            :func:`~lightning_deblur.planning.plan_job`).
+    """
+    data, model = config.data, config.model
     observation = load_observation(data.image, data.kernel_size, data.sharp, data.get("kernel"))
-    model = config.model
-    if model.get("kernel_mode") == "fixed" and observation.kernel is None:
-        raise InputError("non-blind mode (model.kernel_mode: fixed) needs the kernel: pass --data.kernel k.npy")
-    image_spec = ImageNetSpec(**vars(model.image_net))
-    blind = model.get("kernel_mode") != "fixed"
-    crop = choose_crop(observation.y, KernelCropSpec(**vars(model.kernel_crop))) if blind else None
-    checked_plan(
-        observation.size if crop is None else crop.size,
-        observation.kernel_size,
-        image_spec,
-        ScalesSpec(**vars(model.scales)),
-        model.iterations,
-        *blind_region_words(crop),
+    plan = plan_job(
+        observation,
+        blind=model.get("kernel_mode") != "fixed",
+        colour=model.colour,
+        image_spec=ImageNetSpec(**vars(model.image_net)),
+        scales=ScalesSpec(**vars(model.scales)),
+        iterations=model.iterations,
+        kernel_crop=KernelCropSpec(**vars(model.kernel_crop)),
+        finish=FinishSpec(**vars(model.finish)),
+        device=device,
+        bytes_per_value=2 if str(config.trainer.precision).startswith(("bf16", "16")) else 4,
     )
-    if model.finish.tile_size is not None:
-        boxes, _ = finishing_layout(observation.size, observation.kernel_size, model.finish.tile_size, model.finish.overlap)
-        check_tile_size(boxes[0].size, observation.kernel_size, image_spec)
+    return observation, plan
 
 
 def name_run_after_image(config) -> None:
@@ -260,6 +314,16 @@ def program_name() -> str:
     script's name (``lightning-deblur``)."""
     script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     return "python -m lightning_deblur" if script in ("__main__.py", "-m", "") else script
+
+
+def save_under_the_root_dir(config) -> None:
+    """With ``--trainer.default_root_dir D``, a TensorBoard logger left at the default
+    save_dir writes its run folders under ``D``."""
+    logger, root = config.trainer.get("logger"), config.trainer.get("default_root_dir")
+    if root is None or isinstance(logger, list) or not hasattr(logger, "init_args"):
+        return
+    if logger.init_args.get("save_dir") == DEFAULT_SAVE_DIR:
+        logger.init_args.save_dir = str(root)
 
 
 def resume_in_the_checkpoints_run_folder(config) -> None:

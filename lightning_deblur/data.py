@@ -164,13 +164,21 @@ class BlurredImage(LightningDataModule):
         self.kernel = kernel
         self.observation: Observation | None = None
 
-    def setup(self, stage: str) -> None:
+    def load(self) -> Observation:
+        """The decoded, checked inputs; read once, on the first call."""
         if self.observation is None:
             self.observation = load_observation(self.image, self.kernel_size, self.sharp, self.kernel)
+        return self.observation
+
+    def setup(self, stage: str) -> None:
+        self.load()
 
     def train_dataloader(self) -> DataLoader:
-        iterations = self.trainer.lightning_module.total_iterations
+        # One item per step of the job's plan: the progress bar's total. The Trainer's
+        # max_steps (the same number, set by the command line) ends the fit, also when a
+        # resumed fit replays this loader from its start.
+        steps = self.trainer.lightning_module.plan.total_steps
         # batch_size=None: items pass through uncollated, so each batch is a plain int.
         # Its own generator: the loader draws a seed per epoch, and drawing it from the
         # global RNG would shift the job's noise stream between a run and its resumption.
-        return DataLoader(StepIndices(iterations), batch_size=None, shuffle=False, generator=torch.Generator())
+        return DataLoader(StepIndices(steps), batch_size=None, shuffle=False, generator=torch.Generator())

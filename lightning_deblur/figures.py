@@ -234,7 +234,7 @@ def fit_speed(
     import torch
 
     from lightning_deblur.fit_experiment import fit_sharp_and_blurred
-    from lightning_deblur.nets import ImageNetSpec
+    from lightning_deblur.generators import ImageNetSpec
 
     sharp_path, blurred_path, label = _fit_targets(manifest, input, sharp, blurred)
     new_figure()  # fail on a missing matplotlib before the (long) fits

@@ -2,7 +2,7 @@
 
 The experiment behind the improved method's observation that a deep image prior
 reproduces a blurred image faster than the sharp one (so a joint fit drifts towards the
-blurred solution, the "no-blur" trap). The image net G_x (:class:`~lightning_deblur.nets.ImageNetSpec`)
+blurred solution, the "no-blur" trap). The image net G_x (:class:`~lightning_deblur.generators.ImageNetSpec`)
 gets a fixed input, uniform noise in ``[0, noise_scale)`` of the target's size (no
 per-step perturbation), and Adam minimizes the MSE between its output and the target;
 the RMSE of every iteration is recorded (the value before that iteration's update). The
@@ -19,7 +19,8 @@ import torch
 
 from lightning_deblur.errors import InputError
 from lightning_deblur.fitting import fit_generator
-from lightning_deblur.nets import ImageNetSpec, SkipNet
+from lightning_deblur.generators import ImageNetSpec
+from lightning_deblur.nets import SkipNet
 
 
 @dataclass

@@ -24,7 +24,7 @@ def step_bytes(image_spec, support: tuple[int, int], output_channels: int = 1, b
     """Estimated peak bytes of one training step of the image generator on ``support``.
 
     Args:
-        image_spec: the job's :class:`~lightning_deblur.nets.ImageNetSpec`.
+        image_spec: the job's :class:`~lightning_deblur.generators.ImageNetSpec`.
         support: ``(H', W')`` of the estimated image, pixels.
         output_channels: image channels.
         bytes_per_value: 4 for float32 activations, 2 under bfloat16 autocast.

@@ -1,10 +1,11 @@
-"""Coarse-to-fine estimation: the scale plan, resampling between scales, and the
-scale-transition callback that re-fits both generators to the upsampled estimates.
+"""Coarse-to-fine estimation: how the generators are re-fitted to a starting estimate,
+and the callback that moves a job from stage to stage (the stages themselves are planned
+in :mod:`lightning_deblur.planning`; resampling and the fitting loop are the core's,
+:mod:`lightning_deblur.resample` and :mod:`lightning_deblur.fitting`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,28 +18,8 @@ from lightning_deblur.centring import centre_kernel
 from lightning_deblur.fitting import fit_generator
 from lightning_deblur.image_logging import ImageLogging
 from lightning_deblur.imagefiles import write_image, write_kernel_npy, write_kernel_png
-from lightning_deblur.physics import support_size
-from lightning_deblur.resample import gaussian_kernel, odd_size, resize_image, resize_kernel
-from lightning_deblur.tiles import Box
-
-
-@dataclass
-class ScalesSpec:
-    """How many scales, how far apart, and how long each runs.
-
-    Attributes:
-        count: number of scales; 1 runs at full resolution only (the original method).
-        ratio: size ratio between consecutive scales; the coarsest is ``ratio**-(count-1)``
-            of the input (1/2 for 3 scales at √2).
-        min_kernel_size: floor of the kernel side at coarse scales (odd, pixels); never
-            above the full kernel size.
-        coarse_iterations: iterations at every scale but the finest.
-    """
-
-    count: int = 3
-    ratio: float = math.sqrt(2)
-    min_kernel_size: int = 7
-    coarse_iterations: int = 500
+from lightning_deblur.planning import Scale
+from lightning_deblur.resample import gaussian_kernel, resize_image, resize_kernel
 
 
 @dataclass
@@ -65,69 +46,6 @@ class RefitSpec:
     kernel_lr: float = 0.001
 
 
-@dataclass(frozen=True)
-class Scale:
-    """One scale of the plan.
-
-    Attributes:
-        index: 0 is the coarsest.
-        image_size: ``(H, W)`` of the observation at this scale, pixels.
-        kernel_size: ``(kh, kw)`` at this scale, odd.
-        iterations: optimization steps at this scale.
-        start_step: global step at which the scale begins.
-        finishing: a non-blind stage after the blind scales (or the whole of a
-            non-blind job): the kernel is fixed and the image net deblurs one tile of the
-            full-size observation (``tile``) in ``channels`` channels.
-        channels: image channels of the stage: 1 (luminance or grey) or 3 (RGB).
-        tile: the box of the full-size observation a finishing stage deblurs.
-    """
-
-    index: int
-    image_size: tuple[int, int]
-    kernel_size: tuple[int, int]
-    iterations: int
-    start_step: int
-    finishing: bool = False
-    channels: int = 1
-    tile: Box | None = None
-
-    @property
-    def support(self) -> tuple[int, int]:
-        return support_size(self.image_size, self.kernel_size)
-
-    @property
-    def end_step(self) -> int:
-        return self.start_step + self.iterations
-
-
-def plan_scales(
-    image_size: tuple[int, int], kernel_size: tuple[int, int], spec: ScalesSpec, finest_iterations: int
-) -> list[Scale]:
-    """Sizes and iteration budgets of every scale, coarsest first.
-
-    Scale ``s`` of ``n`` has factor ``ratio**-(n-1-s)``; its image size is the input size
-    times the factor, rounded; its kernel size the full kernel size times the factor,
-    rounded to odd, at least ``min_kernel_size`` (and at most the full size).
-    """
-    if spec.count < 1:
-        raise ValueError(f"the number of scales must be at least 1, got {spec.count}")
-    scales, start = [], 0
-    for index in range(spec.count):
-        factor = spec.ratio ** -(spec.count - 1 - index)
-        finest = index == spec.count - 1
-        # Half-up rounding with a little slack: √2·√2 is not exactly 2 in floating point.
-        image = image_size if finest else tuple(max(1, math.floor(side * factor + 0.5 + 1e-9)) for side in image_size)
-        kernel = (
-            kernel_size
-            if finest
-            else tuple(min(full, max(spec.min_kernel_size, odd_size(full * factor))) for full in kernel_size)
-        )
-        iterations = finest_iterations if finest else spec.coarse_iterations
-        scales.append(Scale(index, image, kernel, iterations, start))
-        start += iterations
-    return scales
-
-
 class ScaleTransition(Callback):
     """Moves a :class:`DeblurJob` through its scale plan.
 
@@ -135,8 +53,9 @@ class ScaleTransition(Callback):
     - At the end of every scale but the last: upsamples the image estimate to the next
       support size and the kernel to the next kernel size, lets the job switch its data
       and input noise to the next scale and give G_k an output layer of the new size,
-      fits both nets to the upsampled estimates, and hands the trainer a new optimizer
-      over the new parameters. The per-scale step counter the schedules read restarts.
+      fits both nets to the upsampled estimates, and has the strategy set up a new
+      optimizer and scheduler over the new parameters (``setup_optimizers``). The
+      per-stage step counter the schedules read restarts.
     - At the end of every finishing tile: adds its estimate to the whole-image blend;
       before the next tile, the job resets the image net and this callback fits it to the
       tile's starting estimate (when the job has one), with a new optimizer again.
@@ -168,7 +87,7 @@ class ScaleTransition(Callback):
             # (after its finest blind scale) before anything else uses it.
             self._save_scale(trainer, pl_module, scale)
             pl_module.end_blind_scales()
-        if scale.index + 1 >= len(pl_module.plan):
+        if scale.index + 1 >= len(pl_module.plan.stages):
             return
         x_previous, k_previous = pl_module.latest_x, pl_module.latest_k
         pl_module.enter_scale(scale.index + 1)
@@ -184,9 +103,9 @@ class ScaleTransition(Callback):
                 x_previous, k_previous, _, _ = centre_kernel(x_previous, k_previous)
             self._fit_image(pl_module, resize_image(x_previous, nxt.support))
             self._fit_kernel(pl_module, resize_kernel(k_previous, nxt.kernel_size))
-        # New parameters need a new optimizer, and the trainer must be handed it: the
-        # module's own reference alone is not what the fit loop steps.
-        trainer.strategy.optimizers = [pl_module.configure_optimizers()]
+        # New parameters need a new optimizer (and learning-rate scheduler): the strategy
+        # makes them from configure_optimizers as it did at the start of the fit.
+        trainer.strategy.setup_optimizers(trainer)
         self._log_refit(trainer, pl_module, include_image=True)
 
     # ---------------------------------------------------------------- helpers

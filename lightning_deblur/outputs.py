@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import Timer
 
 from lightning_deblur.colour import luminance, replace_luminance
 from lightning_deblur.errors import InputError
@@ -52,15 +52,11 @@ class ResultWriter(Callback):
 
     def __init__(self, verbose: bool = True) -> None:
         self.verbose = verbose
-        self._started = 0.0
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._started = time.perf_counter()
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        wall_time = time.perf_counter() - self._started
+        wall_time = training_time(trainer)
         folder = Path(trainer.log_dir or trainer.default_root_dir)
         observation = pl_module.observation
         metrics = {
@@ -92,10 +88,10 @@ class ResultWriter(Callback):
             image, kernel = pl_module.estimate()
             self._write_estimate(folder, observation, image, kernel)
             metrics["colour"] = "full" if image.shape[1] == 3 else ("luminance" if observation.source.is_colour else "grey")
-            if pl_module.crop is not None:
-                metrics["kernel_crop"] = pl_module.crop.as_list()
-            if pl_module.has_finishing:
-                metrics["tiles"] = pl_module.tile_count
+            if pl_module.plan.crop is not None:
+                metrics["kernel_crop"] = pl_module.plan.crop.as_list()
+            if pl_module.plan.has_finishing:
+                metrics["tiles"] = pl_module.plan.tile_count
             # The verdict and the quality figures both judge the luminance, comparable
             # between colour modes and methods.
             grey = luminance(image.float())
@@ -125,6 +121,15 @@ class ResultWriter(Callback):
         write_image(folder / "deblurred.png", pixels, source.bit_depth)
         write_kernel_npy(folder / "kernel.npy", kernel_array / kernel_array.sum(dtype=np.float64))
         write_kernel_png(folder / "kernel.png", kernel_array)
+
+
+def training_time(trainer: Trainer) -> float:
+    """Seconds of training so far, from the trainer's :class:`Timer` (a resumed job counts
+    the time before its checkpoint too)."""
+    timers = [callback for callback in trainer.callbacks if isinstance(callback, Timer)]
+    if not timers:
+        raise RuntimeError("ResultWriter needs a lightning.pytorch.callbacks.Timer among the trainer's callbacks")
+    return timers[0].time_elapsed("train")
 
 
 ALIGNED_BORDER = 15

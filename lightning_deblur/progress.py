@@ -48,6 +48,12 @@ class JobProgressBar(TQDMProgressBar):
         self._first_step = 0
 
     @property
+    def total_train_batches(self) -> int | float:
+        # The job's steps: its loader has one item per step of the plan. (Lightning's bar
+        # counts the steps left instead when max_epochs is -1, as it is for a job.)
+        return self.trainer.num_training_batches
+
+    @property
     def is_enabled(self) -> bool:
         # Off a terminal the tqdm bar is never drawn; the plain lines keep their own test.
         return super().is_enabled and not self.plain_lines
@@ -99,13 +105,12 @@ class JobProgressBar(TQDMProgressBar):
 
     @staticmethod
     def description(pl_module: LightningModule) -> str:
-        plan = getattr(pl_module, "plan", [])
-        if plan and plan[pl_module.scale_index].finishing:
-            tiles = pl_module.tile_count
-            index = pl_module.scale_index - pl_module.blind_scale_count
-            return f"non-blind finishing, tile {index + 1}/{tiles}" if tiles > 1 else "non-blind finishing"
-        if len(plan) > 1:
-            return f"deblurring, scale {pl_module.scale_index + 1}/{len(plan)}"
+        plan = pl_module.plan
+        if plan is not None and pl_module.current_scale.finishing:
+            index = pl_module.scale_index - plan.blind_scale_count
+            return f"non-blind finishing, tile {index + 1}/{plan.tile_count}" if plan.tile_count > 1 else "non-blind finishing"
+        if plan is not None and len(plan.stages) > 1:
+            return f"deblurring, scale {pl_module.scale_index + 1}/{len(plan.stages)}"
         return "deblurring"
 
     def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict:

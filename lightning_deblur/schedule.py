@@ -1,13 +1,19 @@
-"""Callbacks that change the loss and the learning rates at iteration thresholds.
+"""Schedules over the steps of a stage: the loss terms' weights (a callback) and the
+learning rate (an LR scheduler).
 
-Both key on :attr:`DeblurJob.step_in_scale`, the 0-based step within the current scale,
-and act in ``on_train_batch_start``, so the step that follows already uses the new
-setting.
+Both count the 0-based step within the current stage: the weights from
+:attr:`DeblurJob.step_in_scale` in ``on_train_batch_start`` (so the step that follows
+already uses them), the learning rate from the scheduler's own step count.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
+from dataclasses import dataclass, field
+from functools import partial
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
@@ -99,42 +105,45 @@ def validate_weights(weights: PiecewiseWeights) -> PiecewiseWeights:
     return cleaned
 
 
-class LearningRateSchedule(Callback):
-    """Multiplies every parameter group's ``base_lr`` by ``gamma`` at each milestone.
+@dataclass
+class LearningRateSchedule:
+    """Multiplies every parameter group's learning rate by ``gamma`` at each milestone.
 
-    The learning rate at iteration ``i`` of a scale is ``base_lr · gamma^m`` with ``m``
-    the number of milestones ≤ ``i``: with milestones 2000, 3000, 4000 and gamma 0.5,
-    iteration 2000 is the first at half the rate, as in the original method.
+    The learning rate at iteration ``i`` of a stage is ``lr · gamma^m`` with ``m`` the
+    number of milestones ≤ ``i``: with milestones 2000, 3000, 4000 and gamma 0.5,
+    iteration 2000 is the first at half the rate, as in the original method. The job
+    applies it as a per-step ``LambdaLR`` (:meth:`scheduler`), which Lightning steps and
+    ``LearningRateMonitor`` logs (as ``lr/image`` and ``lr/kernel``).
 
     Args:
-        milestones: iterations (within the scale) at which the rate is multiplied.
+        milestones: iterations (within the stage) at which the rate is multiplied.
         gamma: the factor applied at each milestone.
         coarse_milestones: the milestones of the coarse scales; ``None`` uses
             ``milestones`` (the papers' schedules: their milestones lie beyond the coarse
             scales' 500 iterations, so the coarse scales keep the full rate).
     """
 
-    def __init__(
-        self,
-        milestones: list[int] = [2000, 3000, 4000],  # noqa: B006
-        gamma: float = 0.5,
-        coarse_milestones: list[int] | None = None,
-    ) -> None:
-        self.milestones = sorted(milestones)
-        self.gamma = gamma
-        self.coarse_milestones = None if coarse_milestones is None else sorted(coarse_milestones)
+    milestones: list[int] = field(default_factory=lambda: [2000, 3000, 4000])
+    gamma: float = 0.5
+    coarse_milestones: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        self.milestones = sorted(self.milestones)
+        self.coarse_milestones = None if self.coarse_milestones is None else sorted(self.coarse_milestones)
 
     def factor_at(self, step: int, finest: bool = True) -> float:
-        """Factor of the base rate at 0-based iteration ``step`` of a (finest or coarse) scale."""
+        """Factor of the initial rate at 0-based iteration ``step`` of a (finest or coarse) stage."""
         milestones = self.milestones if finest or self.coarse_milestones is None else self.coarse_milestones
         return self.gamma ** bisect_right(milestones, step)
 
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
-        factor = self.factor_at(pl_module.step_in_scale, pl_module.is_finest_scale)
-        for optimizer in trainer.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * factor
-        # A Python float becomes a device tensor when logged: do it only when it is written.
-        if (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
-            for group in trainer.optimizers[0].param_groups:
-                pl_module.log(f"lr/{group.get('name', 'group')}", group["lr"], batch_size=1)
+    def scheduler(self, optimizer: torch.optim.Optimizer, finest: bool) -> dict:
+        """Lightning's scheduler configuration for a stage's ``optimizer``, stepped after
+        every optimization step.
+
+        ``LambdaLR`` sets each group's rate to its initial rate times
+        ``factor_at(its step count)``: the same product, bit for bit, as multiplying the
+        rate by hand. Its step count starts at 0 with the optimizer, and the job makes a
+        new optimizer at every stage, so it counts steps within the stage.
+        """
+        factor = partial(self.factor_at, finest=finest)
+        return {"scheduler": LambdaLR(optimizer, factor), "interval": "step", "name": "lr"}

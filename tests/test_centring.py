@@ -82,7 +82,7 @@ class PlantOffCentreKernel(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         scale = pl_module.current_scale
-        index = pl_module.blind_scale_count - 1 if self.scale_index is None else self.scale_index
+        index = pl_module.plan.blind_scale_count - 1 if self.scale_index is None else self.scale_index
         if scale.finishing or scale.index != index or trainer.global_step != scale.end_step:
             return
         k = torch.zeros(5, 5)

@@ -18,8 +18,8 @@ from lightning_deblur.errors import InputError
 from lightning_deblur.evaluate import RUN_FIELDS
 from lightning_deblur.figures import curves, histogram, seeds
 from lightning_deblur.fit_experiment import fit_rmse
+from lightning_deblur.generators import ImageNetSpec
 from lightning_deblur.imagefiles import write_image
-from lightning_deblur.nets import ImageNetSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

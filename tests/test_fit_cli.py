@@ -221,3 +221,11 @@ def test_colour_stage_sharpens_the_colour_image(tmp_path):
     # catch that with room to spare.
     assert sum(gains) / 3 > 0.3, metrics
     assert min(gains) > -1.5, metrics
+
+
+def test_the_run_folder_goes_under_the_default_root_dir(blurred_case, tmp_path):
+    root = tmp_path / "root"
+    main(["fit", "--config", str(CONF / "tiny.yaml"), "--trainer.default_root_dir", str(root),
+          "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5"])  # fmt: skip
+    (run,) = [p.parent for p in root.glob("*/version_*/metrics.json")]
+    assert run.parent.name == "blurred" and read_metrics(run)["iterations"] == 20

@@ -6,8 +6,8 @@ import pytest
 from conftest import CONF
 
 from lightning_deblur.cli import main
+from lightning_deblur.generators import ImageNetSpec
 from lightning_deblur.memory import step_bytes
-from lightning_deblur.nets import ImageNetSpec
 
 
 def test_estimate_grows_with_the_image_and_shrinks_with_half_precision():

@@ -12,9 +12,10 @@ from lightning.pytorch import Callback, Trainer
 
 from lightning_deblur.data import BlurredImage
 from lightning_deblur.fitting import fit_generator
+from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
 from lightning_deblur.job import DeblurJob
-from lightning_deblur.multiscale import RefitSpec, ScalesSpec, plan_scales
-from lightning_deblur.nets import ImageNetSpec, KernelNetSpec
+from lightning_deblur.multiscale import RefitSpec
+from lightning_deblur.planning import ScalesSpec, plan_scales
 from lightning_deblur.resample import gaussian_kernel, odd_size, resize_kernel
 from lightning_deblur.schedule import LossSchedule, linear_weight_at
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import CONF, KillAt, blur, gaussian_kernel, read_metrics, synthetic_sharp
 
 from lightning_deblur.cli import main
@@ -92,3 +93,20 @@ def test_a_run_folders_config_repeats_the_run(blurred_case, tmp_path):
     np.testing.assert_array_equal(np.load(again / "kernel.npy"), np.load(first / "kernel.npy"))
     np.testing.assert_array_equal(read_image(again / "deblurred.png").pixels, read_image(first / "deblurred.png").pixels)
     assert read_metrics(again)["final_loss"] == read_metrics(first)["final_loss"]
+
+
+def test_a_checkpoint_reloads_as_a_job_with_its_settings_and_estimates(blurred_case, tmp_path, monkeypatch):
+    original = DeblurJob.configure_callbacks
+    # Killed at step 12 (the second of three scales): the checkpoint of step 10 stays.
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), KillAt(12)])
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        fit(tmp_path / "killed", blurred_case["image"], "--model.iterations", "24")
+    (run,) = list((tmp_path / "killed").glob("*/version_*"))
+    job = DeblurJob.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert job.iterations == 24 and job.image_spec.channels == 8 and job.lr_schedule.milestones == [15]
+    assert job.plan.total_steps == 8 + 8 + 24 and job.scale_index == 1
+    with torch.no_grad():
+        x, k = job(perturb=False)
+    scale = job.current_scale
+    assert tuple(x.shape[-2:]) == scale.support and tuple(k.shape) == scale.kernel_size
+    assert float(k.sum()) == pytest.approx(1, abs=1e-5)

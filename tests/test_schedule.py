@@ -7,8 +7,10 @@ from lightning.pytorch import Callback, Trainer
 
 from lightning_deblur.data import BlurredImage
 from lightning_deblur.errors import InputError
-from lightning_deblur.job import DeblurJob, ImageNetSpec, KernelNetSpec
-from lightning_deblur.multiscale import RefitSpec, ScalesSpec
+from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
+from lightning_deblur.job import DeblurJob
+from lightning_deblur.multiscale import RefitSpec
+from lightning_deblur.planning import ScalesSpec
 from lightning_deblur.schedule import LearningRateSchedule, LossSchedule, weight_at
 
 
@@ -34,14 +36,17 @@ def test_unknown_loss_term_is_refused():
 
 
 class RecordStep(Callback):
-    """Records, after each step, which terms the step computed and the learning rates it used."""
+    """Records for each step which terms it computed and the learning rates it used (read
+    before the step: the scheduler moves them on right after it)."""
 
     def __init__(self):
         self.terms, self.lrs = [], []
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lrs.append([group["lr"] for group in trainer.optimizers[0].param_groups])
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.terms.append({name for name, weight in pl_module.loss_weights.items() if weight})
-        self.lrs.append([group["lr"] for group in trainer.optimizers[0].param_groups])
 
 
 def test_a_run_switches_loss_and_learning_rate_exactly_at_the_thresholds(blurred_case):
@@ -52,6 +57,7 @@ def test_a_run_switches_loss_and_learning_rate_exactly_at_the_thresholds(blurred
         iterations=12,
         scales=ScalesSpec(count=1),
         refit=RefitSpec(initial_kernel="none"),
+        lr_schedule=LearningRateSchedule([4, 9], 0.5),
     )
     trainer = Trainer(
         accelerator="cpu",
@@ -60,7 +66,7 @@ def test_a_run_switches_loss_and_learning_rate_exactly_at_the_thresholds(blurred
         enable_progress_bar=False,
         enable_model_summary=False,
         max_epochs=1,
-        callbacks=[LossSchedule({"mse": {0: 1.0, 7: 0.0}, "ssim": {7: 1.0}}), LearningRateSchedule([4, 9], 0.5), record],
+        callbacks=[LossSchedule({"mse": {0: 1.0, 7: 0.0}, "ssim": {7: 1.0}}), record],
     )
     trainer.fit(job, datamodule=BlurredImage(str(blurred_case["image"]), 5))
     assert record.terms == [{"mse"}] * 7 + [{"ssim"}] * 5

@@ -10,11 +10,11 @@ from conftest import CONF, blur, gaussian_kernel, read_metrics, run_fit, synthet
 from lightning_deblur import tiles
 from lightning_deblur.errors import InputError
 from lightning_deblur.image_logging import preview
+from lightning_deblur.generators import ImageNetSpec
 from lightning_deblur.imagefiles import read_image, write_image
 from lightning_deblur.kernel_crop import KernelCropSpec, choose_crop, most_textured_box
 from lightning_deblur.memory import step_bytes
 from lightning_deblur.metrics import psnr_per_image
-from lightning_deblur.nets import ImageNetSpec
 from lightning_deblur.physics import support_size
 from lightning_deblur.tiles import Box, add_tile, blend_weights, blended, tile_boxes
 

@@ -1,12 +1,11 @@
-"""Hyperparameters of the two generators, as the command line and the experiments give them."""
+"""The settings of the two generators and of their optimizer, as the command line sets them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-from lightning_deblur.nets.kernel_fcn import KernelNet
-from lightning_deblur.nets.skip import SkipNet
+from lightning_deblur.nets import KernelNet, SkipNet
 
 
 @dataclass
@@ -61,3 +60,16 @@ class KernelNetSpec:
 
     def build(self, kernel_size: tuple[int, int]) -> KernelNet:
         return KernelNet(kernel_size, input_size=self.input_size, hidden=self.hidden)
+
+
+@dataclass
+class OptimizerSpec:
+    """Adam with one parameter group per generator.
+
+    Attributes:
+        image_lr: learning rate of θ_x before any decay.
+        kernel_lr: learning rate of θ_k before any decay.
+    """
+
+    image_lr: float = 0.01
+    kernel_lr: float = 1e-4

@@ -1,0 +1,249 @@
+"""The plan of a job, decided once before it runs: its stages (blind scales, coarse to
+fine, then the non-blind finishing tiles), the kernel crop and the tiles' overlap.
+
+Pure functions of the decoded observation and the method's settings (and, for an
+automatic tile size, of the device's free memory): nothing here builds a net, draws a
+random number or knows about Lightning. The command line plans to check the inputs and
+hands the plan to the job, so a job is planned exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from lightning_deblur.errors import InputError
+from lightning_deblur.generators import ImageNetSpec
+from lightning_deblur.imagefiles import check_job_sizes
+from lightning_deblur.kernel_crop import KernelCropSpec, choose_crop
+from lightning_deblur.memory import check_fits
+from lightning_deblur.nets import SkipNet
+from lightning_deblur.physics import support_size
+from lightning_deblur.resample import odd_size
+from lightning_deblur.tiles import Box, FinishSpec, finishing_layout, largest_fitting_tile
+
+
+@dataclass
+class ScalesSpec:
+    """How many scales, how far apart, and how long each runs.
+
+    Attributes:
+        count: number of scales; 1 runs at full resolution only (the original method).
+        ratio: size ratio between consecutive scales; the coarsest is ``ratio**-(count-1)``
+            of the input (1/2 for 3 scales at √2).
+        min_kernel_size: floor of the kernel side at coarse scales (odd, pixels); never
+            above the full kernel size.
+        coarse_iterations: iterations at every scale but the finest.
+    """
+
+    count: int = 3
+    ratio: float = math.sqrt(2)
+    min_kernel_size: int = 7
+    coarse_iterations: int = 500
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One stage of the plan: a blind scale or a finishing tile.
+
+    Attributes:
+        index: position in the plan; 0 is the coarsest scale.
+        image_size: ``(H, W)`` of the observation at this stage, pixels.
+        kernel_size: ``(kh, kw)`` at this stage, odd.
+        iterations: optimization steps of this stage.
+        start_step: global step at which the stage begins.
+        finishing: a non-blind stage after the blind scales (or the whole of a
+            non-blind job): the kernel is fixed and the image net deblurs one tile of the
+            full-size observation (``tile``) in ``channels`` channels.
+        channels: image channels of the stage: 1 (luminance or grey) or 3 (RGB).
+        tile: the box of the full-size observation a finishing stage deblurs.
+    """
+
+    index: int
+    image_size: tuple[int, int]
+    kernel_size: tuple[int, int]
+    iterations: int
+    start_step: int
+    finishing: bool = False
+    channels: int = 1
+    tile: Box | None = None
+
+    @property
+    def support(self) -> tuple[int, int]:
+        return support_size(self.image_size, self.kernel_size)
+
+    @property
+    def end_step(self) -> int:
+        return self.start_step + self.iterations
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """Everything a job's course depends on, fixed before its first step.
+
+    Attributes:
+        stages: the blind scales (coarsest first), then one finishing stage per tile.
+        blind_scale_count: how many of ``stages`` are blind scales (0 in a non-blind job).
+        crop: the box of the observation the kernel is estimated on, or ``None`` (all of it).
+        tile_overlap: pixels neighbouring finishing tiles share (0 without tiles).
+    """
+
+    stages: tuple[Scale, ...]
+    blind_scale_count: int
+    crop: Box | None = None
+    tile_overlap: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        """Optimization steps of the whole job (the Trainer's ``max_steps``)."""
+        return self.stages[-1].end_step
+
+    @property
+    def has_finishing(self) -> bool:
+        return self.stages[-1].finishing
+
+    @property
+    def tile_count(self) -> int:
+        """Finishing tiles in the plan (0 without a finishing stage)."""
+        return len(self.stages) - self.blind_scale_count
+
+    @property
+    def finishing_channels(self) -> int:
+        """Image channels of the finishing stage (1 without one)."""
+        return self.stages[-1].channels if self.has_finishing else 1
+
+
+def plan_scales(
+    image_size: tuple[int, int], kernel_size: tuple[int, int], spec: ScalesSpec, finest_iterations: int
+) -> list[Scale]:
+    """Sizes and iteration budgets of every scale, coarsest first.
+
+    Scale ``s`` of ``n`` has factor ``ratio**-(n-1-s)``; its image size is the input size
+    times the factor, rounded; its kernel size the full kernel size times the factor,
+    rounded to odd, at least ``min_kernel_size`` (and at most the full size).
+    """
+    if spec.count < 1:
+        raise ValueError(f"the number of scales must be at least 1, got {spec.count}")
+    scales, start = [], 0
+    for index in range(spec.count):
+        factor = spec.ratio ** -(spec.count - 1 - index)
+        finest = index == spec.count - 1
+        # Half-up rounding with a little slack: √2·√2 is not exactly 2 in floating point.
+        image = image_size if finest else tuple(max(1, math.floor(side * factor + 0.5 + 1e-9)) for side in image_size)
+        kernel = (
+            kernel_size
+            if finest
+            else tuple(min(full, max(spec.min_kernel_size, odd_size(full * factor))) for full in kernel_size)
+        )
+        iterations = finest_iterations if finest else spec.coarse_iterations
+        scales.append(Scale(index, image, kernel, iterations, start))
+        start += iterations
+    return scales
+
+
+def check_stage_size(size: tuple[int, int], kernel_size: tuple[int, int], image_spec: ImageNetSpec, what: str, enlarge: str):
+    """Refuse a stage too small for its kernel or for the image net (``what`` and
+    ``enlarge`` name the region and its fix in the message)."""
+    min_support = SkipNet.min_input_size(image_spec.levels)
+    check_job_sizes(size, kernel_size, min_support, image_spec.levels, what, enlarge)
+
+
+def plan_job(
+    observation,
+    *,
+    blind: bool,
+    colour: str,
+    image_spec: ImageNetSpec,
+    scales: ScalesSpec,
+    iterations: int,
+    kernel_crop: KernelCropSpec,
+    finish: FinishSpec,
+    device: torch.device | None = None,
+    bytes_per_value: int = 4,
+) -> JobPlan:
+    """Plan a job on ``observation`` (a :class:`~lightning_deblur.data.Observation`).
+
+    Args:
+        blind: estimate the kernel (blind scales), or deblur with the observation's known
+            kernel (finishing stages only).
+        colour: ``full`` adds a 3-channel finishing stage for RGB inputs; ``luminance`` not.
+        image_spec, scales, iterations, kernel_crop, finish: the method's settings, as
+            :class:`~lightning_deblur.job.DeblurJob` takes them.
+        device: where the job will run: an automatic tile size fits its free memory and
+            the largest stage is checked against it; ``None`` skips both (one tile).
+        bytes_per_value: 4 for float32 activations, 2 under 16-bit autocast.
+
+    Raises:
+        InputError: a missing known kernel, a stage too small for the kernel or the image
+            net, a crop without finishing steps, or a stage too large for the device.
+    """
+    if not blind and observation.kernel is None:
+        raise InputError("non-blind mode (model.kernel_mode: fixed) needs the kernel: pass --data.kernel k.npy")
+    crop = choose_crop(observation.y, kernel_crop) if blind else None
+    stages: list[Scale] = []
+    if blind:
+        region = observation.size if crop is None else crop.size
+        stages = plan_scales(region, observation.kernel_size, scales, iterations)
+        words = ("image", "a larger image") if crop is None else ("kernel crop", "a larger crop (--model.kernel_crop.size or .box)")
+        for scale in reversed(stages):  # the full-size check first: its message is the clearest
+            check_stage_size(scale.image_size, scale.kernel_size, image_spec, *words)
+    blind_scale_count = len(stages)
+    channels = 3 if colour == "full" and observation.y_colour is not None else 1
+    steps_per_tile = finishing_iterations(blind, crop is not None, iterations, finish)
+    if crop is not None and steps_per_tile < 1:
+        raise InputError(
+            "the kernel is estimated on a crop, so the whole image needs the finishing stage: "
+            "set --model.finish.iterations to a positive number (or --model.kernel_crop.size null)"
+        )
+    kernel_size = observation.kernel_size
+
+    def checked_layout(tile_size: int) -> tuple[list[Box], int]:
+        boxes, overlap = finishing_layout(observation.size, kernel_size, tile_size, finish.overlap)
+        for box in boxes:
+            check_stage_size(box.size, kernel_size, image_spec, "tile", "a larger --model.finish.tile_size")
+        return boxes, overlap
+
+    # A tile size given is checked even where this job has no finishing stage: it is wrong.
+    layout = None if finish.tile_size is None else checked_layout(finish.tile_size)
+    overlap = 0
+    if steps_per_tile > 0 and (not blind or crop is not None or channels == 3):
+        if layout is None:
+            layout = checked_layout(automatic_tile_size(observation, image_spec, channels, device, bytes_per_value))
+        boxes, overlap = layout
+        start = stages[-1].end_step if stages else 0
+        for box in boxes:
+            stages.append(Scale(len(stages), box.size, kernel_size, steps_per_tile, start, True, channels, box))
+            start += steps_per_tile
+    plan = JobPlan(tuple(stages), blind_scale_count, crop, overlap)
+    if device is not None:
+        # Refuse now, with the memory it needs, rather than fail with an OOM mid-job.
+        largest = max(plan.stages, key=lambda stage: stage.support[0] * stage.support[1])
+        check_fits(image_spec, largest.support, device, bytes_per_value)
+    return plan
+
+
+def finishing_iterations(blind: bool, cropped: bool, iterations: int, finish: FinishSpec) -> int:
+    """Steps per finishing tile. A non-blind job: ``iterations``. After blind scales:
+    ``finish.iterations`` when set; otherwise a non-blind job's whole budget
+    (``iterations``) when the tiles start from the blurred observation (after a kernel
+    from a crop), and a fifth of it (1000 of 5000) when they start from the full-size
+    blind estimate (the colour stage)."""
+    if not blind:
+        return iterations
+    if finish.iterations is not None:
+        return finish.iterations
+    if cropped:
+        return iterations
+    return max(iterations // 5, 1)
+
+
+def automatic_tile_size(observation, image_spec: ImageNetSpec, channels: int, device, bytes_per_value: int) -> int:
+    """The largest tile side whose step fits in ``device``'s free memory; the whole image
+    without a device."""
+    if device is None:
+        return max(observation.size)
+    kernel_size = observation.kernel_size
+    smallest = max(SkipNet.min_input_size(image_spec.levels) - min(kernel_size) + 1, 1)
+    return largest_fitting_tile(image_spec, observation.size, kernel_size, device, channels, bytes_per_value, smallest)
