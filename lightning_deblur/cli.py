@@ -28,15 +28,12 @@ from lightning_deblur.data import BlurredImage, Observation, load_observation
 from lightning_deblur.divergence import DivergenceGuard
 from lightning_deblur.errors import InputError
 from lightning_deblur.image_logging import ImageLogging
-from lightning_deblur.generators import ImageNetSpec
 from lightning_deblur.job import DeblurJob
-from lightning_deblur.kernel_crop import KernelCropSpec
 from lightning_deblur.outputs import ResultWriter
-from lightning_deblur.precision import default_precision
-from lightning_deblur.planning import JobPlan, ScalesSpec, plan_job
+from lightning_deblur.planning import JobPlan, plan_job_from_options
+from lightning_deblur.precision import activation_bytes, default_precision
 from lightning_deblur.progress import JobProgressBar
 from lightning_deblur.schedule import LearningRateSchedule, LossSchedule
-from lightning_deblur.tiles import FinishSpec
 
 DEFAULT_SAVE_DIR = "logs"
 """Where run folders go (``<save_dir>/<image name>/version_<n>``) unless
@@ -264,20 +261,9 @@ def plan_from_config(config, device: torch.device | None) -> tuple[Observation, 
         InputError: unreadable inputs, or inputs the job cannot run on (see
             :func:`~lightning_deblur.planning.plan_job`).
     """
-    data, model = config.data, config.model
+    data = config.data
     observation = load_observation(data.image, data.kernel_size, data.sharp, data.get("kernel"))
-    plan = plan_job(
-        observation,
-        blind=model.get("kernel_mode") != "fixed",
-        colour=model.colour,
-        image_spec=ImageNetSpec(**vars(model.image_net)),
-        scales=ScalesSpec(**vars(model.scales)),
-        iterations=model.iterations,
-        kernel_crop=KernelCropSpec(**vars(model.kernel_crop)),
-        finish=FinishSpec(**vars(model.finish)),
-        device=device,
-        bytes_per_value=2 if str(config.trainer.precision).startswith(("bf16", "16")) else 4,
-    )
+    plan = plan_job_from_options(observation, config.model, device, activation_bytes(config.trainer.precision))
     return observation, plan
 
 

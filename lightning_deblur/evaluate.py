@@ -108,13 +108,14 @@ RUN_FIELDS = [
 """Columns of ``runs.csv`` (empty cells: not available)."""
 
 SEED_PREFIXES = ("seed", "version_")
-"""Job folder names under an input folder, by preference: ``seed<k>``, else ``version_<k>``."""
+"""Run folder names under an input folder, by preference: ``seed<k>``, else ``version_<k>``."""
 
 _BATCH = 16
 """Runs aligned together (one input, so one reference)."""
 
+
 @dataclass
-class Job:
+class FoundRun:
     """One finished run found in a results folder."""
 
     method: str
@@ -165,7 +166,7 @@ def seed_folders(input_dir: Path) -> list[tuple[int, Path]]:
     return []
 
 
-def find_jobs(method: str, root: Path, names: list[str], option: str = "--results") -> list[Job]:
+def find_jobs(method: str, root: Path, names: list[str], option: str = "--results") -> list[FoundRun]:
     """Finished jobs of one method, in manifest order then by seed.
 
     Raises:
@@ -173,7 +174,7 @@ def find_jobs(method: str, root: Path, names: list[str], option: str = "--result
     """
     if not root.is_dir():
         raise InputError(f"results folder '{root}' of method '{method}' not found; check the path given to {option}")
-    jobs: list[Job] = []
+    jobs: list[FoundRun] = []
     unfinished: list[Path] = []
     for name in names:
         input_dir = root / name
@@ -181,7 +182,7 @@ def find_jobs(method: str, root: Path, names: list[str], option: str = "--result
             continue
         for seed, folder in seed_folders(input_dir):
             if (folder / "metrics.json").is_file():
-                jobs.append(Job(method, name, seed, folder))
+                jobs.append(FoundRun(method, name, seed, folder))
             else:
                 unfinished.append(folder)
     if unfinished:
@@ -258,7 +259,7 @@ def _wall_time(folder: Path) -> float:
 
 def measure_input(
     case: ManifestRow,
-    jobs: list[Job],
+    jobs: list[FoundRun],
     true_kernel: list[tuple[int, Path]] | None,
     border: int,
     max_shift: float,
@@ -352,7 +353,7 @@ def _mean(values) -> float:
     return statistics.fmean(values) if values else math.nan
 
 
-def summarize(jobs: list[Job], methods: list[str], names: list[str], failure_db: float) -> dict:
+def summarize(jobs: list[FoundRun], methods: list[str], names: list[str], failure_db: float) -> dict:
     """Per-method statistics and the per-input mean aligned ISNR (see the module docstring)."""
     per_method: dict[str, dict] = {}
     per_input: dict[str, dict[str, float]] = {name: {} for name in names}
@@ -389,7 +390,7 @@ def summarize(jobs: list[Job], methods: list[str], names: list[str], failure_db:
     return {"methods": per_method, "per_input_isnr_mean": {n: v for n, v in per_input.items() if v}}
 
 
-def verdict_scores(jobs: list[Job]) -> dict:
+def verdict_scores(jobs: list[FoundRun]) -> dict:
     """How the no-reference verdict agrees with the measured failures (ISNR below the
     threshold): runs it flags, and its precision (flagged runs that failed) and recall
     (failed runs it flagged); NaN where undefined."""
@@ -475,7 +476,7 @@ def _csv_value(value) -> str:
     return str(value)
 
 
-def write_runs_csv(path: Path, jobs: list[Job]) -> Path:
+def write_runs_csv(path: Path, jobs: list[FoundRun]) -> Path:
     """Write ``runs.csv`` (:data:`RUN_FIELDS`, one row per job), atomically."""
     rows = []
     for job in jobs:

@@ -15,7 +15,8 @@ from lightning_deblur.losses import DATA_TERMS, KERNEL_L2_REDUCTIONS, LossInputs
 from lightning_deblur.metrics import psnr
 from lightning_deblur.multiscale import RefitSpec, ScaleTransition
 from lightning_deblur.physics import blur_valid, crop_to_observation
-from lightning_deblur.planning import JobPlan, ScalesSpec, plan_job
+from lightning_deblur.planning import JobPlan, ScalesSpec, plan_job_from_options
+from lightning_deblur.precision import activation_bytes
 from lightning_deblur.schedule import LearningRateSchedule
 from lightning_deblur.shock_filter import ShockFilterSpec, shock_filter
 from lightning_deblur.stages import JobStages
@@ -111,16 +112,11 @@ class DeblurJob(JobStages, LightningModule):
     # ----------------------------------------------------------------- set-up
     def plan_for(self, observation: Observation, device: torch.device | None = None, bytes_per_value: int = 4) -> JobPlan:
         """This job's plan on ``observation`` (see :func:`~lightning_deblur.planning.plan_job`)."""
-        return plan_job(
-            observation, blind=self.kernel_mode == "blind", colour=self.colour, image_spec=self.image_spec,
-            scales=self.scales_spec, iterations=self.iterations, kernel_crop=self.kernel_crop_spec,
-            finish=self.finish_spec, device=device, bytes_per_value=bytes_per_value,
-        )  # fmt: skip
+        return plan_job_from_options(observation, self.hparams, device, bytes_per_value)
 
     def plan_on(self, observation: Observation, trainer) -> JobPlan:
         """The plan for the trainer's device and precision (16-bit autocast halves activations)."""
-        half = str(trainer.precision).startswith(("bf16", "16"))
-        return self.plan_for(observation, trainer.strategy.root_device, 2 if half else 4)
+        return self.plan_for(observation, trainer.strategy.root_device, activation_bytes(trainer.precision))
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule

@@ -224,6 +224,35 @@ def plan_job(
     return plan
 
 
+def plan_job_from_options(observation, model, device: torch.device | None = None, bytes_per_value: int = 4) -> JobPlan:
+    """:func:`plan_job` with the method's settings read from a job's options: the one
+    mapping from options to a plan, used by the command line's input check and by the job.
+
+    Args:
+        observation: the job's :class:`~lightning_deblur.data.Observation`.
+        model: the job's options, either the ``model`` section of a parsed ``fit``
+            configuration (settings as nested namespaces) or a
+            :class:`~lightning_deblur.job.DeblurJob`'s ``hparams`` (settings as spec objects).
+        device, bytes_per_value: as for :func:`plan_job`.
+    """
+
+    def spec(kind, value):
+        return value if isinstance(value, kind) else kind(**vars(value))
+
+    return plan_job(
+        observation,
+        blind=model.get("kernel_mode", "blind") != "fixed",
+        colour=model.get("colour", "full"),
+        image_spec=spec(ImageNetSpec, model.image_net),
+        scales=spec(ScalesSpec, model.scales),
+        iterations=model.iterations,
+        kernel_crop=spec(KernelCropSpec, model.kernel_crop),
+        finish=spec(FinishSpec, model.finish),
+        device=device,
+        bytes_per_value=bytes_per_value,
+    )
+
+
 def finishing_iterations(blind: bool, cropped: bool, iterations: int, finish: FinishSpec) -> int:
     """Steps per finishing tile. A non-blind job: ``iterations``. After blind scales:
     ``finish.iterations`` when set; otherwise a non-blind job's whole budget

@@ -48,3 +48,10 @@ def default_precision(accelerator, image_channels: int) -> str:
     CPU with native bfloat16, ``32-true`` otherwise."""
     pays = image_channels >= BF16_MIN_CHANNELS and runs_on_cpu(accelerator) and cpu_has_native_bf16()
     return "bf16-mixed" if pays else "32-true"
+
+
+def activation_bytes(precision) -> int:
+    """Bytes per activation value under a Trainer ``precision``: 2 under 16-bit autocast
+    (``bf16-mixed``, ``16-mixed``, ``bf16-true``, …), else 4 (float32); what memory
+    estimates and automatic tile sizes are computed with."""
+    return 2 if str(precision).startswith(("bf16", "16")) else 4
