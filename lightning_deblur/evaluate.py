@@ -58,7 +58,6 @@ Written to ``--output_dir`` (atomically):
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import statistics
@@ -70,7 +69,7 @@ import torch
 
 from lightning_deblur.errors import InputError
 from lightning_deblur.function_cli import function_parser, options_of
-from lightning_deblur.imagefiles import atomic_write, read_grey, read_kernel, write_csv
+from lightning_deblur.imagefiles import atomic_write, read_csv, read_grey, read_kernel, write_csv
 from lightning_deblur.manifest import ManifestRow, read_manifest
 from lightning_deblur.metrics import (
     SSIM_WINDOW,
@@ -487,13 +486,12 @@ def write_runs_csv(path: Path, jobs: list[FoundRun]) -> Path:
 
 def read_runs_csv(path: str | Path) -> list[dict]:
     """Rows of a ``runs.csv``: numbers as floats (``nan`` where empty), ``seed`` as int, ``failed`` as bool."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"'{path}' not found; make it with `python -m lightning_deblur evaluate`")
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or "method" not in rows[0] or "input" not in rows[0]:
-        raise InputError(f"'{path}' is not a runs.csv of `evaluate` (no method and input columns, or no rows)")
+    rows = read_csv(
+        path,
+        ("method", "input"),
+        f"'{path}' not found; make it with `python -m lightning_deblur evaluate`",
+        f"'{path}' is not a runs.csv of `evaluate` (no method and input columns, or no rows)",
+    )
     text_columns = {"method", "input", "run_dir"}
     for row in rows:
         for key, value in row.items():

@@ -129,6 +129,28 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 
+def read_csv(path: str | os.PathLike, required: Sequence[str], not_found: str, malformed: str) -> list[dict[str, str]]:
+    """The rows of a CSV table with a header, as dicts of strings keyed by column.
+
+    Args:
+        path: the CSV file.
+        required: columns the table must have.
+        not_found: the message (problem and fix) when there is no such file.
+        malformed: the message when the table has no rows or lacks a required column.
+
+    Raises:
+        InputError: with ``not_found`` or ``malformed``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(not_found)
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or any(column not in rows[0] for column in required):
+        raise InputError(malformed)
+    return rows
+
+
 def write_csv(
     path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterable[dict], line_end: str = "\n"
 ) -> Path:

@@ -17,12 +17,11 @@ absolute. Other columns are allowed and ignored.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from lightning_deblur.errors import InputError
-from lightning_deblur.imagefiles import parse_kernel_size, write_csv
+from lightning_deblur.imagefiles import parse_kernel_size, read_csv, write_csv
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 """Files taken as images when a folder is given instead of a list (lower-case suffixes)."""
@@ -83,12 +82,12 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
             with one name.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"manifest '{path}' not found; make one with `python -m lightning_deblur synth` or by hand")
-    with path.open(newline="") as handle:
-        cells = list(csv.DictReader(handle))
-    if not cells or "image" not in cells[0] or "kernel_size" not in cells[0]:
-        raise InputError(f"manifest '{path}' needs a header with at least the columns image and kernel_size")
+    cells = read_csv(
+        path,
+        ("image", "kernel_size"),
+        f"manifest '{path}' not found; make one with `python -m lightning_deblur synth` or by hand",
+        f"manifest '{path}' needs a header with at least the columns image and kernel_size",
+    )
     rows = []
     for number, cell in enumerate(cells, start=2):  # line 1 is the header
         where = f"line {number} of {path}"
