@@ -38,9 +38,11 @@ def machine() -> dict:
     return info
 
 
-def save(name: str, payload: dict) -> Path:
-    """Write ``payload`` plus the machine description to ``benchmarks/results/<name>.json``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def save(name: str, payload: dict, folder: Path = RESULTS) -> Path:
+    """Write ``payload`` plus the machine description to ``<folder>/<name>.json``
+    (``benchmarks/results/`` unless a run elsewhere, e.g. a lent GPU machine, says otherwise)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
     return path

@@ -7,6 +7,7 @@
 #
 # 1. step-level figures (benchmarks/gpu_day.py): direct vs FFT blur, float32 vs bf16,
 #    contiguous vs channels_last, torch.compile  ->  $OUT/gpu_day_steps.json
+#    and batched seeds (benchmarks/batched_seeds.py)  ->  $OUT/batched_seeds_cuda_*.json
 # 2. the full-fidelity bank's jobs (benchmarks/full_fidelity_bank.py), every method side
 #    by side, several jobs per GPU, until BANK_SECONDS (default 420) have passed; the
 #    finished runs' small files  ->  $OUT/bank.tgz (unpack into benchmarks/results/).
@@ -49,6 +50,17 @@ steps_args=(--out "$out/gpu_day_steps.json")
 [ $smoke = 1 ] && steps_args+=(--smoke)
 [ $smoke = 0 ] && [ "${COMPILE:-0}" = 1 ] && steps_args+=(--compile)
 timeout "${STEPS_SECONDS:-150}" "$python" benchmarks/gpu_day.py "${steps_args[@]}"
+
+# Batched seeds: R image nets stacked into one vmapped step against R separate steps.
+if [ $smoke = 1 ]; then
+    "$python" benchmarks/batched_seeds.py --out "$out" --seeds 2 --size 32 --kernel 5 --channels 8 --rounds 1
+else
+    for config in "8 96 9" "4 255 27"; do
+        read -r seeds size kernel <<<"$config"
+        timeout 120 "$python" benchmarks/batched_seeds.py --out "$out" --device cuda --seeds "$seeds" \
+            --size "$size" --kernel "$kernel" --channels 128
+    done
+fi
 
 bank_args=(run --root "$out/bank" --devices 1 --concurrent)
 if [ $smoke = 1 ]; then

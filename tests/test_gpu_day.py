@@ -24,6 +24,10 @@ def test_the_gpu_day_script_runs_in_smoke_mode(tmp_path):
         (p, layout) for p in ("32-true", "bf16-mixed") for layout in ("contiguous", "channels_last")
     }
     assert all(r["s_per_step"] > 0 for r in steps["step"]) and len(steps["blur"]) == 2
+    # Batched seeds: the stacked nets' gradients are the separate nets' (float32 rounding apart).
+    (batched,) = tmp_path.glob("batched_seeds_cpu_32_5_8ch_R2.json")
+    seeds = json.loads(batched.read_text())
+    assert seeds["median_batched_s"] > 0 and seeds["max_gradient_difference"] < 1e-3 * seeds["max_gradient"]
     with tarfile.open(tmp_path / "bank.tgz") as archive:
         names = archive.getnames()
     # One finished bank job, its small files only.
