@@ -275,6 +275,7 @@ def plan_from_config(config, device: torch.device | None) -> tuple[Observation, 
         iterations=model.iterations,
         kernel_crop=KernelCropSpec(**vars(model.kernel_crop)),
         finish=FinishSpec(**vars(model.finish)),
+        starts=model.starts,
         device=device,
         bytes_per_value=2 if str(config.trainer.precision).startswith(("bf16", "16")) else 4,
     )
