@@ -12,9 +12,10 @@ each of ``fast`` and ``improved``, two seeds per input), of the signals a job ha
 end of its coarsest scale, the kernel's border-to-peak ratio told the better of an input's
 two seeds best: the seed with the lower ratio ended with the higher final aligned ISNR in
 7 of 8 inputs for ``fast`` and 6 of 8 for ``improved`` (rank correlation within inputs
-−0.83 and −0.39). The data term came next (lower wins 7/8 and 5/8), then the kernel peak
-(6/8 and 6/8); the sharpness gain and the coarse scale's own aligned PSNR against the
-sharp image (which a job does not have) told nothing (4–5 of 8). A kernel reaching its
+−0.83 and −0.39). The data term (lower wins 7/8 and 5/8) and the kernel peak (higher
+wins 6/8 and 6/8) came next; the sharpness gain and the coarse scale's own aligned PSNR
+against the sharp image (which a job does not have) told little (4–5 of 8).
+(benchmarks/results/start_score_evidence.md; measured with ``starts 3``: docs/RESULTS.md.) A kernel reaching its
 support's border at the coarsest scale is a spread kernel held by the prior, which the
 finer scales inherit. The other signals are recorded with every start, for the next
 calibration.
