@@ -137,7 +137,7 @@ class JobStages:
         if scale.finishing:
             self._enter_finishing_stage(scale)
             return
-        if scale.start:
+        if scale.start:  # a start after the first (the first has build's generators)
             self._fresh_generators(scale)
         y, sharp, crop = self.y_full, self.sharp_full, self.plan.crop
         if crop is not None:
