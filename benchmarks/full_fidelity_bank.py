@@ -12,6 +12,8 @@ shipped config has it (128-channel image net, 500/500/5000 iterations, threshold
   (the kernel ℓ2 as the paper writes it, ‖k‖²)
 - ``fast``: configs/fast.yaml, this project's own method (32-channel net, 5× shorter
   schedules), not part of the 48 papers' runs
+- ``fast_starts3``: ``fast`` with ``--model.starts 3`` (three starts of the coarsest
+  scale, the best by a no-reference score continues), also ours
 
 Each (method, input, seed) is one `batch` job under
 benchmarks/results/full_fidelity_bank/<method>/<input>/seed<k>/; finished jobs are
@@ -44,6 +46,8 @@ METHODS = {
     "improved_l2sum": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.kernel_l2_reduction", "sum"],
     # This project's own method, judged against the papers' on the same inputs and seeds.
     "fast": ["--config", str(ROOT / "configs" / "fast.yaml")],
+    # fast with three starts of the coarsest scale, continuing from the best-scoring one.
+    "fast_starts3": ["--config", str(ROOT / "configs" / "fast.yaml"), "--model.starts", "3"],
 }
 BANK_OPTIONS = [
     # The method unchanged: float32 everywhere (the CPU default would be bf16 here).

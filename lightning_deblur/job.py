@@ -72,6 +72,10 @@ class DeblurJob(JobStages, LightningModule):
             generators are fitted to (a variant; it changes the optimization).
         lr_schedule: the learning-rate milestones within each stage (set on the command
             line under ``lr_schedule``).
+        starts: runs of the coarsest scale, each from fresh generators (new weights, new
+            ``z_x`` and ``z_k``, the initial kernel fit redone); the job continues from
+            the one with the best no-reference score (:mod:`~lightning_deblur.starts`).
+            1, the default, is the papers' method. Blind jobs of two or more scales.
     """
 
     def __init__(
@@ -93,9 +97,10 @@ class DeblurJob(JobStages, LightningModule):
         centre_kernel: bool = True,
         centre_kernel_between_scales: bool = False,
         lr_schedule: LearningRateSchedule = LearningRateSchedule(),
+        starts: int = 1,
     ) -> None:
         super().__init__()
-        check_choices(iterations, kernel_mode, scales, colour, memory_format, refit, kernel_l2_reduction)
+        check_choices(iterations, kernel_mode, scales, colour, memory_format, refit, kernel_l2_reduction, starts)
         # Recorded in checkpoints, so DeblurJob.load_from_checkpoint(path) rebuilds the job.
         self.save_hyperparameters()
         self.image_spec, self.kernel_spec, self.optimizer_spec = image_net, kernel_net, optimizer
@@ -103,7 +108,7 @@ class DeblurJob(JobStages, LightningModule):
         self.kernel_mode, self.colour, self.memory_format = kernel_mode, colour, memory_format
         self.kernel_crop_spec, self.finish_spec, self.lr_schedule = kernel_crop, finish, lr_schedule
         self.iterations, self.input_perturbation = iterations, input_perturbation
-        self.kernel_l2_reduction = kernel_l2_reduction
+        self.kernel_l2_reduction, self.starts = kernel_l2_reduction, starts
         self.centre_kernel, self.centre_kernel_between_scales = centre_kernel, centre_kernel_between_scales
         self.loss_weights: dict[str, float] = {"mse": 1.0}
         """Weight of each loss term for the current step; set by the schedule callbacks."""
@@ -201,7 +206,7 @@ class DeblurJob(JobStages, LightningModule):
         return total
 
 
-def check_choices(iterations, kernel_mode, scales, colour, memory_format, refit, kernel_l2_reduction) -> None:
+def check_choices(iterations, kernel_mode, scales, colour, memory_format, refit, kernel_l2_reduction, starts) -> None:
     """Refuse settings outside their choices (the command line checks them too; code may not)."""
     if iterations < 1:
         raise InputError(f"model.iterations must be positive, got {iterations}")
@@ -209,6 +214,13 @@ def check_choices(iterations, kernel_mode, scales, colour, memory_format, refit,
         raise InputError(f"model.kernel_mode must be 'blind' or 'fixed', got '{kernel_mode}'")
     if kernel_mode == "fixed" and scales.count != 1:
         raise InputError("a fixed (known) kernel runs at one scale: set --model.scales.count 1")
+    if starts < 1:
+        raise InputError(f"model.starts must be at least 1 (1: one start, the papers' method), got {starts}")
+    if starts > 1 and (kernel_mode != "blind" or scales.count < 2):
+        raise InputError(
+            "several starts repeat the coarsest scale of a blind multiscale job: "
+            "set --model.starts 1, or --model.kernel_mode blind with --model.scales.count 2 or more"
+        )
     if colour not in ("full", "luminance"):
         raise InputError(f"model.colour must be 'full' or 'luminance', got '{colour}'")
     if memory_format not in ("auto", "channels_last", "contiguous"):

@@ -50,6 +50,10 @@ class ScaleTransition(Callback):
     """Moves a :class:`DeblurJob` through its scale plan.
 
     - At the start: fits G_k to the initial Gaussian kernel (if the job asks for it).
+    - With several starts of the coarsest scale: at the end of each, has the job score it
+      (``end_start``: after the last one, the job takes back the best start's state) and
+      logs its score under ``start/``; before the next start (fresh generators, drawn by
+      the job), fits G_k to the initial Gaussian kernel again, with a new optimizer.
     - At the end of every scale but the last: upsamples the image estimate to the next
       support size and the kernel to the next kernel size, lets the job switch its data
       and input noise to the next scale and give G_k an output layer of the new size,
@@ -69,11 +73,7 @@ class ScaleTransition(Callback):
     """
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        blind = pl_module.kernel_net is not None
-        if blind and pl_module.refit_spec.initial_kernel == "gaussian" and pl_module.global_step == 0:
-            scale = pl_module.current_scale
-            target = gaussian_kernel(scale.kernel_size, device=pl_module.device)
-            self._fit_kernel(pl_module, target)
+        if pl_module.global_step == 0 and self._fit_initial_kernel(pl_module):
             self._log_refit(trainer, pl_module, include_image=False)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
@@ -86,6 +86,9 @@ class ScaleTransition(Callback):
             # scales/ keeps the estimate as the optimization left it; the job centres it
             # (after its finest blind scale) before anything else uses it.
             self._save_scale(trainer, pl_module, scale)
+            if scale.start is not None:
+                pl_module.end_start()
+                self._log_start(trainer, pl_module, scale)
             pl_module.end_blind_scales()
         if scale.index + 1 >= len(pl_module.plan.stages):
             return
@@ -98,6 +101,9 @@ class ScaleTransition(Callback):
             start = pl_module.finishing_start()
             if start is not None:
                 self._fit_image(pl_module, start)
+        elif nxt.start is not None:
+            # A new start begins as the job did: random nets, only the kernel fitted.
+            self._fit_initial_kernel(pl_module)
         else:
             if pl_module.centre_kernel_between_scales:
                 x_previous, k_previous, _, _ = centre_kernel(x_previous, k_previous)
@@ -106,9 +112,18 @@ class ScaleTransition(Callback):
         # New parameters need a new optimizer (and learning-rate scheduler): the strategy
         # makes them from configure_optimizers as it did at the start of the fit.
         trainer.strategy.setup_optimizers(trainer)
-        self._log_refit(trainer, pl_module, include_image=True)
+        self._log_refit(trainer, pl_module, include_image=nxt.start is None)
 
     # ---------------------------------------------------------------- helpers
+    @classmethod
+    def _fit_initial_kernel(cls, pl_module) -> bool:
+        """Fit G_k to the Gaussian of the current (coarsest) kernel size, if the job is
+        blind and asks for it; say whether it did."""
+        if pl_module.kernel_net is None or pl_module.refit_spec.initial_kernel != "gaussian":
+            return False
+        cls._fit_kernel(pl_module, gaussian_kernel(pl_module.current_scale.kernel_size, device=pl_module.device))
+        return True
+
     @staticmethod
     def _fit_image(pl_module, target: torch.Tensor) -> None:
         spec = pl_module.refit_spec
@@ -145,13 +160,23 @@ class ScaleTransition(Callback):
             ImageLogging.log_kernel(trainer, pl_module, "refit", step)
 
     @staticmethod
+    def _log_start(trainer: Trainer, pl_module, scale: Scale) -> None:
+        """The ended start's score and signals under ``start/``, and after the last start
+        the one chosen (``start/chosen``, 0-based)."""
+        metrics = {f"start/{name}": value for name, value in pl_module.start_records[-1].as_metrics().items()}
+        if scale.start == pl_module.plan.starts - 1:
+            metrics["start/chosen"] = float(pl_module.chosen_start)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
+    @staticmethod
     def _save_scale(trainer: Trainer, pl_module, scale: Scale) -> None:
         # Without a logger there is no run folder to keep them in.
         if not trainer.is_global_zero or pl_module.latest_x is None or not trainer.loggers:
             return
         folder = Path(trainer.log_dir) / "scales"
         image, kernel = pl_module.estimate()
-        prefix = folder / f"scale{scale.index}"
+        prefix = folder / pl_module.plan.scale_name(scale)
         write_image(f"{prefix}_image.png", image[0, 0].double().cpu().numpy())
         kernel_array = kernel.float().cpu().numpy()
         write_kernel_npy(f"{prefix}_kernel.npy", kernel_array / kernel_array.sum(dtype=np.float64))

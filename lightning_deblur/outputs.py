@@ -38,8 +38,10 @@ class ResultWriter(Callback):
       divergence guard stopped the job: the files then hold the last good estimate),
       final loss, iterations, wall time, the kernel's registration (blind jobs: its
       centroid offset before centring and the shift applied), the no-reference
-      ``verdict`` with its signals (blind jobs, :mod:`lightning_deblur.verdict`), and with
-      a sharp reference
+      ``verdict`` with its signals (blind jobs, :mod:`lightning_deblur.verdict`), with
+      several starts of the coarsest scale each one's score and signals (``starts``,
+      :mod:`lightning_deblur.starts`) and the one the job continued from
+      (``chosen_start``, 0-based), and with a sharp reference
       PSNR, SSIM and ISNR of the result and of the input (on the luminance), plain
       and shift-aligned (see :func:`quality_figures`).
 
@@ -84,6 +86,10 @@ class ResultWriter(Callback):
         pl_module.end_blind_scales()
         if pl_module.centring is not None:
             metrics.update(pl_module.centring)
+        if pl_module.start_records:
+            metrics["starts"] = [record.as_metrics() for record in pl_module.start_records]
+            if len(pl_module.start_records) == pl_module.plan.starts:
+                metrics["chosen_start"] = pl_module.chosen_start
         if pl_module.latest_x is not None:
             image, kernel = pl_module.estimate()
             self._write_estimate(folder, observation, image, kernel)
@@ -183,6 +189,12 @@ def summary_line(folder: Path, metrics: dict) -> str:
         )
     if "aligned_psnr" in metrics:
         line += f"; shift-aligned PSNR {metrics['input_aligned_psnr']:.2f} -> {metrics['aligned_psnr']:.2f} dB"
+    if "chosen_start" in metrics:
+        borders = ", ".join(f"{start['kernel_border']:.2f}" for start in metrics["starts"])
+        line += (
+            f"; continued from start {metrics['chosen_start'] + 1} of {len(metrics['starts'])} "
+            f"(lowest kernel border/peak at the coarsest scale: {borders})"
+        )
     if "verdict" in metrics:
         line += "; " + Verdict(metrics["verdict"], **metrics["verdict_signals"]).sentence()
     return line

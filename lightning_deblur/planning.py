@@ -59,6 +59,8 @@ class Scale:
             full-size observation (``tile``) in ``channels`` channels.
         channels: image channels of the stage: 1 (luminance or grey) or 3 (RGB).
         tile: the box of the full-size observation a finishing stage deblurs.
+        start: with several starts (``JobPlan.starts``), which run of the coarsest scale
+            this stage is, 0-based; ``None`` for every other stage and in a one-start plan.
     """
 
     index: int
@@ -69,6 +71,7 @@ class Scale:
     finishing: bool = False
     channels: int = 1
     tile: Box | None = None
+    start: int | None = None
 
     @property
     def support(self) -> tuple[int, int]:
@@ -88,12 +91,15 @@ class JobPlan:
         blind_scale_count: how many of ``stages`` are blind scales (0 in a non-blind job).
         crop: the box of the observation the kernel is estimated on, or ``None`` (all of it).
         tile_overlap: pixels neighbouring finishing tiles share (0 without tiles).
+        starts: runs of the coarsest scale, each from fresh generators; the best-scoring
+            one continues (its stages come first, and count among the blind scales).
     """
 
     stages: tuple[Scale, ...]
     blind_scale_count: int
     crop: Box | None = None
     tile_overlap: int = 0
+    starts: int = 1
 
     @property
     def total_steps(self) -> int:
@@ -114,15 +120,33 @@ class JobPlan:
         """Image channels of the finishing stage (1 without one)."""
         return self.stages[-1].channels if self.has_finishing else 1
 
+    def scale_number(self, stage: Scale) -> int:
+        """0-based position of a stage among the scales, counting the coarsest scale once
+        however many starts it has."""
+        return 0 if stage.start is not None else stage.index - (self.starts - 1)
+
+    def scale_name(self, stage: Scale) -> str:
+        """``scale<s>`` (``s`` its :meth:`scale_number`), with ``_start<k>`` for a start of
+        the coarsest scale: the name of the files a blind stage leaves."""
+        suffix = "" if stage.start is None else f"_start{stage.start}"
+        return f"scale{self.scale_number(stage)}{suffix}"
+
 
 def plan_scales(
-    image_size: tuple[int, int], kernel_size: tuple[int, int], spec: ScalesSpec, finest_iterations: int
+    image_size: tuple[int, int],
+    kernel_size: tuple[int, int],
+    spec: ScalesSpec,
+    finest_iterations: int,
+    starts: int = 1,
 ) -> list[Scale]:
     """Sizes and iteration budgets of every scale, coarsest first.
 
     Scale ``s`` of ``n`` has factor ``ratio**-(n-1-s)``; its image size is the input size
     times the factor, rounded; its kernel size the full kernel size times the factor,
-    rounded to odd, at least ``min_kernel_size`` (and at most the full size).
+    rounded to odd, at least ``min_kernel_size`` (and at most the full size). With
+    ``starts`` > 1 the coarsest scale is planned that many times in a row (stage ``k``
+    has ``start=k``), so step counts and ``max_steps`` include every start; the job
+    refuses several starts with one scale.
     """
     if spec.count < 1:
         raise ValueError(f"the number of scales must be at least 1, got {spec.count}")
@@ -138,8 +162,10 @@ def plan_scales(
             else tuple(min(full, max(spec.min_kernel_size, odd_size(full * factor))) for full in kernel_size)
         )
         iterations = finest_iterations if finest else spec.coarse_iterations
-        scales.append(Scale(index, image, kernel, iterations, start))
-        start += iterations
+        repeated = index == 0 and starts > 1
+        for run in range(starts if repeated else 1):
+            scales.append(Scale(len(scales), image, kernel, iterations, start, start=run if repeated else None))
+            start += iterations
     return scales
 
 
@@ -160,6 +186,7 @@ def plan_job(
     iterations: int,
     kernel_crop: KernelCropSpec,
     finish: FinishSpec,
+    starts: int = 1,
     device: torch.device | None = None,
     bytes_per_value: int = 4,
 ) -> JobPlan:
@@ -169,8 +196,8 @@ def plan_job(
         blind: estimate the kernel (blind scales), or deblur with the observation's known
             kernel (finishing stages only).
         colour: ``full`` adds a 3-channel finishing stage for RGB inputs; ``luminance`` not.
-        image_spec, scales, iterations, kernel_crop, finish: the method's settings, as
-            :class:`~lightning_deblur.job.DeblurJob` takes them.
+        image_spec, scales, iterations, kernel_crop, finish, starts: the method's
+            settings, as :class:`~lightning_deblur.job.DeblurJob` takes them.
         device: where the job will run: an automatic tile size fits its free memory and
             the largest stage is checked against it; ``None`` skips both (one tile).
         bytes_per_value: 4 for float32 activations, 2 under 16-bit autocast.
@@ -185,7 +212,7 @@ def plan_job(
     stages: list[Scale] = []
     if blind:
         region = observation.size if crop is None else crop.size
-        stages = plan_scales(region, observation.kernel_size, scales, iterations)
+        stages = plan_scales(region, observation.kernel_size, scales, iterations, starts)
         words = ("image", "a larger image") if crop is None else ("kernel crop", "a larger crop (--model.kernel_crop.size or .box)")
         for scale in reversed(stages):  # the full-size check first: its message is the clearest
             check_stage_size(scale.image_size, scale.kernel_size, image_spec, *words)
@@ -216,7 +243,7 @@ def plan_job(
         for box in boxes:
             stages.append(Scale(len(stages), box.size, kernel_size, steps_per_tile, start, True, channels, box))
             start += steps_per_tile
-    plan = JobPlan(tuple(stages), blind_scale_count, crop, overlap)
+    plan = JobPlan(tuple(stages), blind_scale_count, crop, overlap, starts if blind else 1)
     if device is not None:
         # Refuse now, with the memory it needs, rather than fail with an OOM mid-job.
         largest = max(plan.stages, key=lambda stage: stage.support[0] * stage.support[1])
@@ -248,6 +275,7 @@ def plan_job_from_options(observation, model, device: torch.device | None = None
         iterations=model.iterations,
         kernel_crop=spec(KernelCropSpec, model.kernel_crop),
         finish=spec(FinishSpec, model.finish),
+        starts=model.get("starts", 1),
         device=device,
         bytes_per_value=bytes_per_value,
     )

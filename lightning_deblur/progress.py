@@ -110,7 +110,9 @@ class JobProgressBar(TQDMProgressBar):
             index = pl_module.scale_index - plan.blind_scale_count
             return f"non-blind finishing, tile {index + 1}/{plan.tile_count}" if plan.tile_count > 1 else "non-blind finishing"
         if plan is not None and len(plan.stages) > 1:
-            return f"deblurring, scale {pl_module.scale_index + 1}/{len(plan.stages)}"
+            stage = pl_module.current_scale
+            words = f"deblurring, scale {plan.scale_number(stage) + 1}/{len(plan.stages) - plan.starts + 1}"
+            return words if stage.start is None else f"{words}, start {stage.start + 1}/{plan.starts}"
         return "deblurring"
 
     def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict:

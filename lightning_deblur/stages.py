@@ -23,11 +23,12 @@ from lightning_deblur.metrics import ssim_window
 from lightning_deblur.physics import crop_to_observation, pad_to_support, support_size
 from lightning_deblur.planning import JobPlan, Scale
 from lightning_deblur.resample import resize_image
+from lightning_deblur.starts import StartRecord, best_start, score_start
 from lightning_deblur.tiles import Box, add_tile, blended
 
 # Checkpoints are loaded with torch.load(weights_only=True): the classes a job stores in
 # them (its plan here, its settings in job.py) must be allowed by name.
-torch.serialization.add_safe_globals([JobPlan, Scale, Box])
+torch.serialization.add_safe_globals([JobPlan, Scale, Box, StartRecord])
 
 
 class JobStages:
@@ -40,7 +41,10 @@ class JobStages:
     ``(input_size,)``, and with a finishing stage ``fixed_kernel`` ``(kh, kw)``,
     ``finish_sum``/``finish_weight`` (the blend), ``finish_start_net`` (the image net as
     every tile starts it) and, when the tiles start from the full-size blind estimate,
-    ``blind_estimate`` ``(1, 1, H+kh-1, W+kw-1)``.
+    ``blind_estimate`` ``(1, 1, H+kh-1, W+kw-1)``. With several starts of the coarsest
+    scale (coarsest support ``h' × w'``, kernel ``kh0 × kw0``), the best start so far:
+    ``best_start_image_net``, ``best_start_kernel_net``, ``best_start_x``
+    ``(1, 1, h', w')``, ``best_start_k`` ``(kh0, kw0)`` and ``best_start_z_k``.
     """
 
     def init_stage_state(self) -> None:
@@ -57,6 +61,9 @@ class JobStages:
         self.latest_x = self.latest_k = self.latest_loss = self.latest_psnr = None
         self.failure: str | None = None
         """Why the job stopped early (set by DivergenceGuard), or ``None``."""
+        self.start_records: list[StartRecord] = []
+        """The score of every start of the coarsest scale that has ended, in order."""
+        self.best_start_image_net = self.best_start_kernel_net = None
 
     # ------------------------------------------------------------- properties
     @property
@@ -105,13 +112,15 @@ class JobStages:
                 self.fixed_kernel = torch.zeros(kernel_size)
                 if plan.crop is None:
                     self.blind_estimate = torch.zeros(1, 1, *support_size(size, kernel_size))
-            # Built on the meta device and then allocated: no weights are drawn (the random
-            # stream stays the method's); the first tile copies the image net into it.
-            with torch.device("meta"):
-                start_net = self.image_spec.build(output_channels=channels)
-            self.finish_start_net = start_net.to_empty(device="cpu").requires_grad_(False)
-            for tensor in self.finish_start_net.state_dict().values():
-                tensor.zero_()
+            # The first tile copies the image net into it.
+            self.finish_start_net = empty_net(lambda: self.image_spec.build(output_channels=channels))
+        if plan.starts > 1:
+            first = plan.stages[0]
+            self.best_start_image_net = empty_net(lambda: self.image_spec.build(output_channels=1))
+            self.best_start_kernel_net = empty_net(lambda: self.kernel_spec.build(first.kernel_size))
+            self.register_buffer("best_start_x", torch.zeros(1, 1, *first.support))
+            self.register_buffer("best_start_k", torch.zeros(first.kernel_size))
+            self.register_buffer("best_start_z_k", torch.zeros_like(self.z_k))
         self.enter_scale(0)
 
     def enter_scale(self, index: int) -> None:
@@ -120,13 +129,16 @@ class JobStages:
         The observation (and sharp reference) are resampled from full resolution; ``z_x``
         is fresh uniform noise of the new support size; G_k gets an output layer of the
         new kernel size when it changes. The nets' weights are otherwise untouched: the
-        caller re-fits them.
+        caller re-fits them. A start of the coarsest scale after the first gets fresh
+        generators and ``z_k`` instead, drawn as :meth:`build` draws them.
         """
         self.scale_index = index
         scale = self.current_scale
         if scale.finishing:
             self._enter_finishing_stage(scale)
             return
+        if scale.start:  # a start after the first (the first has build's generators)
+            self._fresh_generators(scale)
         y, sharp, crop = self.y_full, self.sharp_full, self.plan.crop
         if crop is not None:
             y = y[..., crop.rows(), crop.columns()]
@@ -147,6 +159,14 @@ class JobStages:
         layout = torch.channels_last if channels_last else torch.contiguous_format
         self.image_net.to(memory_format=layout)
         self.z_x = self.z_x.contiguous(memory_format=layout)
+
+    def _fresh_generators(self, scale: Scale) -> None:
+        """New G_x, G_k (on the device and in the dtype of the ones they replace) and ``z_k``,
+        in the order :meth:`build` draws them."""
+        like = next(self.image_net.parameters())
+        self.image_net = self.image_spec.build(output_channels=1).to(device=like.device, dtype=like.dtype)
+        self.kernel_net = self.kernel_spec.build(scale.kernel_size).to(device=like.device, dtype=like.dtype)
+        self.z_k = torch.rand(self.kernel_spec.input_size, device=like.device) * self.kernel_spec.noise_scale
 
     def _fresh_input_noise(self, support: tuple[int, int]) -> torch.Tensor:
         """``z_x`` for a support: uniform in ``[0, noise_scale)``, ``(1, input_channels, H', W')``."""
@@ -183,6 +203,28 @@ class JobStages:
         self.z_x = self._fresh_input_noise(scale.support)
         self.apply_memory_format()
 
+    @property
+    def chosen_start(self) -> int | None:
+        """The start the job continues from (the best of those ended so far), or ``None``
+        in a one-start job or before the first start ends."""
+        return best_start(self.start_records) if self.start_records else None
+
+    def end_start(self) -> None:
+        """Score the start of the coarsest scale that just ended (from :attr:`latest_x`,
+        :attr:`latest_k` and the observation at that scale) and record it. A start that
+        scores best so far is copied aside (the last one need not be); after the last
+        start, the best one's nets, ``z_k`` and estimates come back, so the next scale
+        continues from it."""
+        scale = self.current_scale
+        self.start_records.append(score_start(self.y, self.latest_x, self.latest_k))
+        best, last = self.chosen_start, scale.start == self.plan.starts - 1
+        live = (self.image_net, self.kernel_net, self.latest_x, self.latest_k, self.z_k)
+        kept = (self.best_start_image_net, self.best_start_kernel_net, self.best_start_x, self.best_start_k, self.best_start_z_k)
+        if best == scale.start and not last:
+            copy_state(live, kept)
+        elif last and best != scale.start:
+            copy_state(kept, live)
+
     def finishing_start(self) -> torch.Tensor | None:
         """What the image net is fitted to before the current finishing tile, or ``None``
         (a non-blind job starts from the nets' initial weights, as the original does).
@@ -217,6 +259,7 @@ class JobStages:
             # Centring happened at the end of the blind scales; a job resumed in a
             # finishing stage must still report it.
             "centring": self.centring,
+            "starts": self.start_records,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
@@ -235,6 +278,7 @@ class JobStages:
         if state["scale_index"] != self.scale_index:
             self.enter_scale(state["scale_index"])
         self.centring = state.get("centring")
+        self.start_records = list(state.get("starts", []))
         if resuming:
             torch.set_rng_state(state["torch_rng"])
             if state["cuda_rng"] is not None and torch.cuda.is_available():
@@ -292,6 +336,27 @@ class JobStages:
             add_tile(weighted, weights, estimate, scale.tile, self.plan.tile_overlap)
         observation = self.y_colour if scale.channels == 3 else self.y_full
         return blended(weighted, weights, observation), self.fixed_kernel
+
+
+def copy_state(sources: tuple, targets: tuple) -> None:
+    """Copy each net's weights or tensor's values into the matching target, in place."""
+    for source, target in zip(sources, targets, strict=True):
+        if isinstance(source, torch.nn.Module):
+            target.load_state_dict(source.state_dict())
+        else:
+            target.copy_(source)
+
+
+def empty_net(make) -> torch.nn.Module:
+    """A net of ``make()``'s shape, zero-filled and frozen: a holder for copies of a
+    generator's weights. Built on the meta device and then allocated, so no weights are
+    drawn (the random stream stays the method's)."""
+    with torch.device("meta"):
+        net = make()
+    net = net.to_empty(device="cpu").requires_grad_(False)
+    for tensor in net.state_dict().values():
+        tensor.zero_()
+    return net
 
 
 def observation_in(state_dict: dict, plan: JobPlan) -> Observation:

@@ -45,6 +45,31 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(blurred_case, 
     assert not (tmp_path / "ignored").exists()  # the resumed job wrote into its own run folder
 
 
+@pytest.mark.parametrize("kill_at", [22, 31], ids=["in-the-last-start", "after-the-starts"])
+def test_a_job_with_several_starts_resumes_to_the_same_result(blurred_case, tmp_path, monkeypatch, kill_at):
+    """Three starts of 8 steps, then scales of 8 and 20. Killed at 22, the checkpoint (step
+    20) lies in the last start with the best start so far (start 1, not the last) kept
+    aside, to be taken back after the resume; killed at 31 (step 30), past the choice."""
+    starts = ["--model.starts", "3"]
+    fit(tmp_path / "whole", blurred_case["image"], *starts)
+    (whole,) = [p.parent for p in (tmp_path / "whole").glob("*/version_*/metrics.json")]
+
+    original = DeblurJob.configure_callbacks
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), KillAt(kill_at)])
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        fit(tmp_path / "killed", blurred_case["image"], *starts)
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    (run,) = list((tmp_path / "killed").glob("*/version_*"))
+    fit(tmp_path / "ignored", blurred_case["image"], *starts, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"))
+    resumed, uninterrupted = read_metrics(run), read_metrics(whole)
+    assert resumed["iterations"] == uninterrupted["iterations"] == 3 * 8 + 8 + 20
+    assert resumed["starts"] == uninterrupted["starts"]
+    assert resumed["chosen_start"] == uninterrupted["chosen_start"] == 1
+    assert resumed["final_loss"] == uninterrupted["final_loss"]
+    np.testing.assert_array_equal(np.load(run / "kernel.npy"), np.load(whole / "kernel.npy"))
+    np.testing.assert_array_equal(read_image(run / "deblurred.png").pixels, read_image(whole / "deblurred.png").pixels)
+
+
 def test_a_missing_checkpoint_is_a_clear_error(blurred_case, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         fit(tmp_path, blurred_case["image"], "--ckpt_path", str(tmp_path / "nope.ckpt"))
