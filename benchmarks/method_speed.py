@@ -9,6 +9,10 @@ method; saves them under benchmarks/results/ with the machine.
     .venv/bin/python benchmarks/method_speed.py --configs improved fast --rounds 1
     .venv/bin/python benchmarks/method_speed.py --configs improved fast \\
         --image benchmarks/protocols/full_fidelity/blurred/kodim05_levin09_k5.png --kernel_size 7
+    .venv/bin/python benchmarks/method_speed.py --configs fast "fast_starts3=fast --model.starts 3" --rounds 2
+
+A method is a config name under configs/, or ``LABEL=CONFIG OPTIONS…``: the config with
+extra ``fit`` options, reported under LABEL.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -29,15 +34,26 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = ROOT / "benchmarks" / "protocols" / "full_fidelity" / "blurred" / "kodim05_levin09_k5.png"
 
 
-def run_job(config: str, args, folder: Path) -> dict:
+def parse_method(method: str) -> tuple[str, str, list[str]]:
+    """``fast`` -> ``("fast", "fast", [])``; ``"label=fast --model.starts 3"`` ->
+    ``("label", "fast", ["--model.starts", "3"])``."""
+    label, _, spec = method.partition("=")
+    if not spec:
+        return method, method, []
+    config, *options = shlex.split(spec)
+    return label, config, options
+
+
+def run_job(method: str, args, folder: Path) -> dict:
     """One whole job; returns its metrics.json plus the process's wall time."""
+    label, config, options = parse_method(method)
     command = [
         sys.executable, "-W", "ignore", "-m", "lightning_deblur", "fit",
-        "--config", str(ROOT / "configs" / f"{config}.yaml"),
+        "--config", str(ROOT / "configs" / f"{config}.yaml"), *options,
         "--data.image", args.image, "--data.kernel_size", str(args.kernel_size),
         "--seed_everything", str(args.seed), "--trainer.enable_progress_bar", "false",
         "--image_logging.every_n_steps", "0", "--checkpoint.every_n_steps", "0",
-        "--trainer.logger.init_args.save_dir", str(folder), "--trainer.logger.init_args.name", config,
+        "--trainer.logger.init_args.save_dir", str(folder), "--trainer.logger.init_args.name", label,
         *(["--trainer.precision", args.precision] if args.precision else []),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
@@ -45,8 +61,8 @@ def run_job(config: str, args, folder: Path) -> dict:
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
-        sys.exit(f"{config} failed:\n{done.stderr[-3000:]}")
-    (metrics_file,) = sorted(folder.glob(f"{config}/version_*/metrics.json"))[-1:]
+        sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
+    (metrics_file,) = sorted(folder.glob(f"{label}/version_*/metrics.json"))[-1:]
     metrics = json.loads(metrics_file.read_text())
     return {"process_s": elapsed, "job_s": metrics["wall_time_s"], "iterations": metrics["iterations"],
             "precision": metrics["precision"]}  # fmt: skip
@@ -54,7 +70,7 @@ def run_job(config: str, args, folder: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", default=["improved", "fast"], help="names under configs/")
+    parser.add_argument("--configs", nargs="+", default=["improved", "fast"], help="names under configs/, or LABEL=CONFIG OPTIONS…")
     parser.add_argument("--image", default=str(DEFAULT_IMAGE))
     parser.add_argument("--kernel_size", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
@@ -62,27 +78,29 @@ def main() -> None:
     parser.add_argument("--precision", default=None, help="force one precision (default: each config's own)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds; the order alternates between rounds")
     args = parser.parse_args()
-    times: dict[str, list[dict]] = {config: [] for config in args.configs}
+    labels = [parse_method(method)[0] for method in args.configs]
+    times: dict[str, list[dict]] = {label: [] for label in labels}
     with tempfile.TemporaryDirectory() as scratch:
         for round_index in range(args.rounds):
             order = args.configs if round_index % 2 == 0 else args.configs[::-1]
-            for config in order:
-                result = run_job(config, args, Path(scratch) / f"round{round_index}")
+            for method in order:
+                config = parse_method(method)[0]
+                result = run_job(method, args, Path(scratch) / f"round{round_index}")
                 times[config].append(result)
                 print(f"round {round_index} {config}: job {result['job_s']:.1f} s, process {result['process_s']:.1f} s, "
                       f"{result['iterations']} iterations, {result['precision']}", flush=True)
-    first = args.configs[0]
+    first = labels[0]
     summary = {}
     for config, runs in times.items():
         job = statistics.median(r["job_s"] for r in runs)
         process = statistics.median(r["process_s"] for r in runs)
         summary[config] = {"job_s": job, "process_s": process, "runs": runs}
-    for config in args.configs:
+    for config in labels:
         summary[config]["speedup_over_" + first] = summary[first]["process_s"] / summary[config]["process_s"]
         print(f"{config}: median job {summary[config]['job_s']:.1f} s, process {summary[config]['process_s']:.1f} s, "
               f"{summary[config]['speedup_over_' + first]:.2f}x faster than {first} (whole process)")
     size = Path(args.image).stem
-    name = f"method_speed_{'_'.join(args.configs)}_{size}_t{args.threads}_{args.precision or 'default'}"
+    name = f"method_speed_{'_'.join(labels)}_{size}_t{args.threads}_{args.precision or 'default'}"
     print(f"saved {save(name, {'config': vars(args), 'methods': summary})}")
 
 
