@@ -98,6 +98,7 @@ RUN_FIELDS = [
     "error_ratio",
     "true_kernel_seed",
     "wall_time_s",
+    "chosen_start",
     "failed",
     "verdict",
     "shift_y",
@@ -248,12 +249,14 @@ def _check_sizes(size: tuple[int, int], border: int, name: str) -> None:
         )
 
 
-def _wall_time(folder: Path) -> float:
+def _recorded(folder: Path) -> dict:
+    """What the job recorded of itself in its metrics.json (its wall time, the start it
+    continued from), or ``{}`` with a warning when the file cannot be read."""
     try:
-        return float(json.loads((folder / "metrics.json").read_text()).get("wall_time_s", math.nan))
+        return dict(json.loads((folder / "metrics.json").read_text()))
     except (ValueError, OSError, TypeError):
-        _warn(f"cannot read {folder / 'metrics.json'}; its wall time is left empty")
-        return math.nan
+        _warn(f"cannot read {folder / 'metrics.json'}; its wall time and chosen start are left empty")
+        return {}
 
 
 def measure_input(
@@ -319,6 +322,7 @@ def measure_input(
                 kernel_err = float(
                     kernel_error(torch.from_numpy(estimate_kernel), torch.from_numpy(truth), max_shift, step)[0]
                 )
+            recorded = _recorded(job.folder)
             job.figures = {
                 "aligned_isnr": float(isnr[index]),
                 "aligned_psnr": float(aligned[index]),
@@ -330,7 +334,8 @@ def measure_input(
                 "kernel_error": kernel_err,
                 "error_ratio": float(ratios[index]),
                 "true_kernel_seed": tk_seeds[index],
-                "wall_time_s": _wall_time(job.folder),
+                "wall_time_s": float(recorded.get("wall_time_s", math.nan)),
+                "chosen_start": recorded.get("chosen_start"),
                 "failed": float(isnr[index]) < failure_db,
                 "verdict": verdict.label,
                 "shift_y": float(pair.shift[index, 0]),
@@ -485,7 +490,8 @@ def write_runs_csv(path: Path, jobs: list[FoundRun]) -> Path:
 
 
 def read_runs_csv(path: str | Path) -> list[dict]:
-    """Rows of a ``runs.csv``: numbers as floats (``nan`` where empty), ``seed`` as int, ``failed`` as bool."""
+    """Rows of a ``runs.csv``: numbers as floats (``nan`` where empty), ``seed`` and
+    ``chosen_start`` as int (``None`` where empty), ``failed`` as bool."""
     rows = read_csv(
         path,
         ("method", "input"),
@@ -497,7 +503,7 @@ def read_runs_csv(path: str | Path) -> list[dict]:
         for key, value in row.items():
             if key in text_columns or key is None:
                 continue
-            if key == "seed":
+            if key in ("seed", "chosen_start"):
                 row[key] = int(value) if value else None
             elif key == "failed":
                 row[key] = value == "1"

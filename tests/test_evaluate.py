@@ -69,7 +69,10 @@ def layout(tmp_path: Path) -> dict:
                 folder.mkdir(parents=True)
                 shutil.copy(image, folder / "deblurred.png")
                 write_kernel_npy(folder / "kernel.npy", kernel)
-                write_json(folder / "metrics.json", {"wall_time_s": 2.0 + seed, "aligned_isnr": 123.0})
+                recorded = {"wall_time_s": 2.0 + seed, "aligned_isnr": 123.0}
+                if method == "lazy":
+                    recorded["chosen_start"] = seed  # a job with several starts (--model.starts)
+                write_json(folder / "metrics.json", recorded)
         sharp = read_image(data / case.sharp).pixels
         write_image(
             runs / "nonblind" / name / "seed0" / "deblurred.png",
@@ -122,6 +125,7 @@ def test_evaluate_recomputes_every_figure_and_summarizes_by_method(layout, capsy
         assert lazy["error_ratio"] == pytest.approx(float(error_ratio(blurred, nonblind, sharp)[0]), rel=1e-5)
         assert lazy["true_kernel_seed"] == 0  # seed 1 has no true-kernel result: the first seed's is used
         assert lazy["wall_time_s"] == 3.0  # from metrics.json; its aligned_isnr (123) is not used
+        assert lazy["chosen_start"] == 1 and perfect["chosen_start"] is None
         for row in (perfect, perfect):
             expected_isnr["perfect"] += [row["aligned_psnr"] - input_aligned[case.name]]
         expected_isnr["lazy"] += [0.0, 0.0]
