@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -101,12 +103,43 @@ def run(args, extra: list[str]) -> int:
         batch_command(m, args.seeds, args.devices, args.jobs_per_device, args.timeout, root, manifest, extra)
         for m in methods
     ]
-    if args.concurrent:
-        with ThreadPoolExecutor(len(commands)) as pool:
-            codes = list(pool.map(lambda c: subprocess.run(c, env=env).returncode, commands))
-    else:
-        codes = [subprocess.run(c, env=env).returncode for c in commands]
-    return max(codes)
+    return max(run_batches(commands, env, args.concurrent))
+
+
+def run_batches(commands: list[list[str]], env: dict, concurrent: bool) -> list[int]:
+    """Run the methods' ``batch`` commands, side by side or one after the other; their exit codes.
+
+    A SIGTERM to this script is passed on to the running batches, which stop the way
+    ``batch`` stops on its own SIGTERM (jobs killed, summary written, resumable); batches
+    not started yet are not started. Without this, a batch would run on after the
+    script that started it was killed.
+    """
+    running: list[subprocess.Popen] = []
+    stopping = threading.Event()
+
+    def pass_on(signum, frame) -> None:
+        stopping.set()
+        for process in running:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    def run_one(command: list[str]) -> int:
+        if stopping.is_set():
+            return 143
+        process = subprocess.Popen(command, env=env)
+        running.append(process)
+        if stopping.is_set():  # the signal came between the check above and the start
+            process.send_signal(signal.SIGTERM)
+        return process.wait()
+
+    previous = signal.signal(signal.SIGTERM, pass_on)
+    try:
+        if concurrent:
+            with ThreadPoolExecutor(len(commands)) as pool:
+                return list(pool.map(run_one, commands))
+        return [run_one(command) for command in commands]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def evaluate(args) -> int:
