@@ -32,6 +32,11 @@ class JobCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer, pl_module) -> None:
         super().on_train_end(trainer, pl_module)
         # A finished job needs no checkpoint; it only costs disk space in large batches.
+        if pl_module.stopped_early and self.every_n_steps and self.dirpath:
+            # Told to stop before the plan's end (--timer.duration): keep where it got to,
+            # not the last periodic checkpoint, so a resume loses nothing.
+            trainer.save_checkpoint(Path(self.dirpath) / "last.ckpt")
+            return
         finished = pl_module.failure is None and trainer.global_step >= pl_module.plan.total_steps
         if finished and self.dirpath and trainer.is_global_zero:
             checkpoint = Path(self.dirpath) / "last.ckpt"

@@ -280,6 +280,10 @@ def name_run_after_image(config) -> None:
 JOB_FAILED = 3
 """Exit code of a job stopped by the divergence guard (its last good estimate is kept)."""
 
+JOB_STOPPED = 4
+"""Exit code of a job told to stop before its plan's end (``--timer.duration``): its
+estimate so far is written, its checkpoint resumes it, ``metrics.json`` says ``stopped``."""
+
 FIT_SUMMARY = "deblur one image: estimate the sharp image and the kernel"
 """The line ``fit`` gets in the top-level ``--help`` (Lightning's would describe Trainer.fit)."""
 
@@ -341,6 +345,13 @@ def main(args: list[str] | None = None) -> None:
             if failure:
                 print(f"error: the job failed: {failure}", file=sys.stderr)
                 raise SystemExit(JOB_FAILED)
+            if getattr(cli.model, "stopped_early", False):
+                print(
+                    f"error: the job was told to stop after {cli.trainer.global_step} of "
+                    f"{cli.model.plan.total_steps} steps (--timer.duration?); metrics.json says stopped",
+                    file=sys.stderr,
+                )
+                raise SystemExit(JOB_STOPPED)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -34,8 +34,10 @@ class ResultWriter(Callback):
       the deblurred luminance with the input's chroma);
     - ``kernel.npy``: float32 ``(kh, kw)``, sums to 1, physical orientation;
     - ``kernel.png``: the kernel scaled to its maximum and enlarged (nearest neighbour);
-    - ``metrics.json``: ``status`` (``done``, or ``failed`` with an ``error`` when the
-      divergence guard stopped the job: the files then hold the last good estimate),
+    - ``metrics.json``: ``status`` (``done``; ``failed`` with an ``error`` when the
+      divergence guard stopped the job: the files then hold the last good estimate;
+      ``stopped`` when the Trainer was told to stop before the plan's end, e.g. by
+      ``--timer.duration``: the files hold the estimate so far, the checkpoint resumes it),
       final loss, iterations, wall time, the kernel's registration (blind jobs: its
       centroid offset before centring and the shift applied), the no-reference
       ``verdict`` with its signals (blind jobs, :mod:`lightning_deblur.verdict`), with
@@ -62,7 +64,7 @@ class ResultWriter(Callback):
         folder = Path(trainer.log_dir or trainer.default_root_dir)
         observation = pl_module.observation
         metrics = {
-            "status": "failed" if pl_module.failure else "done",
+            "status": "failed" if pl_module.failure else "stopped" if pl_module.stopped_early else "done",
             "image": str(observation.source.path),
             "kernel_size": list(observation.kernel_size),
             "iterations": int(trainer.global_step),
@@ -73,6 +75,11 @@ class ResultWriter(Callback):
         }
         if pl_module.failure:
             metrics["error"] = pl_module.failure
+        elif pl_module.stopped_early:
+            metrics["error"] = (
+                f"stopped after {trainer.global_step} of {pl_module.plan.total_steps} steps; resume with "
+                f"--ckpt_path {folder / 'checkpoints' / 'last.ckpt'}"
+            )
         if pl_module.latest_loss is not None:
             metrics["final_loss"] = float(pl_module.latest_loss)
         inputs = {p.resolve() for p in (observation.source.path, getattr(observation.sharp_source, "path", None)) if p}
@@ -182,6 +189,8 @@ def summary_line(folder: Path, metrics: dict) -> str:
     line = f"Result in {folder} ({metrics['iterations']} iterations, {metrics['wall_time_s']:.1f} s)"
     if metrics.get("status") == "failed":
         line = f"Job failed: {metrics['error']}. Files in {folder}"
+    elif metrics.get("status") == "stopped":
+        line = f"Job {metrics['error']}. Files so far in {folder}"
     if "psnr" in metrics:
         line += (
             f": PSNR {metrics['input_psnr']:.2f} dB -> {metrics['psnr']:.2f} dB "

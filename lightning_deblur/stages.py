@@ -81,6 +81,13 @@ class JobStages:
         return self.current_scale.finishing or (not self.plan.has_finishing and self.is_finest_scale)
 
     @property
+    def stopped_early(self) -> bool:
+        """Whether the job ended before its plan's last step without failing: the Trainer
+        was told to stop (``--timer.duration``, another callback). The run is then
+        resumable from its checkpoint and not complete."""
+        return self.failure is None and self.plan is not None and self.global_step < self.plan.total_steps
+
+    @property
     def step_in_scale(self) -> int:
         """0-based index of the current step within the current stage."""
         return self.global_step - self.current_scale.start_step

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import CONF, KillAt, blur, gaussian_kernel, read_metrics, synthetic_sharp
+from lightning.pytorch import Callback
 
-from lightning_deblur.cli import main
+from lightning_deblur.batch import read_finished
+from lightning_deblur.cli import JOB_STOPPED, main
 from lightning_deblur.imagefiles import read_image, write_image
 from lightning_deblur.job import DeblurJob
 
@@ -135,3 +137,48 @@ def test_a_checkpoint_reloads_as_a_job_with_its_settings_and_estimates(blurred_c
     scale = job.current_scale
     assert tuple(x.shape[-2:]) == scale.support and tuple(k.shape) == scale.kernel_size
     assert float(k.sum()) == pytest.approx(1, abs=1e-5)
+
+
+class StopAt(Callback):
+    """Tells the Trainer to stop right after step ``step``, as ``--timer.duration`` does when
+    its time is up (a normal end of fit, before the plan's last step)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            trainer.should_stop = True
+
+
+def test_a_job_told_to_stop_early_says_so_and_resumes_to_the_uninterrupted_result(blurred_case, tmp_path, monkeypatch):
+    fit(tmp_path / "whole", blurred_case["image"])
+    (whole,) = [p.parent for p in (tmp_path / "whole").glob("*/version_*/metrics.json")]
+
+    original = DeblurJob.configure_callbacks
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), StopAt(22)])
+    with pytest.raises(SystemExit) as stopped:
+        fit(tmp_path / "stopped", blurred_case["image"])
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    assert stopped.value.code == JOB_STOPPED
+    (run,) = list((tmp_path / "stopped").glob("*/version_*"))
+    metrics = read_metrics(run)
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    assert metrics["status"] == "stopped" and metrics["iterations"] == 22 and str(checkpoint) in metrics["error"]
+    # Not complete for batch (it resumes such runs), and the checkpoint is where it stopped.
+    assert read_finished(run) is None
+    assert torch.load(checkpoint, weights_only=False)["global_step"] == 22
+
+    fit(tmp_path / "ignored", blurred_case["image"], "--ckpt_path", str(checkpoint))
+    assert read_metrics(run)["status"] == "done" and read_metrics(run)["iterations"] == 36
+    np.testing.assert_array_equal(np.load(run / "kernel.npy"), np.load(whole / "kernel.npy"))
+    np.testing.assert_array_equal(read_image(run / "deblurred.png").pixels, read_image(whole / "deblurred.png").pixels)
+
+
+def test_a_spent_time_limit_stops_the_job_with_its_own_exit_code(blurred_case, tmp_path, capsys):
+    # Lightning's Timer with a zero duration stops the fit before its first step.
+    with pytest.raises(SystemExit) as stopped:
+        fit(tmp_path, blurred_case["image"], "--timer.duration", "00:00:00:00")
+    assert stopped.value.code == JOB_STOPPED
+    assert "told to stop after 0 of 36 steps" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*/version_*/metrics.json"))  # no step ran: nothing to report as done
