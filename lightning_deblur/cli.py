@@ -348,7 +348,7 @@ def main(args: list[str] | None = None) -> None:
             if getattr(cli.model, "stopped_early", False):
                 print(
                     f"error: the job was told to stop after {cli.trainer.global_step} of "
-                    f"{cli.model.plan.total_steps} steps (--timer.duration?); metrics.json says stopped",
+                    f"{cli.model.plan.total_steps} steps (--timer.duration?), before its plan's end",
                     file=sys.stderr,
                 )
                 raise SystemExit(JOB_STOPPED)

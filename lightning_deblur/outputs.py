@@ -8,6 +8,7 @@ import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import Timer
 
+from lightning_deblur.checkpointing import JobCheckpoint
 from lightning_deblur.colour import luminance, replace_luminance
 from lightning_deblur.errors import InputError
 from lightning_deblur.image_logging import tensorboard_writer
@@ -76,9 +77,12 @@ class ResultWriter(Callback):
         if pl_module.failure:
             metrics["error"] = pl_module.failure
         elif pl_module.stopped_early:
-            metrics["error"] = (
-                f"stopped after {trainer.global_step} of {pl_module.plan.total_steps} steps; resume with "
-                f"--ckpt_path {folder / 'checkpoints' / 'last.ckpt'}"
+            # JobCheckpoint saves the step reached (after this writer) unless checkpoints are off.
+            resumable = any(isinstance(c, JobCheckpoint) and c.every_n_steps for c in trainer.callbacks)
+            metrics["error"] = f"stopped after {trainer.global_step} of {pl_module.plan.total_steps} steps" + (
+                f"; resume with --ckpt_path {folder / 'checkpoints' / 'last.ckpt'}"
+                if resumable
+                else " (no checkpoint to resume from: --checkpoint.every_n_steps is 0)"
             )
         if pl_module.latest_loss is not None:
             metrics["final_loss"] = float(pl_module.latest_loss)

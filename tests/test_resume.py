@@ -171,6 +171,13 @@ def test_a_job_told_to_stop_early_says_so_and_resumes_to_the_uninterrupted_resul
 
     fit(tmp_path / "ignored", blurred_case["image"], "--ckpt_path", str(checkpoint))
     assert read_metrics(run)["status"] == "done" and read_metrics(run)["iterations"] == 36
+    # With checkpoints off, the record does not promise a resume.
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), StopAt(22)])
+    with pytest.raises(SystemExit):
+        fit(tmp_path / "unsaved", blurred_case["image"], "--checkpoint.every_n_steps", "0")
+    (unsaved,) = list((tmp_path / "unsaved").glob("*/version_*"))
+    assert "no checkpoint to resume from" in read_metrics(unsaved)["error"]
+    assert not (unsaved / "checkpoints").exists()
     np.testing.assert_array_equal(np.load(run / "kernel.npy"), np.load(whole / "kernel.npy"))
     np.testing.assert_array_equal(read_image(run / "deblurred.png").pixels, read_image(whole / "deblurred.png").pixels)
 
