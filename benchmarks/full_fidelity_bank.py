@@ -14,6 +14,8 @@ shipped config has it (128-channel image net, 500/500/5000 iterations, threshold
   schedules), not part of the 48 papers' runs
 - ``fast_starts3``: ``fast`` with ``--model.starts 3`` (three starts of the coarsest
   scale, the best by a no-reference score continues), also ours
+- ``improved_ch64``, ``improved_ch96``: configs/improved.yaml with a 64- or 96-channel
+  image net, every schedule unchanged (what width costs in quality)
 
 Each (method, input, seed) is one `batch` job under
 benchmarks/results/full_fidelity_bank/<method>/<input>/seed<k>/; finished jobs are
@@ -52,6 +54,7 @@ METHODS = {
     "fast_starts3": ["--config", str(ROOT / "configs" / "fast.yaml"), "--model.starts", "3"],
     # The improved method with a narrower image net, full schedules: what width costs in quality.
     "improved_ch64": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.image_net.channels", "64"],
+    "improved_ch96": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.image_net.channels", "96"],
 }
 BANK_OPTIONS = [
     # The method unchanged: float32 everywhere (the CPU default would be bf16 here).

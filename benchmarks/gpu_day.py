@@ -6,10 +6,15 @@ kernel net, valid blur, MSE, Adam), median seconds per step:
 
 - blur: direct (conv2d) against FFT, forward + backward, across kernel sizes (the
   crossover that `physics.FFT_MIN_KERNEL_PIXELS` follows);
-- step: float32 against bf16 autocast, contiguous against channels_last, at
-  ``--size``/``--kernel`` (255/27 by default, the paper's Levin setting);
-- compile: ``torch.compile`` of the image net against eager (optional: it costs a
+- step: float32 against bf16 autocast, contiguous against channels_last, each with
+  cuDNN's autotuner off (the default) and on (``torch.backends.cudnn.benchmark``,
+  Lightning's ``Trainer(benchmark=True)``), at ``--size``/``--kernel`` (255/27 by default,
+  the paper's Levin setting);
+- compile: ``torch.compile`` of the image net against eager, in the modes given
+  (``reduce-overhead`` replays the step's kernels as CUDA graphs; optional: each costs a
   compile of tens of seconds).
+
+The JSON file is rewritten after each part, so a run cut short keeps what it finished.
 
 ``--smoke`` shrinks every size so the whole script runs on a CPU in seconds (the test
 suite runs it that way).
@@ -52,9 +57,11 @@ def step_seconds(
     layout: torch.memory_format,
     steps: int,
     warmup: int,
-    compiled: bool = False,
+    cudnn_benchmark: bool = False,
+    compile_mode: str | None = None,
 ) -> float:
     """Median wall time of one optimization step of both generators, seconds."""
+    torch.backends.cudnn.benchmark = cudnn_benchmark
     torch.manual_seed(0)
     image_net = ImageNetSpec(channels=channels).build().to(device).to(memory_format=layout)
     kernel_net = KernelNetSpec().build((kernel, kernel)).to(device)
@@ -65,7 +72,7 @@ def step_seconds(
     optimizer = torch.optim.Adam(
         [{"params": image_net.parameters(), "lr": 0.01}, {"params": kernel_net.parameters(), "lr": 1e-4}]
     )
-    forward = torch.compile(image_net) if compiled else image_net
+    forward = torch.compile(image_net, mode=compile_mode) if compile_mode else image_net
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16-mixed" else contextlib.nullcontext()
     )
@@ -89,7 +96,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, any device (seconds on a CPU)")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile of the image net")
+    parser.add_argument("--parts", default="blur,step", help="comma-separated: blur, step, compile")
+    parser.add_argument(
+        "--compile_modes", nargs="+", default=["reduce-overhead"], help="torch.compile modes of the compile part"
+    )
     parser.add_argument("--size", type=int, default=255)
     parser.add_argument("--kernel", type=int, default=27)
     parser.add_argument("--channels", type=int, default=128)
@@ -98,8 +108,14 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.smoke:
         args.size, args.kernel, args.channels, args.steps = 40, 7, 8, 3
-    blur_kernels = [7, 13] if args.smoke else [7, 13, 19, 27, 35, 45, 61, 81]
+    parts = set(args.parts.split(","))
+    blur_kernels = ([7, 13] if args.smoke else [7, 13, 19, 27, 35, 45, 61, 81]) if "blur" in parts else []
     results: dict = {"machine": machine(), "device": str(device), "config": vars(args), "blur": [], "step": []}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        out.write_text(json.dumps(results, indent=2) + "\n")
 
     for side in blur_kernels:
         x = torch.rand(1, 1, args.size + side - 1, args.size + side - 1, device=device, requires_grad=True)
@@ -107,35 +123,51 @@ def main() -> None:
         direct, fft = time_blur("direct", x, k, args.steps), time_blur("fft", x, k, args.steps)
         results["blur"].append({"kernel": side, "direct_s": direct, "fft_s": fft, "fft_over_direct": fft / direct})
         print(f"blur {side:3d}: direct {direct * 1e3:.3f} ms, fft {fft * 1e3:.3f} ms", flush=True)
+    save()
 
-    cases = [(p, layout) for p in ("32-true", "bf16-mixed") for layout in ("contiguous", "channels_last")]
-    for precision, layout in cases:
-        memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-        seconds = step_seconds(
-            device, args.size, args.kernel, args.channels, precision, memory_format, args.steps, warmup=3
-        )
-        results["step"].append({"precision": precision, "layout": layout, "s_per_step": seconds})
-        print(f"step {precision:10s} {layout:13s}: {seconds * 1e3:.2f} ms", flush=True)
-    baseline = results["step"][0]["s_per_step"]
+    layouts = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    for precision in ("32-true", "bf16-mixed") if "step" in parts else ():
+        for layout, memory_format in layouts.items():
+            for benchmark in (False, True):
+                seconds = step_seconds(
+                    device, args.size, args.kernel, args.channels, precision, memory_format, args.steps, warmup=3,
+                    cudnn_benchmark=benchmark,
+                )  # fmt: skip
+                row = {"precision": precision, "layout": layout, "cudnn_benchmark": benchmark, "s_per_step": seconds}
+                results["step"].append(row)
+                print(f"step {precision:10s} {layout:13s} cudnn.benchmark={benchmark!s:5s}: {seconds * 1e3:.2f} ms",
+                      flush=True)  # fmt: skip
     for row in results["step"]:
-        row["over_float32_contiguous"] = row["s_per_step"] / baseline
+        row["over_float32_contiguous"] = row["s_per_step"] / results["step"][0]["s_per_step"]
+    save()
 
-    if args.compile:
-        start = time.perf_counter()
-        compiled = step_seconds(
-            device, args.size, args.kernel, args.channels, "32-true", torch.contiguous_format, args.steps,
-            warmup=3, compiled=True,
+    results["compile"] = []
+    if "compile" in parts:
+        # The eager step in the same setting (float32, channels_last, autotuner on), same process.
+        eager = step_seconds(
+            device, args.size, args.kernel, args.channels, "32-true", torch.channels_last, args.steps, warmup=3,
+            cudnn_benchmark=True,
         )  # fmt: skip
-        results["compile"] = {
-            "s_per_step": compiled,
-            "over_eager": compiled / baseline,
-            "wall_s_including_compile": time.perf_counter() - start,
-        }
-        print(f"compiled float32 contiguous: {compiled * 1e3:.2f} ms ({compiled / baseline:.2f}x eager)", flush=True)
-
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"saved {args.out}")
+        results["compile_eager_s_per_step"] = eager
+        print(f"eager float32 channels_last cudnn.benchmark=True: {eager * 1e3:.2f} ms", flush=True)
+    for mode in args.compile_modes if "compile" in parts else ():
+        start = time.perf_counter()
+        row: dict = {"mode": mode, "precision": "32-true", "layout": "channels_last", "cudnn_benchmark": True}
+        try:
+            compiled = step_seconds(
+                device, args.size, args.kernel, args.channels, "32-true", torch.channels_last, args.steps,
+                warmup=5, cudnn_benchmark=True, compile_mode=mode,
+            )  # fmt: skip
+        except Exception as error:  # a compiler failure is a finding, not a reason to lose the rest
+            row["error"] = f"{type(error).__name__}: {str(error)[:500]}"
+            print(f"compile {mode}: failed: {row['error']}", flush=True)
+        else:
+            row.update(s_per_step=compiled, over_eager=compiled / eager)
+            print(f"compile {mode}: {compiled * 1e3:.2f} ms ({compiled / eager:.2f}x eager)", flush=True)
+        row["wall_s_including_compile"] = time.perf_counter() - start
+        results["compile"].append(row)
+        save()
+    print(f"saved {out}")
 
 
 if __name__ == "__main__":

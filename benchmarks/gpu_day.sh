@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
 # GPU day: every GPU measurement in one prepared run, on a bare GPU machine whose Python
-# has torch and Lightning (e.g. one H100/H200; about 10 minutes).
+# has torch and Lightning (e.g. one H100/H200; about 9 minutes, each part under its own
+# time limit, results written as each part ends).
 #
 #   benchmarks/gpu_day.sh            results under $OUT (or a new temporary folder)
-#   benchmarks/gpu_day.sh --smoke    the same steps at tiny sizes, on any CPU (seconds)
+#   benchmarks/gpu_day.sh --smoke    the same steps at tiny sizes, on any CPU (about a minute)
 #
-# 1. step-level figures (benchmarks/gpu_day.py): direct vs FFT blur, float32 vs bf16,
-#    contiguous vs channels_last, torch.compile  ->  $OUT/gpu_day_steps.json
-#    and batched seeds (benchmarks/batched_seeds.py)  ->  $OUT/batched_seeds_cuda_*.json
-# 2. the full-fidelity bank's jobs (benchmarks/full_fidelity_bank.py), every method side
-#    by side, several jobs per GPU, until BANK_SECONDS (default 420) have passed; the
-#    finished runs' small files  ->  $OUT/bank.tgz (unpack into benchmarks/results/).
+# 1. step figures (benchmarks/gpu_day.py): direct vs FFT blur; float32 vs bf16, contiguous
+#    vs channels_last, cuDNN autotuner off vs on  ->  $OUT/gpu_day_steps.json
+# 2. whole jobs at 255×255 with a 27×27 kernel, fast.yaml and improved.yaml one after the
+#    other (benchmarks/method_speed.py; the image is $IMAGE255, by default
+#    .gpu_data/im1_kernel4_img.png, Levin et al.'s im1 with kernel 4, copied there
+#    beforehand from ../shared/data/levin and carried)  ->  $OUT/method_speed_*.json
+# 3. jobs per minute with 1, 4 and 2 fast.yaml jobs at a time on the GPU
+#    (benchmarks/jobs_per_gpu.py, 96×96 bank input; an improved.yaml job there takes
+#    minutes even alone)  ->  $OUT/jobs_per_gpu.json
+# 4. batched seeds (benchmarks/batched_seeds.py)  ->  $OUT/batched_seeds_cuda_*.json
+# 5. only if COMPILE_SECONDS is set: torch.compile of the step, mode reduce-overhead (CUDA
+#    graphs)  ->  $OUT/gpu_day_compile.json (on an H200 it had not finished compiling in 70 s)
+# Time limits (seconds, each part's variable): steps 60, whole jobs 310, jobs per GPU 130,
+# batched seeds 2 × 40: at most about 9.5 minutes with the start-up.
+# 6. only if BANK_SECONDS is set: the full-fidelity bank's jobs, every method side by side,
+#    several jobs per GPU, for that many seconds; finished runs' small files  ->  $OUT/bank.tgz
 # Missing pure-Python dependencies travel as wheels in .whl/ (see docs/RESULTS.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +44,8 @@ if ! "$python" -c "import jsonargparse, png, docstring_parser, typeshed_client" 
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 "$python" -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__, 'cuda', torch.cuda.is_available())"
-command -v nvidia-smi >/dev/null && nvidia-smi >"$out/nvidia-smi.txt" 2>&1
+# (Printed, not saved: a lent machine sends back only a few files.)
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
 
 # MPS lets the concurrent jobs' small kernels share the GPU; without it they take turns.
 mps=0
@@ -44,12 +56,29 @@ if [ $smoke = 0 ] && command -v nvidia-cuda-mps-control >/dev/null; then
         echo quit | nvidia-cuda-mps-control 2>/dev/null
     fi
 fi
-echo "gpu_day: MPS $mps" | tee "$out/mps.txt"
+echo "gpu_day: MPS $mps"
 
 steps_args=(--out "$out/gpu_day_steps.json")
 [ $smoke = 1 ] && steps_args+=(--smoke)
-[ $smoke = 0 ] && [ "${COMPILE:-0}" = 1 ] && steps_args+=(--compile)
-timeout "${STEPS_SECONDS:-150}" "$python" benchmarks/gpu_day.py "${steps_args[@]}"
+timeout "${STEPS_SECONDS:-60}" "$python" benchmarks/gpu_day.py "${steps_args[@]}"
+
+# Whole jobs: the fast method first (short), then the paper's improved method.
+if [ $smoke = 1 ]; then
+    tiny=(--model.image_net.channels 8 --model.iterations 6 --model.scales.coarse_iterations 2)
+    "$python" benchmarks/method_speed.py --out "$out" --image lightning_deblur/examples/kodim05_blurred.png \
+        --kernel_size 13 --configs "fast_tiny=fast ${tiny[*]}" "improved_tiny=improved ${tiny[*]}"
+    "$python" benchmarks/jobs_per_gpu.py --out "$out/jobs_per_gpu.json" --counts 1 2 "${tiny[@]}"
+else
+    image255=${IMAGE255:-.gpu_data/im1_kernel4_img.png}
+    if [ -f "$image255" ]; then
+        timeout "${JOB255_SECONDS:-310}" "$python" benchmarks/method_speed.py --out "$out" --image "$image255" \
+            --kernel_size 27 --configs fast improved
+    else
+        echo "gpu_day: no $image255, whole jobs at 255×255 skipped (copy a Levin image there)" >&2
+    fi
+    timeout "${JOBS_PER_GPU_SECONDS:-130}" "$python" benchmarks/jobs_per_gpu.py --out "$out/jobs_per_gpu.json" \
+        --counts 1 4 2 --seconds "$(( ${JOBS_PER_GPU_SECONDS:-130} - 35 ))" --mps "$mps"
+fi
 
 # Batched seeds: R image nets stacked into one vmapped step against R separate steps.
 if [ $smoke = 1 ]; then
@@ -57,27 +86,37 @@ if [ $smoke = 1 ]; then
 else
     for config in "8 96 9" "4 255 27"; do
         read -r seeds size kernel <<<"$config"
-        timeout 120 "$python" benchmarks/batched_seeds.py --out "$out" --device cuda --seeds "$seeds" \
+        timeout 40 "$python" benchmarks/batched_seeds.py --out "$out" --device cuda --seeds "$seeds" \
             --size "$size" --kernel "$kernel" --channels 128
     done
+    # Last: a compiler can take long; its limit keeps the rest safe.
+    if [ "${COMPILE_SECONDS:-0}" -gt 0 ]; then
+        timeout "$COMPILE_SECONDS" "$python" benchmarks/gpu_day.py --parts compile --out "$out/gpu_day_compile.json"
+    fi
 fi
 
-bank_args=(run --root "$out/bank" --devices 1 --concurrent)
-if [ $smoke = 1 ]; then
-    bank_args+=(--methods improved --seeds 0 --jobs_per_device 1 --first_inputs 1
-                --model.image_net.channels 8 --model.iterations 6 --model.scales.coarse_iterations 2)
-else
-    # No checkpoints: a lent machine is gone before a killed job could resume anyway.
-    bank_args+=(--seeds "${BANK_SEEDS:-0-1}" --jobs_per_device "${JOBS_PER_GPU:-5}" --checkpoint.every_n_steps 0)
+bank_seconds=${BANK_SECONDS:-0}
+[ $smoke = 1 ] && bank_seconds=120
+if [ "$bank_seconds" -gt 0 ]; then
+    bank_args=(run --root "$out/bank" --devices 1 --concurrent)
+    if [ $smoke = 1 ]; then
+        bank_args+=(--methods improved --seeds 0 --jobs_per_device 1 --first_inputs 1 "${tiny[@]}")
+    else
+        # No checkpoints: a lent machine is gone before a killed job could resume anyway.
+        bank_args+=(--seeds "${BANK_SEEDS:-0-1}" --jobs_per_device "${JOBS_PER_GPU:-5}" --checkpoint.every_n_steps 0)
+    fi
+    start=$(date +%s)
+    timeout -s TERM -k 20 "$bank_seconds" "$python" benchmarks/full_fidelity_bank.py "${bank_args[@]}"
+    echo "gpu_day: bank ran $(( $(date +%s) - start )) s"
+    # Finished runs only (metrics.json is written last), without events and checkpoints.
+    finished=$(cd "$out" && find bank -name metrics.json -printf '%h\n' 2>/dev/null | sort)
+    if [ -n "$finished" ]; then
+        (cd "$out" && echo "$finished" | tar czf bank.tgz --exclude='events.out.tfevents*' --exclude=checkpoints -T -)
+        rm -rf "$out/bank"
+    fi
+    echo "gpu_day: $(echo -n "$finished" | grep -c . ) finished bank runs in $out/bank.tgz"
 fi
-start=$(date +%s)
-timeout -s TERM -k 20 "${BANK_SECONDS:-420}" "$python" benchmarks/full_fidelity_bank.py "${bank_args[@]}"
-echo "gpu_day: bank ran $(( $(date +%s) - start )) s"
 [ $mps = 1 ] && echo quit | nvidia-cuda-mps-control
-# Finished runs only (metrics.json is written last), without events and checkpoints.
-finished=$(cd "$out" && find bank -name metrics.json -printf '%h\n' 2>/dev/null | sort)
-if [ -n "$finished" ]; then
-    (cd "$out" && echo "$finished" | tar czf bank.tgz --exclude='events.out.tfevents*' --exclude=checkpoints -T -)
-    rm -rf "$out/bank"
-fi
-echo "gpu_day: $(echo -n "$finished" | grep -c . ) finished bank runs in $out/bank.tgz"
+# Only small files come back from a lent machine: the jobs' run folders stay there.
+rm -rf "$out"/jobs_per_gpu_runs
+exit 0

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import save
+from _common import RESULTS, save
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = ROOT / "benchmarks" / "protocols" / "full_fidelity" / "blurred" / "kodim05_levin09_k5.png"
@@ -44,8 +44,8 @@ def parse_method(method: str) -> tuple[str, str, list[str]]:
     return label, config, options
 
 
-def run_job(method: str, args, folder: Path) -> dict:
-    """One whole job; returns its metrics.json plus the process's wall time."""
+def run_job(method: str, args, folder: Path) -> dict | None:
+    """One whole job; returns its metrics.json plus the process's wall time (None: it failed)."""
     label, config, options = parse_method(method)
     command = [
         sys.executable, "-W", "ignore", "-m", "lightning_deblur", "fit",
@@ -56,12 +56,15 @@ def run_job(method: str, args, folder: Path) -> dict:
         "--trainer.logger.init_args.save_dir", str(folder), "--trainer.logger.init_args.name", label,
         *(["--trainer.precision", args.precision] if args.precision else []),
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": pythonpath}
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
-        sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
+        # Reported and skipped, so one method's failure does not cost the others' figures.
+        print(f"{label} failed (exit code {done.returncode}):\n{done.stderr[-3000:]}", file=sys.stderr, flush=True)
+        return None
     (metrics_file,) = sorted(folder.glob(f"{label}/version_*/metrics.json"))[-1:]
     metrics = json.loads(metrics_file.read_text())
     return {"process_s": elapsed, "job_s": metrics["wall_time_s"], "iterations": metrics["iterations"],
@@ -77,6 +80,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--precision", default=None, help="force one precision (default: each config's own)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds; the order alternates between rounds")
+    parser.add_argument("--out", type=Path, default=None, help="folder of the result file (default benchmarks/results/)")
     args = parser.parse_args()
     labels = [parse_method(method)[0] for method in args.configs]
     times: dict[str, list[dict]] = {label: [] for label in labels}
@@ -86,22 +90,40 @@ def main() -> None:
             for method in order:
                 config = parse_method(method)[0]
                 result = run_job(method, args, Path(scratch) / f"round{round_index}")
+                if result is None:
+                    continue
                 times[config].append(result)
                 print(f"round {round_index} {config}: job {result['job_s']:.1f} s, process {result['process_s']:.1f} s, "
                       f"{result['iterations']} iterations, {result['precision']}", flush=True)
+                # Saved after every job, so a run cut short (a lent machine's time limit) keeps what finished.
+                path = save_summary(times, args)
+    if not any(times.values()):
+        sys.exit("every job failed")
+    for config in labels:
+        if times[config] and labels[0] in json.loads(path.read_text())["methods"]:
+            summary = json.loads(path.read_text())["methods"][config]
+            print(f"{config}: median job {summary['job_s']:.1f} s, process {summary['process_s']:.1f} s, "
+                  f"{summary['speedup_over_' + labels[0]]:.2f}x faster than {labels[0]} (whole process)")
+    print(f"saved {path}")
+
+
+def save_summary(times: dict[str, list[dict]], args) -> Path:
+    """Medians and ratios to the first method of the jobs finished so far; the result file's path."""
+    labels = list(times)
     first = labels[0]
     summary = {}
     for config, runs in times.items():
-        job = statistics.median(r["job_s"] for r in runs)
-        process = statistics.median(r["process_s"] for r in runs)
-        summary[config] = {"job_s": job, "process_s": process, "runs": runs}
-    for config in labels:
-        summary[config]["speedup_over_" + first] = summary[first]["process_s"] / summary[config]["process_s"]
-        print(f"{config}: median job {summary[config]['job_s']:.1f} s, process {summary[config]['process_s']:.1f} s, "
-              f"{summary[config]['speedup_over_' + first]:.2f}x faster than {first} (whole process)")
+        if runs:
+            job = statistics.median(r["job_s"] for r in runs)
+            process = statistics.median(r["process_s"] for r in runs)
+            summary[config] = {"job_s": job, "process_s": process, "runs": runs}
+    for config in summary:
+        if first in summary:
+            summary[config]["speedup_over_" + first] = summary[first]["process_s"] / summary[config]["process_s"]
     size = Path(args.image).stem
     name = f"method_speed_{'_'.join(labels)}_{size}_t{args.threads}_{args.precision or 'default'}"
-    print(f"saved {save(name, {'config': vars(args), 'methods': summary})}")
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    return save(name, {"config": config, "methods": summary}, args.out or RESULTS)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,14 @@ def test_the_gpu_day_script_runs_in_smoke_mode(tmp_path):
     (batched,) = tmp_path.glob("batched_seeds_cpu_32_5_8ch_R2.json")
     seeds = json.loads(batched.read_text())
     assert seeds["median_batched_s"] > 0 and seeds["max_gradient_difference"] < 1e-3 * seeds["max_gradient"]
+    # Whole jobs side by side, and jobs per minute at 1 and 2 jobs at a time.
+    (speed,) = tmp_path.glob("method_speed_fast_tiny_improved_tiny_*.json")
+    methods = json.loads(speed.read_text())["methods"]
+    assert methods["fast_tiny"]["job_s"] > 0 and methods["improved_tiny"]["speedup_over_fast_tiny"] > 0
+    counts = json.loads((tmp_path / "jobs_per_gpu.json").read_text())["counts"]
+    assert [(c["jobs_at_a_time"], c["jobs_finished"]) for c in counts] == [(1, 1), (2, 2)]
+    assert all(c["jobs_per_minute"] > 0 for c in counts)
+    assert not (tmp_path / "jobs_per_gpu_runs").exists()  # only small files come back from a lent machine
     with tarfile.open(tmp_path / "bank.tgz") as archive:
         names = archive.getnames()
     # One finished bank job, its small files only.
