@@ -11,11 +11,14 @@ shipped config has it (128-channel image net, 500/500/5000 iterations, threshold
 - ``improved_l2sum``: configs/improved.yaml with ``--model.kernel_l2_reduction sum``
   (the kernel ℓ2 as the paper writes it, ‖k‖²)
 - ``fast``: configs/fast.yaml, this project's own method (32-channel net, 5× shorter
-  schedules), not part of the 48 papers' runs
+  schedules), not part of the 48 papers' runs, with PyTorch's default Adam (as banked
+  before fast.yaml turned on the fused Adam); ``fast_fused``: fast.yaml as shipped
 - ``fast_starts3``: ``fast`` with ``--model.starts 3`` (three starts of the coarsest
   scale, the best by a no-reference score continues), also ours
 - ``improved_ch64``, ``improved_ch96``: configs/improved.yaml with a 64- or 96-channel
   image net, every schedule unchanged (what width costs in quality)
+- ``nonblind_fast``: not blind (configs/nonblind.yaml, the true kernel from the
+  manifest) with fast's net and 5× shorter schedule: the ceiling of each input for fast
 
 Each (method, input, seed) is one `batch` job under
 benchmarks/results/full_fidelity_bank/<method>/<input>/seed<k>/; finished jobs are
@@ -26,7 +29,7 @@ config.yaml); TensorBoard events and checkpoints are ignored.
     # run (resumable); on a GPU several jobs per device
     .venv/bin/python benchmarks/full_fidelity_bank.py run --methods improved --seeds 2
     .venv/bin/python benchmarks/full_fidelity_bank.py run --seeds 0-1 --jobs_per_device 5 --concurrent
-    # tables and figures from whatever is banked
+    # tables and figures from whatever is banked (or --methods a,b: a method still running left out)
     .venv/bin/python benchmarks/full_fidelity_bank.py evaluate
 """
 
@@ -48,14 +51,27 @@ METHODS = {
     "original": ["--config", str(ROOT / "configs" / "selfdeblur.yaml")],
     "improved": ["--config", str(ROOT / "configs" / "improved.yaml")],
     "improved_l2sum": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.kernel_l2_reduction", "sum"],
-    # This project's own method, judged against the papers' on the same inputs and seeds.
-    "fast": ["--config", str(ROOT / "configs" / "fast.yaml")],
+    # This project's own method, judged against the papers' on the same inputs and seeds;
+    # banked with PyTorch's default Adam, before fast.yaml turned on the fused one.
+    "fast": ["--config", str(ROOT / "configs" / "fast.yaml"), "--model.optimizer.fused", "false"],
     # fast with three starts of the coarsest scale, continuing from the best-scoring one.
-    "fast_starts3": ["--config", str(ROOT / "configs" / "fast.yaml"), "--model.starts", "3"],
+    "fast_starts3": ["--config", str(ROOT / "configs" / "fast.yaml"), "--model.starts", "3", "--model.optimizer.fused", "false"],
+    # fast.yaml as shipped: fused Adam.
+    "fast_fused": ["--config", str(ROOT / "configs" / "fast.yaml")],
     # The improved method with a narrower image net, full schedules: what width costs in quality.
     "improved_ch64": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.image_net.channels", "64"],
     "improved_ch96": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.image_net.channels", "96"],
+    # Not blind: the true kernel given, fast's 32-channel net and 5x shorter schedule (the
+    # non-blind schedule's switch to 1 - SSIM at 200, lr halved at 400/600/800): what the
+    # image prior reaches on each input when the kernel is right, a ceiling for fast.
+    "nonblind_fast": [
+        "--config", str(ROOT / "configs" / "nonblind.yaml"), "--model.image_net.channels", "32",
+        "--model.iterations", "1000", "--schedule.weights", "{mse: {0: 1.0, 200: 0.0}, ssim: {200: 1.0}}",
+        "--lr_schedule.milestones", "[400, 600, 800]",
+    ],
 }
+# The method whose runs are given the true kernel: the error ratio's reference.
+TRUE_KERNEL_METHOD = "nonblind_fast"
 BANK_OPTIONS = [
     # The method unchanged: float32 everywhere (the CPU default would be bf16 here).
     "--trainer.precision", "32-true",
@@ -146,18 +162,27 @@ def run_batches(commands: list[list[str]], env: dict, concurrent: bool) -> list[
 
 
 def evaluate(args) -> int:
-    """`evaluate` over every banked run, then the ISNR histogram and the PSNR curves."""
+    """`evaluate` over every banked run, then the ISNR histogram and the PSNR curves.
+
+    The true-kernel runs (``nonblind_fast``), where banked, are both a row of the tables
+    (what the prior reaches with the right kernel) and every blind run's reference for
+    Levin's error ratio (``--true_kernel_results``); the curves show the blind methods only.
+    """
     root = Path(args.root)
-    present = [m for m in METHODS if (root / m).is_dir()]
+    chosen = args.methods.split(",") if args.methods else list(METHODS)
+    present = [m for m in chosen if m in METHODS and (root / m).is_dir()]
     results = [f"{m}={(root / m).relative_to(ROOT)}" for m in present]
+    blind = [r for m, r in zip(present, results) if m != TRUE_KERNEL_METHOD]
+    true_kernel = ["--true_kernel_results", str((root / TRUE_KERNEL_METHOD).relative_to(ROOT))]
     out = (root / "eval").relative_to(ROOT)
     manifest = (PROTOCOL / "manifest.csv").relative_to(ROOT)
     figures = ROOT / "docs" / "figures"
     commands = [
-        ["evaluate", "--manifest", str(manifest), "--output_dir", str(out), "--results", *results],
+        ["evaluate", "--manifest", str(manifest), "--output_dir", str(out), "--results", *results,
+         *(true_kernel if TRUE_KERNEL_METHOD in present else [])],
         ["figures", "histogram", "--runs", str(out / "runs.csv"), "--output", str(figures / "bank_isnr_histogram.png")],
-        ["figures", "curve_bands", "--results", *results, "--output", str(figures / "bank_psnr_curves.png")],
-    ]
+        ["figures", "curve_bands", "--results", *blind, "--output", str(figures / "bank_psnr_curves.png")],
+    ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     for command in commands:
         # Relative paths, so the tables name the bank's files the same on every clone.
@@ -181,6 +206,7 @@ def main() -> None:
     runner.add_argument("--first_inputs", type=int, default=0, help="only the first N inputs (smoke runs)")
     scorer = sub.add_parser("evaluate", help="tables of every banked run (writes <root>/eval/)")
     scorer.add_argument("--root", default=str(BANK))
+    scorer.add_argument("--methods", default="", help="comma-separated (default: every banked one); leave out one still running")
     args, extra = parser.parse_known_args()
     if extra and args.action != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

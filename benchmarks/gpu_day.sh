@@ -7,7 +7,8 @@
 #   benchmarks/gpu_day.sh --smoke    the same steps at tiny sizes, on any CPU (about a minute)
 #
 # 1. step figures (benchmarks/gpu_day.py): direct vs FFT blur; float32 vs bf16, contiguous
-#    vs channels_last, cuDNN autotuner off vs on  ->  $OUT/gpu_day_steps.json
+#    vs channels_last, cuDNN autotuner off vs on  ->  $OUT/gpu_day_steps.json; one Adam
+#    update, default vs foreach vs fused (benchmarks/optimizer_speed.py)  ->  $OUT/optimizer_speed_*.json
 # 2. whole jobs at 255×255 with a 27×27 kernel, fast.yaml and improved.yaml one after the
 #    other (benchmarks/method_speed.py; the image is $IMAGE255, by default
 #    .gpu_data/im1_kernel4_img.png, Levin et al.'s im1 with kernel 4, copied there
@@ -18,8 +19,9 @@
 # 4. batched seeds (benchmarks/batched_seeds.py)  ->  $OUT/batched_seeds_cuda_*.json
 # 5. only if COMPILE_SECONDS is set: torch.compile of the step, mode reduce-overhead (CUDA
 #    graphs)  ->  $OUT/gpu_day_compile.json (on an H200 it had not finished compiling in 70 s)
-# Time limits (seconds, each part's variable): steps 60, whole jobs 310, jobs per GPU 130,
-# batched seeds 2 × 40: at most about 9.5 minutes with the start-up.
+# Time limits (seconds, each part's variable): steps 50, Adam 30, whole jobs 320 (on an
+# H200 the two took 60 + 251 s), jobs per GPU 100, batched seeds 2 × 30: at most about
+# 9.7 minutes with the start-up.
 # 6. only if BANK_SECONDS is set: the full-fidelity bank's jobs, every method side by side,
 #    several jobs per GPU, for that many seconds; finished runs' small files  ->  $OUT/bank.tgz
 # Missing pure-Python dependencies travel as wheels in .whl/ (see docs/RESULTS.md).
@@ -60,7 +62,13 @@ echo "gpu_day: MPS $mps"
 
 steps_args=(--out "$out/gpu_day_steps.json")
 [ $smoke = 1 ] && steps_args+=(--smoke)
-timeout "${STEPS_SECONDS:-60}" "$python" benchmarks/gpu_day.py "${steps_args[@]}"
+timeout "${STEPS_SECONDS:-50}" "$python" benchmarks/gpu_day.py "${steps_args[@]}"
+# Adam's implementations (default, foreach, fused) on the job's parameters: seconds.
+if [ $smoke = 1 ]; then
+    "$python" benchmarks/optimizer_speed.py --out "$out" --channels 8 --rounds 3
+else
+    timeout 30 "$python" benchmarks/optimizer_speed.py --out "$out" --device cuda --channels 32 128
+fi
 
 # Whole jobs: the fast method first (short), then the paper's improved method.
 if [ $smoke = 1 ]; then
@@ -71,13 +79,13 @@ if [ $smoke = 1 ]; then
 else
     image255=${IMAGE255:-.gpu_data/im1_kernel4_img.png}
     if [ -f "$image255" ]; then
-        timeout "${JOB255_SECONDS:-310}" "$python" benchmarks/method_speed.py --out "$out" --image "$image255" \
+        timeout "${JOB255_SECONDS:-320}" "$python" benchmarks/method_speed.py --out "$out" --image "$image255" \
             --kernel_size 27 --configs fast improved
     else
         echo "gpu_day: no $image255, whole jobs at 255×255 skipped (copy a Levin image there)" >&2
     fi
-    timeout "${JOBS_PER_GPU_SECONDS:-130}" "$python" benchmarks/jobs_per_gpu.py --out "$out/jobs_per_gpu.json" \
-        --counts 1 4 2 --seconds "$(( ${JOBS_PER_GPU_SECONDS:-130} - 35 ))" --mps "$mps"
+    timeout "${JOBS_PER_GPU_SECONDS:-100}" "$python" benchmarks/jobs_per_gpu.py --out "$out/jobs_per_gpu.json" \
+        --counts 1 4 2 --seconds "$(( ${JOBS_PER_GPU_SECONDS:-100} - 35 ))" --mps "$mps"
 fi
 
 # Batched seeds: R image nets stacked into one vmapped step against R separate steps.
@@ -86,7 +94,7 @@ if [ $smoke = 1 ]; then
 else
     for config in "8 96 9" "4 255 27"; do
         read -r seeds size kernel <<<"$config"
-        timeout 40 "$python" benchmarks/batched_seeds.py --out "$out" --device cuda --seeds "$seeds" \
+        timeout 30 "$python" benchmarks/batched_seeds.py --out "$out" --device cuda --seeds "$seeds" \
             --size "$size" --kernel "$kernel" --channels 128
     done
     # Last: a compiler can take long; its limit keeps the rest safe.

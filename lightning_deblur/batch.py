@@ -455,11 +455,20 @@ def run_jobs(
 
     pool = ThreadPoolExecutor(max_workers=min(len(todo), len(slots) * jobs_per_device), thread_name_prefix="batch")
     futures = {pool.submit(work, job): job for job in todo}
+    reported: set = set()
     try:
         for future in as_completed(futures):
             on_result(futures[future], future.result())
+            reported.add(future)
     except BaseException:
+        # Jobs that ended before the interruption but were not reported yet (their thread
+        # had already handed the slot on) are reported now, so the summary calls them done;
+        # those still running are killed first and are not.
+        ended = [f for f in futures if f.done() and f not in reported]
         running.stop()
+        for future in ended:
+            if not future.cancelled() and future.exception() is None:
+                on_result(futures[future], future.result())
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

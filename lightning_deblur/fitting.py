@@ -40,6 +40,7 @@ def fit_generator(
     tolerance: float | None,
     lr: float,
     max_iterations: int,
+    fused: bool = False,
 ) -> FitReport:
     """Adam on ``‖net(net_input) − target‖²`` (mean) until the RMSE is at most ``tolerance``.
 
@@ -56,8 +57,9 @@ def fit_generator(
             sync per step), so ``None`` keeps a fit on the device until it ends.
         lr: Adam's learning rate.
         max_iterations: largest number of updates.
+        fused: PyTorch's fused Adam (see ``generators.OptimizerSpec.fused``).
     """
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, fused=fused or None)  # None: PyTorch's default
     target = target.detach().float()
     history = torch.empty(max_iterations + 1, device=target.device)
     with torch.enable_grad(), torch.autocast(device_type=target.device.type, enabled=False):

@@ -69,7 +69,15 @@ class OptimizerSpec:
     Attributes:
         image_lr: learning rate of θ_x before any decay.
         kernel_lr: learning rate of θ_k before any decay.
+        fused: PyTorch's fused Adam (``torch.optim.Adam(fused=True)``), for the job's
+            optimizer and the re-fits' alike: the same update rule in one pass over all
+            parameters instead of a loop of small operations per parameter tensor. On one
+            CPU thread an update of the 146 parameter tensors takes 3.5–6× less time
+            (``benchmarks/optimizer_speed.py``). Its rounding differs from the default
+            implementation's, so runs with and without it are not bit-identical. Off by
+            default: the papers' configs and the banked runs use the default Adam.
     """
 
     image_lr: float = 0.01
     kernel_lr: float = 1e-4
+    fused: bool = False

@@ -147,7 +147,9 @@ class DeblurJob(JobStages, LightningModule):
         groups = [{"params": self.image_net.parameters(), "lr": spec.image_lr, "name": "image"}]
         if self.kernel_net is not None:
             groups.append({"params": self.kernel_net.parameters(), "lr": spec.kernel_lr, "name": "kernel"})
-        optimizer = torch.optim.Adam(groups)
+        # None, not False, when off: an explicit False would also turn off the multi-tensor
+        # (foreach) implementation that PyTorch picks by default on GPUs.
+        optimizer = torch.optim.Adam(groups, fused=spec.fused or None)
         return {"optimizer": optimizer, "lr_scheduler": self.lr_schedule.scheduler(optimizer, self.is_finest_scale)}
 
     def configure_callbacks(self) -> list:

@@ -128,7 +128,8 @@ class ScaleTransition(Callback):
     def _fit_image(pl_module, target: torch.Tensor) -> None:
         spec = pl_module.refit_spec
         report = fit_generator(
-            pl_module.image_net, pl_module.z_x, target, spec.image_rmse, spec.image_lr, spec.max_iterations
+            pl_module.image_net, pl_module.z_x, target, spec.image_rmse, spec.image_lr, spec.max_iterations,
+            fused=pl_module.optimizer_spec.fused,
         )
         pl_module.refit_reports.append(("image", pl_module.scale_index, report))
 
@@ -137,7 +138,8 @@ class ScaleTransition(Callback):
         spec = pl_module.refit_spec
         tolerance = spec.kernel_rmse * float(target.max())
         report = fit_generator(
-            pl_module.kernel_net, pl_module.z_k, target, tolerance, spec.kernel_lr, spec.max_iterations
+            pl_module.kernel_net, pl_module.z_k, target, tolerance, spec.kernel_lr, spec.max_iterations,
+            fused=pl_module.optimizer_spec.fused,
         )
         pl_module.refit_reports.append(("kernel", pl_module.scale_index, report))
 

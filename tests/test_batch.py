@@ -489,6 +489,32 @@ def test_each_gpu_slot_pins_its_jobs_to_one_gpu(monkeypatch):
     assert max(peak.values()) <= 2
 
 
+def test_an_interruption_still_reports_jobs_that_had_ended():
+    """A job can end (its thread handing the slot on) just before a SIGTERM reaches the
+    thread that reports results; the summary must still call it done."""
+    jobs = batch.build_jobs([ManifestRow(f"in{i}", f"in{i}.png", (5, 5)) for i in range(2)], [0])
+    slots, _ = batch.plan_slots("1", 2, "cpu", concurrency_cap=100)
+    both_ended = threading.Barrier(3)
+
+    def fake_run(job, spec, slot, processes):
+        both_ended.wait(timeout=10)
+        return {"status": "done", "error": None, "wall_time_s": 0.0, "device": slot.label}
+
+    reported = []
+
+    def on_result(job, values):
+        reported.append(job.index)
+        if len(reported) == 1:
+            time.sleep(0.3)  # the other job's thread returns meanwhile: its future is done, unreported
+            raise SystemExit(143)  # the SIGTERM handler's exception, in the reporting thread
+
+    spec = batch.RunSpec("out", (), {}, None)
+    threading.Thread(target=both_ended.wait, kwargs={"timeout": 10}).start()
+    with pytest.raises(SystemExit):
+        batch.run_jobs(jobs, slots, 2, spec, on_result, fake_run)
+    assert set(reported) == {0, 1}
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for leftover job processes")
 def test_sigterm_kills_running_jobs_keeps_finished_ones_and_the_batch_resumes(tmp_path, no_cluster):
     manifest = make_manifest(tmp_path, ["a", "b"])

@@ -121,7 +121,7 @@ def test_print_config_shows_every_knob(capsys):
         "noise_scale": 0.1,
     }
     assert config["model"]["iterations"] == 5000
-    assert config["model"]["optimizer"] == {"image_lr": 0.01, "kernel_lr": 0.0001}
+    assert config["model"]["optimizer"] == {"image_lr": 0.01, "kernel_lr": 0.0001, "fused": False}
     assert config["lr_schedule"]["milestones"] == [2000, 3000, 4000]
     assert config["trainer"]["log_every_n_steps"] > 0
     assert config["image_logging"]["every_n_steps"] > 0

@@ -28,6 +28,8 @@ def test_the_gpu_day_script_runs_in_smoke_mode(tmp_path):
     (batched,) = tmp_path.glob("batched_seeds_cpu_32_5_8ch_R2.json")
     seeds = json.loads(batched.read_text())
     assert seeds["median_batched_s"] > 0 and seeds["max_gradient_difference"] < 1e-3 * seeds["max_gradient"]
+    (adam,) = tmp_path.glob("optimizer_speed_cpu_k13_t*.json")
+    assert {tuple(sorted(r["median_s"])) for r in json.loads(adam.read_text())["rows"]} == {("foreach", "fused", "single")}
     # Whole jobs side by side, and jobs per minute at 1 and 2 jobs at a time.
     (speed,) = tmp_path.glob("method_speed_fast_tiny_improved_tiny_*.json")
     methods = json.loads(speed.read_text())["methods"]

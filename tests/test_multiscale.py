@@ -12,7 +12,7 @@ from lightning.pytorch import Callback, Trainer
 
 from lightning_deblur.data import BlurredImage
 from lightning_deblur.fitting import fit_generator
-from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
+from lightning_deblur.generators import ImageNetSpec, KernelNetSpec, OptimizerSpec
 from lightning_deblur.job import DeblurJob
 from lightning_deblur.multiscale import RefitSpec
 from lightning_deblur.planning import ScalesSpec, plan_scales
@@ -78,6 +78,41 @@ def test_fit_generator_reaches_the_tolerance():
     report = fit_generator(net, torch.rand(4), target, tolerance=0.01, lr=0.01, max_iterations=2000)
     # Converges in 49-64 of the 2000 steps (seeds 0-4, AVX-512 and AVX2 kernels, AMD EPYC).
     assert report.converged and report.rmse <= 0.01
+
+
+def test_fused_adam_is_the_same_update_rule():
+    """The fused implementation changes rounding, not the method: the same fit agrees to
+    float32 precision, and the default leaves PyTorch's choice alone."""
+    histories = {}
+    for fused in (False, True):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.ReLU(), torch.nn.Linear(32, 9))
+        target, net_input = torch.rand(9), torch.rand(4)
+        histories[fused] = fit_generator(net, net_input, target, None, lr=0.01, max_iterations=40, fused=fused).history
+    assert histories[True][-1] < 0.5 * histories[True][0]
+    torch.testing.assert_close(histories[True], histories[False], rtol=1e-4, atol=1e-6)
+
+
+def test_fused_option_reaches_the_jobs_optimizers_and_every_refit(blurred_case, monkeypatch):
+    made = []
+    real_adam = torch.optim.Adam
+
+    def recording_adam(*args, **kwargs):
+        made.append(kwargs.get("fused"))
+        return real_adam(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", recording_adam)
+    for fused, expected in ((True, True), (False, None)):  # None: PyTorch's default (foreach on GPUs)
+        made.clear()
+        job = tiny_improved_job(optimizer=OptimizerSpec(fused=fused))
+        trainer = Trainer(
+            accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, max_epochs=1,
+        )  # fmt: skip
+        trainer.fit(job, datamodule=BlurredImage(str(blurred_case["image"]), 5))
+        # setup, 3 transitions' optimizers and 5 refits, every one with the option
+        assert len(made) >= 8 and set(made) == {expected}
+        assert trainer.optimizers[0].defaults["fused"] is (True if fused else None)
 
 
 def test_linear_schedule_decays_then_holds():
