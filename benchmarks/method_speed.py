@@ -96,19 +96,19 @@ def main() -> None:
                 print(f"round {round_index} {config}: job {result['job_s']:.1f} s, process {result['process_s']:.1f} s, "
                       f"{result['iterations']} iterations, {result['precision']}", flush=True)
                 # Saved after every job, so a run cut short (a lent machine's time limit) keeps what finished.
-                path = save_summary(times, args)
+                path, summary = save_summary(times, args)
     if not any(times.values()):
         sys.exit("every job failed")
-    for config in labels:
-        if times[config] and labels[0] in json.loads(path.read_text())["methods"]:
-            summary = json.loads(path.read_text())["methods"][config]
-            print(f"{config}: median job {summary['job_s']:.1f} s, process {summary['process_s']:.1f} s, "
-                  f"{summary['speedup_over_' + labels[0]]:.2f}x faster than {labels[0]} (whole process)")
+    ratio = "speedup_over_" + labels[0]
+    for config, timing in summary.items():
+        print(f"{config}: median job {timing['job_s']:.1f} s, process {timing['process_s']:.1f} s"
+              + (f", {timing[ratio]:.2f}x faster than {labels[0]} (whole process)" if ratio in timing else ""))
     print(f"saved {path}")
 
 
-def save_summary(times: dict[str, list[dict]], args) -> Path:
-    """Medians and ratios to the first method of the jobs finished so far; the result file's path."""
+def save_summary(times: dict[str, list[dict]], args) -> tuple[Path, dict]:
+    """Medians and ratios to the first method of the jobs finished so far: the result
+    file's path and the per-method summary written to it."""
     labels = list(times)
     first = labels[0]
     summary = {}
@@ -123,7 +123,7 @@ def save_summary(times: dict[str, list[dict]], args) -> Path:
     size = Path(args.image).stem
     name = f"method_speed_{'_'.join(labels)}_{size}_t{args.threads}_{args.precision or 'default'}"
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    return save(name, {"config": config, "methods": summary}, args.out or RESULTS)
+    return save(name, {"config": config, "methods": summary}, args.out or RESULTS), summary
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lightning_deblur.generators import make_adam
+
 
 @dataclass
 class FitReport:
@@ -57,9 +59,9 @@ def fit_generator(
             sync per step), so ``None`` keeps a fit on the device until it ends.
         lr: Adam's learning rate.
         max_iterations: largest number of updates.
-        fused: PyTorch's fused Adam (see ``generators.OptimizerSpec.fused``).
+        fused: PyTorch's fused Adam (see :func:`lightning_deblur.generators.make_adam`).
     """
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr, fused=fused or None)  # None: PyTorch's default
+    optimizer = make_adam(net.parameters(), fused, lr=lr)
     target = target.detach().float()
     history = torch.empty(max_iterations + 1, device=target.device)
     with torch.enable_grad(), torch.autocast(device_type=target.device.type, enabled=False):

@@ -9,7 +9,7 @@ from lightning.pytorch import LightningModule
 
 from lightning_deblur.data import BlurredImage, Observation
 from lightning_deblur.errors import InputError
-from lightning_deblur.generators import ImageNetSpec, KernelNetSpec, OptimizerSpec
+from lightning_deblur.generators import ImageNetSpec, KernelNetSpec, OptimizerSpec, make_adam
 from lightning_deblur.kernel_crop import KernelCropSpec
 from lightning_deblur.losses import DATA_TERMS, KERNEL_L2_REDUCTIONS, LossInputs, weighted_loss
 from lightning_deblur.metrics import psnr
@@ -147,9 +147,7 @@ class DeblurJob(JobStages, LightningModule):
         groups = [{"params": self.image_net.parameters(), "lr": spec.image_lr, "name": "image"}]
         if self.kernel_net is not None:
             groups.append({"params": self.kernel_net.parameters(), "lr": spec.kernel_lr, "name": "kernel"})
-        # None, not False, when off: an explicit False would also turn off the multi-tensor
-        # (foreach) implementation that PyTorch picks by default on GPUs.
-        optimizer = torch.optim.Adam(groups, fused=spec.fused or None)
+        optimizer = make_adam(groups, spec.fused)
         return {"optimizer": optimizer, "lr_scheduler": self.lr_schedule.scheduler(optimizer, self.is_finest_scale)}
 
     def configure_callbacks(self) -> list:
