@@ -9,19 +9,22 @@
 # 1. step figures (benchmarks/gpu_day.py): direct vs FFT blur; float32 vs bf16, contiguous
 #    vs channels_last, cuDNN autotuner off vs on  ->  $OUT/gpu_day_steps.json; one Adam
 #    update, default vs foreach vs fused (benchmarks/optimizer_speed.py)  ->  $OUT/optimizer_speed_*.json
-# 2. whole jobs at 255×255 with a 27×27 kernel, fast.yaml and improved.yaml one after the
+# 2. only if JOB255_SECONDS is set (measured on an H200: 60 + 251 s; 320 repeats it):
+#    whole jobs at 255×255 with a 27×27 kernel, fast.yaml and improved.yaml one after the
 #    other (benchmarks/method_speed.py; the image is $IMAGE255, by default
 #    .gpu_data/im1_kernel4_img.png, Levin et al.'s im1 with kernel 4, copied there
 #    beforehand from ../shared/data/levin and carried)  ->  $OUT/method_speed_*.json
 # 3. jobs per minute with 1, 4 and 2 fast.yaml jobs at a time on the GPU
 #    (benchmarks/jobs_per_gpu.py, 96×96 bank input; an improved.yaml job there takes
 #    minutes even alone)  ->  $OUT/jobs_per_gpu.json
-# 4. batched seeds (benchmarks/batched_seeds.py)  ->  $OUT/batched_seeds_cuda_*.json
+# 4. batched seeds: the step (benchmarks/batched_seeds.py)  ->  $OUT/batched_seeds_cuda_*.json;
+#    whole jobs, fast.yaml alone against 8 seeds of it as one seed batch (fit --seeds 0-7)
+#    on the 96×96 bank input, per seed  ->  $OUT/method_speed_fast_fast_seeds8_*.json
 # 5. only if COMPILE_SECONDS is set: torch.compile of the step, mode reduce-overhead (CUDA
 #    graphs)  ->  $OUT/gpu_day_compile.json (on an H200 it had not finished compiling in 70 s)
-# Time limits (seconds, each part's variable): steps 50, Adam 30, whole jobs 320 (on an
-# H200 the two took 60 + 251 s), jobs per GPU 100, batched seeds 2 × 30: at most about
-# 9.7 minutes with the start-up.
+# Time limits (seconds, each part's variable): steps 50, Adam 30, jobs per GPU 100,
+# batched seeds 30 (the step) + 120 (SEED_BATCH_SECONDS, whole jobs): at most about 6
+# minutes with the start-up, so COMPILE_SECONDS or JOB255_SECONDS fit beside them.
 # 6. only if BANK_SECONDS is set: the full-fidelity bank's jobs, every method side by side,
 #    several jobs per GPU, for that many seconds; finished runs' small files  ->  $OUT/bank.tgz
 # Missing pure-Python dependencies travel as wheels in .whl/ (see docs/RESULTS.md).
@@ -78,25 +81,27 @@ if [ $smoke = 1 ]; then
     "$python" benchmarks/jobs_per_gpu.py --out "$out/jobs_per_gpu.json" --counts 1 2 "${tiny[@]}"
 else
     image255=${IMAGE255:-.gpu_data/im1_kernel4_img.png}
-    if [ -f "$image255" ]; then
-        timeout "${JOB255_SECONDS:-320}" "$python" benchmarks/method_speed.py --out "$out" --image "$image255" \
+    if [ "${JOB255_SECONDS:-0}" -gt 0 ] && [ -f "$image255" ]; then
+        timeout "$JOB255_SECONDS" "$python" benchmarks/method_speed.py --out "$out" --image "$image255" \
             --kernel_size 27 --configs fast improved
-    else
+    elif [ "${JOB255_SECONDS:-0}" -gt 0 ]; then
         echo "gpu_day: no $image255, whole jobs at 255×255 skipped (copy a Levin image there)" >&2
     fi
     timeout "${JOBS_PER_GPU_SECONDS:-100}" "$python" benchmarks/jobs_per_gpu.py --out "$out/jobs_per_gpu.json" \
         --counts 1 4 2 --seconds "$(( ${JOBS_PER_GPU_SECONDS:-100} - 35 ))" --mps "$mps"
 fi
 
-# Batched seeds: R image nets stacked into one vmapped step against R separate steps.
+# Batched seeds: R image nets stacked into one vmapped step against R separate steps,
+# then whole jobs: one job against a seed batch of them, per seed.
 if [ $smoke = 1 ]; then
     "$python" benchmarks/batched_seeds.py --out "$out" --seeds 2 --size 32 --kernel 5 --channels 8 --rounds 1
+    "$python" benchmarks/method_speed.py --out "$out" --image lightning_deblur/examples/kodim05_blurred.png \
+        --kernel_size 13 --configs "fast_tiny=fast ${tiny[*]}" "fast_tiny_seeds2=fast ${tiny[*]} --seeds 0-1"
 else
-    for config in "8 96 9" "4 255 27"; do
-        read -r seeds size kernel <<<"$config"
-        timeout 30 "$python" benchmarks/batched_seeds.py --out "$out" --device cuda --seeds "$seeds" \
-            --size "$size" --kernel "$kernel" --channels 128
-    done
+    timeout 30 "$python" benchmarks/batched_seeds.py --out "$out" --device cuda --seeds 8 \
+        --size 96 --kernel 9 --channels 128
+    timeout "${SEED_BATCH_SECONDS:-120}" "$python" benchmarks/method_speed.py --out "$out" \
+        --configs fast "fast_seeds8=fast --seeds 0-7"
     # Last: a compiler can take long; its limit keeps the rest safe.
     if [ "${COMPILE_SECONDS:-0}" -gt 0 ]; then
         timeout "$COMPILE_SECONDS" "$python" benchmarks/gpu_day.py --parts compile --out "$out/gpu_day_compile.json"

@@ -1,4 +1,6 @@
-"""Which signal at the end of the coarsest scale predicts a blind job's final aligned ISNR?
+"""Which no-reference signal predicts a blind job's final aligned ISNR: at the end of its
+coarsest scale (the score of ``--model.starts``), or at its end (a score to keep the best
+of several finished seeds by)?
 
 The evidence behind the score of ``--model.starts`` (lightning_deblur/starts.py), from
 the full-fidelity bank's runs alone (no new runs): every 3-scale run keeps its coarsest
@@ -15,10 +17,16 @@ final aligned ISNR. For each method and signal it prints:
   (``pick low``) or the other one (``pick high``).
 
     python benchmarks/start_score_evidence.py   # writes benchmarks/results/start_score_evidence.md
+    python benchmarks/start_score_evidence.py --at end   # writes benchmarks/results/final_score_evidence.md
+
+At the end, the signals come from the result files (``deblurred.png``, ``kernel.npy``) of
+every blind method of the bank; the data term there is the re-blurred result's mean
+squared difference to the observation over the pixels the valid blur covers.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 from pathlib import Path
 
@@ -28,6 +36,7 @@ import torch
 from lightning_deblur.centring import border_ratio
 from lightning_deblur.curves import read_curve
 from lightning_deblur.imagefiles import read_image
+from lightning_deblur.physics import blur_valid
 from lightning_deblur.resample import resize_image
 from lightning_deblur.verdict import gradient_energy
 
@@ -53,12 +62,43 @@ def signals_of(run: dict) -> dict:
     y = torch.from_numpy(read_image(PROTOCOL / "blurred" / f"{run['input']}.png").pixels).float()[None, None]
     last = [row for row in read_curve(folder / "curve.csv") if row["scale"] == 0][-1]
     return {
-        "kernel_border": border_ratio(k),
+        **kernel_signals(k),
         "data_mse": last["mse"],
-        "kernel_peak": float(k.max() / k.sum()),
-        "kernel_l2": float((k**2).sum()),
         "sharpness_gain": float(gradient_energy(x) / gradient_energy(resize_image(y, tuple(x.shape[-2:])))),
         "coarse_aligned_psnr": last["aligned_psnr"],
+    }
+
+
+def kernel_signals(k: torch.Tensor) -> dict:
+    """Border/peak ratio, peak (of the normalized kernel) and ‖k‖² of a ``(kh, kw)`` kernel."""
+    return {"kernel_border": border_ratio(k), "kernel_peak": float(k.max() / k.sum()), "kernel_l2": float((k**2).sum())}
+
+
+FINAL_METHODS = ("original", "improved", "improved_l2sum", "fast", "fast_starts3", "fast_fused", "improved_ch64", "improved_ch96")
+"""The bank's blind methods."""
+
+FINAL_SIGNALS = {
+    "kernel_border": "kernel border/peak",
+    "data_mse": "data term (re-blurred result against the input)",
+    "kernel_peak": "kernel peak",
+    "kernel_l2": "kernel ‖k‖²",
+    "sharpness_gain": "sharpness gain",
+}
+
+
+def final_signals_of(run: dict) -> dict:
+    """The signals of one bank run's results (what a finished job returns)."""
+    folder = ROOT / run["run_dir"]
+    x = torch.from_numpy(read_image(folder / "deblurred.png").pixels).double()[None, None]
+    k = torch.from_numpy(np.load(folder / "kernel.npy")).double()
+    y = torch.from_numpy(read_image(PROTOCOL / "blurred" / f"{run['input']}.png").pixels).double()[None, None]
+    kh, kw = k.shape
+    reblurred = blur_valid(x, k)  # the result taken as the support of the valid blur's inner part
+    inner = y[..., kh // 2 : kh // 2 + reblurred.shape[-2], kw // 2 : kw // 2 + reblurred.shape[-1]]
+    return {
+        **kernel_signals(k),
+        "data_mse": float(((reblurred - inner) ** 2).mean()),
+        "sharpness_gain": float(gradient_energy(x) / gradient_energy(y)),
     }
 
 
@@ -67,13 +107,13 @@ def spearman(a, b) -> float:
     return float(np.corrcoef(*ranks)[0, 1])
 
 
-def table(rows: list[dict]) -> list[str]:
+def table(rows: list[dict], signals: dict[str, str]) -> list[str]:
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["method"], row["input"]), []).append(row)
     pairs = [g for g in groups.values() if len(g) == 2]
     lines = ["| signal | rho all | rho within | low wins | pick low (dB) | pick high (dB) |", "|---|---:|---:|---:|---:|---:|"]
-    for name, words in SIGNALS.items():
+    for name, words in signals.items():
         centred = [(r[name] - np.mean([s[name] for s in g]), r["isnr"] - np.mean([s["isnr"] for s in g])) for g in groups.values() for r in g]
         low_wins = sum((a[name] - b[name]) * (a["isnr"] - b["isnr"]) < 0 for a, b in pairs)
         pick_low = np.mean([min(g, key=lambda r: r[name])["isnr"] for g in pairs])
@@ -87,15 +127,24 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--at", choices=("coarsest", "end"), default="coarsest", help="where the signals are taken")
+    at_end = parser.parse_args().at == "end"
+    methods, signals = (FINAL_METHODS, FINAL_SIGNALS) if at_end else (METHODS, SIGNALS)
     with open(BANK / "eval" / "runs.csv", newline="") as handle:
-        runs = [r for r in csv.DictReader(handle) if r["method"] in METHODS]
-    rows = [{**r, "isnr": float(r["aligned_isnr"]), **signals_of(r)} for r in runs]
-    out = [f"# Signals at the end of the coarsest scale against the final aligned ISNR\n\n(`{Path(__file__).relative_to(ROOT)}`)\n"]
-    for method in (*METHODS, "fast+improved"):
-        chosen = [r for r in rows if r["method"] == method or (method == "fast+improved" and r["method"] in ("fast", "improved"))]
-        out += [f"\n## {method} ({len(chosen)} runs)\n", *table(chosen)]
+        runs = [r for r in csv.DictReader(handle) if r["method"] in methods]
+    measure = final_signals_of if at_end else signals_of
+    rows = [{**r, "isnr": float(r["aligned_isnr"]), **measure(r)} for r in runs]
+    where = "the end of the job" if at_end else "the end of the coarsest scale"
+    out = [f"# Signals at {where} against the final aligned ISNR\n\n(`{Path(__file__).relative_to(ROOT)}`)\n"]
+    groups = (*methods, "all") if at_end else (*methods, "fast+improved")
+    for method in groups:
+        pooled = ("fast", "improved") if method == "fast+improved" else methods if method == "all" else (method,)
+        chosen = [r for r in rows if r["method"] in pooled]
+        out += [f"\n## {method} ({len(chosen)} runs)\n", *table(chosen, signals)]
     text = "\n".join(out) + "\n"
-    (ROOT / "benchmarks" / "results" / "start_score_evidence.md").write_text(text)
+    name = "final_score_evidence.md" if at_end else "start_score_evidence.md"
+    (ROOT / "benchmarks" / "results" / name).write_text(text)
     print(text)
 
 

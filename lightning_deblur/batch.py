@@ -2,7 +2,10 @@
 
 Every job (one input image, one seed) is an independent ``fit`` run in a process of its
 own (``python -m lightning_deblur fit …``): a crashing job takes nothing else down, and
-each gets a clean CUDA context. Nothing is ever data-parallel.
+each gets a clean CUDA context. Nothing is ever data-parallel. With ``--seeds_per_job R``
+up to R seeds of one input share a process as one seed batch (``fit --seeds``,
+:mod:`lightning_deblur.seed_batch`; :func:`run_seed_group`), each seed still in its own
+folder with its own summary row.
 
 - **Jobs.** The inputs are the rows of a manifest (:mod:`lightning_deblur.manifest`) or
   the images of a folder with one kernel size. Jobs are sorted by (input name, seed); job
@@ -98,6 +101,7 @@ FORBIDDEN_FIT_OPTIONS = {
     "trainer.strategy": "batch runs every job on one device (never DDP); use --devices and --jobs_per_device",
     "print_config": "run `python -m lightning_deblur fit --print_config …` to see a job's configuration",
     "ckpt_path": "batch resumes each killed job from its own checkpoint (<output_dir>/<name>/seed<k>/checkpoints)",
+    "seeds_folder": "batch puts each seed's results in <output_dir>/<name>/seed<k>; use --seeds_per_job for seed batches",
 }
 """Fit options batch sets itself, and why they cannot be passed through."""
 
@@ -141,6 +145,18 @@ def build_jobs(cases: list[ManifestRow], seeds: list[int]) -> list[BatchJob]:
     """Every input with every seed, sorted by (name, seed) and numbered."""
     pairs = sorted(((case, seed) for case in cases for seed in seeds), key=lambda pair: (pair[0].name, pair[1]))
     return [BatchJob(index, case, seed) for index, (case, seed) in enumerate(pairs)]
+
+
+def seed_groups(todo: list[BatchJob], seeds_per_job: int) -> list[tuple[BatchJob, ...]]:
+    """``todo`` (sorted by input, then seed) cut into runs of one input's seeds, at most
+    ``seeds_per_job`` each: the jobs one ``fit --seeds`` process runs together."""
+    groups: list[tuple[BatchJob, ...]] = []
+    for job in todo:
+        if groups and groups[-1][0].case == job.case and len(groups[-1]) < seeds_per_job:
+            groups[-1] = (*groups[-1], job)
+        else:
+            groups.append((job,))
+    return groups
 
 
 # ----------------------------------------------------------------------------- results on disk
@@ -240,6 +256,24 @@ def fit_arguments(job: BatchJob, output_dir: str | Path, fit_prefix, known_kerne
         "--trainer.logger.init_args.version": f"seed{job.seed}",
     }
     return ["fit", *fit_prefix, *(part for pair in options.items() for part in pair)]
+
+
+def group_folder(jobs: tuple[BatchJob, ...], output_dir: str | Path) -> Path:
+    """The run folder of a seed batch (its logs, TensorBoard events and checkpoint):
+    ``<output_dir>/<name>/seeds<a>_<b>…``, beside its seeds' own folders."""
+    return Path(output_dir) / jobs[0].case.name / ("seeds" + "_".join(str(job.seed) for job in jobs))
+
+
+def group_fit_arguments(jobs: tuple[BatchJob, ...], output_dir: str | Path, fit_prefix, known_kernel: bool = False) -> list[str]:
+    """``fit`` arguments of a seed batch: the first job's, with every seed (``--seeds``)
+    and the group's run folder; each seed writes into its own job folder."""
+    folder = group_folder(jobs, output_dir)
+    return [
+        *fit_arguments(jobs[0], output_dir, fit_prefix, known_kernel),
+        "--seeds", ",".join(str(job.seed) for job in jobs),
+        "--seeds_folder", str(folder.parent),
+        "--trainer.logger.init_args.version", folder.name,
+    ]  # fmt: skip
 
 
 def _last_line(path: Path) -> str:
@@ -417,17 +451,80 @@ def run_job(job: BatchJob, spec: RunSpec, slot: Slot, running: RunningProcesses)
     return {"status": "failed" if error else "done", "error": error, "wall_time_s": wall_time, "device": slot.label}
 
 
+def run_seed_group(jobs: tuple[BatchJob, ...], spec: RunSpec, slot: Slot, running: RunningProcesses) -> list[dict]:
+    """Run several seeds of one input as one seed batch (``fit --seeds``) in one ``fit``
+    subprocess; return each job's summary values, in order.
+
+    The process writes its logs and checkpoint into :func:`group_folder` and each seed's
+    results into the seed's own job folder, as a separate job would. A group whose folder
+    holds a checkpoint resumes from it (should that fail, the group starts over at once,
+    every seed's folder emptied first). Seeds the group did not finish (a seed that
+    diverged stops its whole group) are then run one at a time as separate jobs
+    (:func:`run_job`), so one bad seed costs the others nothing. A single job is run as
+    :func:`run_job` runs it.
+
+    Raises:
+        Stopped: the batch is stopping; the folders are left as they are, to resume.
+    """
+    if len(jobs) == 1:
+        return [run_job(jobs[0], spec, slot, running)]
+    folder = group_folder(jobs, spec.output_dir)
+    checkpoint = folder / "checkpoints" / "last.ckpt"
+    run_dirs = [job.run_dir(spec.output_dir) for job in jobs]
+    arguments = group_fit_arguments(jobs, spec.output_dir, spec.fit_prefix, spec.known_kernel)
+    command = [sys.executable, "-m", "lightning_deblur", *arguments]
+    env = {**spec.base_env, **slot.env}
+    wall_time, resumed = 0.0, False
+    if checkpoint.is_file():
+        resumed = True
+        resume = [*command, "--ckpt_path", str(checkpoint)]
+        code, timed_out, seconds = run_fit(resume, folder, env, spec.timeout_s, running)
+        wall_time += seconds
+        ran = timed_out or code < 0 or any((run_dir / "metrics.json").exists() for run_dir in run_dirs)
+        if ran:
+            command = resume
+        else:
+            resumed = False  # the checkpoint did not take (broken, or the options changed): start over
+    if not resumed:
+        for path in (folder, *run_dirs):
+            if path.exists():
+                shutil.rmtree(path)
+        folder.mkdir(parents=True)
+        code, timed_out, seconds = run_fit(command, folder, env, spec.timeout_s, running)
+        wall_time += seconds
+    wall_time = round(wall_time, 3)
+    results = []
+    for job, run_dir in zip(jobs, run_dirs):
+        if read_finished(run_dir) is not None:
+            record = {"wall_time_s": wall_time, "device": slot.label, "resumed": resumed, "command": command,
+                      "seed_batch": str(folder)}  # fmt: skip
+            write_json(run_dir / "batch.json", record)
+            results.append({"status": "done", "error": None, "wall_time_s": wall_time, "device": slot.label})
+        elif timed_out:
+            # One at a time, the seeds would get no more time per process than the group had.
+            error = f"timed out after {spec.timeout_s:g} s (seed batch {folder.name})"
+            results.append({"status": "failed", "error": error, "wall_time_s": wall_time, "device": slot.label})
+        else:
+            results.append(run_job(job, spec, slot, running))
+    if all(read_finished(run_dir) is not None for run_dir in run_dirs):
+        # Every seed is finished, some perhaps one at a time: the group's checkpoint is of no more use.
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    return results
+
+
 def run_jobs(
-    todo: list[BatchJob],
+    todo: list,
     slots: list[Slot],
     jobs_per_device: int,
     spec: RunSpec,
-    on_result: Callable[[BatchJob, dict], None],
-    run: Callable[[BatchJob, RunSpec, Slot, RunningProcesses], dict] = run_job,
+    on_result: Callable[[object, dict | list[dict]], None],
+    run: Callable[[object, RunSpec, Slot, RunningProcesses], dict | list[dict]] = run_job,
 ) -> None:
     """Run ``todo`` on ``slots``, at most ``jobs_per_device`` at once on each; call
-    ``on_result(job, values)`` in this thread as each job ends (``values``: status, error,
-    wall time, device).
+    ``on_result(item, values)`` in this thread as each item ends (``values``: status, error,
+    wall time, device). An item is a :class:`BatchJob` run by :func:`run_job`, or a group
+    of jobs run by :func:`run_seed_group` (values: a list, one per job); should ``run``
+    raise, ``values`` is one failure for the whole item.
 
     A pool of threads, each running one job process at a time: a thread takes a free slot
     (slots are handed out in turn, so fewer jobs than places still use every device), runs
@@ -613,8 +710,11 @@ def run_batch(
     devices: str = "auto",
     jobs_per_device: int = 1,
     timeout_s: float | None = None,
+    seeds_per_job: int = 1,
 ) -> list[dict]:
     """Run this process's share of ``jobs``; return the summary rows of that share.
+    With ``seeds_per_job`` above 1, up to that many seeds of an input run as one seed
+    batch (:func:`run_seed_group`).
 
     Raises:
         InputError: bad options, found before anything is written.
@@ -627,8 +727,9 @@ def run_batch(
     share = [jobs[i] for i in node_share(len(jobs), rank)]
     settings = check_fit_options(fit_prefix, jobs[0], share, output_dir)
     rows, todo = scan_finished(share, output_dir)
+    groups = seed_groups(todo, seeds_per_job)
     if todo:  # checked before anything is written
-        slots, threads = plan_slots(devices, jobs_per_device, settings.accelerator, len(todo))
+        slots, threads = plan_slots(devices, jobs_per_device, settings.accelerator, len(groups))
 
     parts = rank.world_size > 1
     own_summary = output_dir / (f"summary.part{rank.rank}of{rank.world_size}.csv" if parts else "summary.csv")
@@ -659,9 +760,14 @@ def run_batch(
                 write_summary(own_summary, [rows[job.index] for job in share])
                 last_write = time.monotonic()
 
+        def record_group(group: tuple[BatchJob, ...], values: dict | list[dict]) -> None:
+            per_job = [values] * len(group) if isinstance(values, dict) else values
+            for job, job_values in zip(group, per_job, strict=True):
+                record(job, job_values)
+
         previous_handler = _raise_on_sigterm()
         try:
-            run_jobs(todo, slots, jobs_per_device, spec, record)
+            run_jobs(groups, slots, jobs_per_device, spec, record_group, run_seed_group)
         except (KeyboardInterrupt, SystemExit):
             print("batch: interrupted; run the same command again to resume", file=sys.stderr, flush=True)
             raise
@@ -746,6 +852,7 @@ def batch(
     devices: str = "auto",
     jobs_per_device: int = 1,
     timeout: float | None = None,
+    seeds_per_job: int = 1,
     fit_options: list[str] | None = None,
 ) -> list[dict]:
     """Deblur many images with many seeds: one independent fit job per (image, seed), spread over devices
@@ -762,6 +869,9 @@ def batch(
         devices: device slots: N or auto (every GPU, or 1 CPU slot).
         jobs_per_device: jobs run at once on each device.
         timeout: seconds after which a job is killed and marked failed.
+        seeds_per_job: run up to this many seeds of an input in one process, as one batched
+            model (fit --seeds; each seed still gets its own folder and summary row). Pays on
+            GPUs, not on CPUs (docs/RESULTS.md); 1 runs every seed as a job of its own.
         fit_options: options passed to every job's fit (not a command-line option: the
             arguments batch does not know).
 
@@ -782,6 +892,8 @@ def batch(
         raise InputError(f"--jobs_per_device {jobs_per_device} must be at least 1")
     if timeout is not None and timeout <= 0:
         raise InputError(f"--timeout {timeout:g} must be positive (seconds)")
+    if seeds_per_job < 1:
+        raise InputError(f"--seeds_per_job {seeds_per_job} must be at least 1 (1: one process per seed)")
     seed_list = parse_seeds(seeds)
     cases = read_manifest(manifest) if manifest else rows_from_folder(images, kernel_size)
     if not cases:
@@ -793,7 +905,7 @@ def batch(
     # 2 % of the steps (lightning_deblur/progress.py), a few kilobytes per job.
     fit_prefix = [arg for path in config or [] for arg in ("--config", str(Path(path).resolve()))] + fit_options
     jobs = build_jobs(cases, seed_list)
-    return run_batch(jobs, Path(output_dir).resolve(), fit_prefix, str(devices), jobs_per_device, timeout)
+    return run_batch(jobs, Path(output_dir).resolve(), fit_prefix, str(devices), jobs_per_device, timeout, seeds_per_job)
 
 
 def make_parser() -> ArgumentParser:

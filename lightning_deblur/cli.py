@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, Timer
 from lightning.pytorch.cli import LightningCLI
 
 from lightning_deblur import __version__
+from lightning_deblur.batch import parse_seeds
 from lightning_deblur.checkpointing import JobCheckpoint, run_folder_of_checkpoint
 from lightning_deblur.curves import QualityCurve
 from lightning_deblur.data import BlurredImage, Observation, load_observation
@@ -34,6 +35,7 @@ from lightning_deblur.planning import JobPlan, plan_job_from_options
 from lightning_deblur.precision import activation_bytes, default_precision
 from lightning_deblur.progress import JobProgressBar
 from lightning_deblur.schedule import LearningRateSchedule, LossSchedule
+from lightning_deblur.seed_batch import SeedBatchJob
 
 DEFAULT_SAVE_DIR = "logs"
 """Where run folders go (``<save_dir>/<image name>/version_<n>``) unless
@@ -174,6 +176,27 @@ class DeblurCLI(LightningCLI):
         parser.add_lightning_class_args(self._model_class, "model")
 
     def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument(
+            "--seeds",
+            type=str | None,
+            default=None,
+            help="run these seeds of the job as one batched model (e.g. 0-7 or 0,3,5), each into "
+            "<run folder>/seed<k>/; pays on GPUs, not on CPUs (lightning_deblur.seed_batch). "
+            "Default: one job, seeded by --seed_everything",
+        )
+        parser.add_argument(
+            "--seeds_folder",
+            type=str | None,
+            default=None,
+            help="with --seeds, the folder of the seeds' folders seed<k> (default: the run folder)",
+        )
+        parser.add_argument(
+            "--seeds_one_by_one",
+            type=bool,
+            default=False,
+            help="with --seeds, call the seeds' image nets one after another instead of as one "
+            "batched call: bit for bit what separate jobs compute, without the speed-up (for checking)",
+        )
         parser.add_lightning_class_args(LossSchedule, "schedule")
         # The learning-rate schedule is the job's (its LR scheduler), kept under its own key.
         parser.add_class_arguments(LearningRateSchedule, "lr_schedule")
@@ -211,6 +234,7 @@ class DeblurCLI(LightningCLI):
         # (seeding, the Trainer, folders): inputs the job cannot run on stop here, in one line.
         self.planned_device = planning_device(config.trainer.get("accelerator"))
         self.observation, self.plan = plan_from_config(config, self.planned_device)
+        self.batch_seeds = None if config.get("seeds") is None else parse_seeds(config.seeds)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -241,6 +265,11 @@ class DeblurCLI(LightningCLI):
             plan = self.model.plan_on(self.observation, self.trainer)
         self.model.plan = plan
         self.trainer.fit_loop.epoch_loop.max_steps = plan.total_steps
+        if self.batch_seeds is not None:
+            config = self.config[self.subcommand]
+            self.model = SeedBatchJob(
+                self.model, self.batch_seeds, folder=config.get("seeds_folder"), vectorize=not config.get("seeds_one_by_one")
+            )
 
 
 def planning_device(accelerator) -> torch.device:

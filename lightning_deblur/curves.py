@@ -51,22 +51,26 @@ class QualityCurve(Callback):
         if every_n_steps < 0:
             raise ValueError(f"curve.every_n_steps must be 0 or positive, got {every_n_steps}")
         self.every_n_steps = every_n_steps
-        self.rows: list[dict] = []
+        self.rows: dict[str, list[dict]] = {}
+        """Rows so far, per job (keyed by its ``log_prefix``: ``""`` for a job of its own)."""
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
-        if not self.every_n_steps or pl_module.latest_x is None:
+        if not self.every_n_steps:
             return
         step = trainer.global_step  # counts the step that just ended
         scale = pl_module.current_scale
         last_of_scale = step == scale.start_step + scale.iterations
         if step % self.every_n_steps == 0 or last_of_scale:
-            self.rows.append(self.row(trainer, pl_module, step))
+            for job in pl_module.jobs:
+                if job.latest_x is not None:
+                    self.rows.setdefault(job.log_prefix, []).append(self.row(trainer, job, step))
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self.every_n_steps or not trainer.is_global_zero or not self.rows:
+        if not self.every_n_steps or not trainer.is_global_zero:
             return
-        folder = Path(trainer.log_dir or trainer.default_root_dir)
-        write_curve(folder / "curve.csv", self.rows)
+        for job in pl_module.jobs:
+            if self.rows.get(job.log_prefix):
+                write_curve(job.run_folder() / "curve.csv", self.rows[job.log_prefix])
 
     @staticmethod
     @torch.no_grad()
@@ -77,7 +81,7 @@ class QualityCurve(Callback):
         row = {"step": step, "scale": scale.index, "step_in_scale": step - scale.start_step}
         row["loss"] = float(pl_module.latest_loss) if pl_module.latest_loss is not None else math.nan
         for term in LOSS_TERMS:
-            value = logged.get(f"loss/{term}")
+            value = logged.get(f"{pl_module.log_prefix}loss/{term}")
             row[term] = float(value) if value is not None and pl_module.loss_weights.get(term, 0) != 0 else None
         row["kernel_peak"] = float(pl_module.latest_k.max()) if pl_module.latest_k is not None else None
         row["psnr"] = row["aligned_psnr"] = None
@@ -92,10 +96,13 @@ class QualityCurve(Callback):
         return row
 
     def state_dict(self) -> dict:
-        return {"rows": list(self.rows)}
+        return {"rows_by_job": {prefix: list(rows) for prefix, rows in self.rows.items()}}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.rows = list(state_dict.get("rows", []))
+        if "rows_by_job" in state_dict:
+            self.rows = {prefix: list(rows) for prefix, rows in state_dict["rows_by_job"].items()}
+        else:  # checkpoints of one job made before seed batches
+            self.rows = {"": list(state_dict.get("rows", []))}
 
 
 def write_curve(path: Path, rows: list[dict]) -> Path:

@@ -27,27 +27,37 @@ class DivergenceGuard(Callback):
     def __init__(self, every_n_steps: int = 25, min_std: float = 1e-3) -> None:
         self.every_n_steps = every_n_steps
         self.min_std = min_std
-        self._last_good: tuple[torch.Tensor, torch.Tensor, int] | None = None
+        self._last_good: dict[int, tuple[torch.Tensor, torch.Tensor, int, int]] = {}
+        """Per job (its index in ``pl_module.jobs``): estimate, kernel, step and stage of
+        its last good check."""
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._last_good = None
+        self._last_good = {}
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step
         last_step_of_scale = step == pl_module.current_scale.end_step
         if not self.every_n_steps or (step % self.every_n_steps and not last_step_of_scale):
             return
-        reason = self.problem(pl_module)
+        for index, job in enumerate(pl_module.jobs):
+            if job.failure is None:
+                self.check(trainer, job, index, step)
+
+    def check(self, trainer: Trainer, job, index: int, step: int) -> None:
+        """Remember ``job``'s estimate as good, or fail it and stop the trainer (a seed
+        batch stops with its first failed job)."""
+        reason = self.problem(job)
         if reason is None:
-            self._last_good = (pl_module.latest_x.clone(), pl_module.latest_k.clone(), step, pl_module.scale_index)
+            self._last_good[index] = (job.latest_x.clone(), job.latest_k.clone(), step, job.scale_index)
             return
-        if self._last_good is not None and self._last_good[3] == pl_module.scale_index:
-            pl_module.latest_x, pl_module.latest_k = self._last_good[0], self._last_good[1]
-            kept = f"the estimate of step {self._last_good[2]} is kept"
+        last_good = self._last_good.get(index)
+        if last_good is not None and last_good[3] == job.scale_index:
+            job.latest_x, job.latest_k = last_good[0], last_good[1]
+            kept = f"the estimate of step {last_good[2]} is kept"
         else:
             kept = "no good estimate at this scale to keep"
-            pl_module.latest_x = None
-        pl_module.failure = f"{reason} at step {step}; {kept}"
+            job.latest_x = None
+        job.failure = f"{reason} at step {step}; {kept}"
         trainer.should_stop = True
 
     def problem(self, pl_module: LightningModule) -> str | None:

@@ -124,14 +124,7 @@ class DeblurJob(JobStages, LightningModule):
         return self.plan_for(observation, trainer.strategy.root_device, activation_bytes(trainer.precision))
 
     def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule
-        if not isinstance(datamodule, BlurredImage):
-            raise RuntimeError("DeblurJob needs a BlurredImage datamodule passed to trainer.fit")
-        observation = datamodule.load()
-        # The command line has planned already (its input check); a Trainer used directly has not.
-        if self.plan is None:
-            self.plan = self.plan_on(observation, self.trainer)
-        self.build(observation)
+        self.build(planned_observation(self, self.trainer))
 
     def configure_optimizers(self) -> dict:
         """One Adam with a parameter group per generator (θ_x, and θ_k in the blind scales),
@@ -160,11 +153,18 @@ class DeblurJob(JobStages, LightningModule):
     # ------------------------------------------------------------------- step
     def forward(self, perturb: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Current estimates ``(x, k)``: ``(1, C, H+kh-1, W+kw-1)`` in [0, 1] and ``(kh, kw)``."""
-        z_x = self.z_x
+        return self.image_net(self.image_input(perturb)), self.kernel()
+
+    def image_input(self, perturb: bool = True) -> torch.Tensor:
+        """G_x's input: ``z_x``, plus fresh Gaussian noise of std ``input_perturbation``
+        when ``perturb`` (one draw from the random stream per step)."""
         if perturb and self.input_perturbation > 0:
-            z_x = z_x + self.input_perturbation * torch.randn_like(z_x)
-        kernel = self.fixed_kernel if self.kernel_net is None else self.kernel_net(self.z_k)
-        return self.image_net(z_x), kernel
+            return self.z_x + self.input_perturbation * torch.randn_like(self.z_x)
+        return self.z_x
+
+    def kernel(self) -> torch.Tensor:
+        """The current kernel ``(kh, kw)``: G_k's output, or the fixed kernel."""
+        return self.fixed_kernel if self.kernel_net is None else self.kernel_net(self.z_k)
 
     def loss(self, x: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted loss of the estimates ``(x, k)`` against the current observation.
@@ -192,18 +192,36 @@ class DeblurJob(JobStages, LightningModule):
     def training_step(self, batch: int, batch_idx: int) -> torch.Tensor:
         x, k = self(perturb=True)
         total, terms = self.loss(x, k)
-        self.latest_x, self.latest_k, self.latest_loss = x.detach().float(), k.detach(), total.detach()
         # Tensors go to the logger as they are and are read back (a host sync) only when
         # the logger writes. Nothing is logged with prog_bar=True: Lightning would read
         # those back every step; the progress bar reads latest_loss/latest_psnr itself.
-        self.log("loss", total, batch_size=1)
-        for name, value in terms.items():
-            self.log(f"loss/{name}", value, batch_size=1)
+        for name, value in self.record_step(x, k, total, terms).items():
+            self.log(name, value, batch_size=1)
+        return total
+
+    def record_step(
+        self, x: torch.Tensor, k: torch.Tensor, total: torch.Tensor, terms: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Keep a step's estimates and loss as the latest (detached), and return what the
+        step logs: the loss, each term under ``loss/``, and with a sharp reference ``psnr``."""
+        self.latest_x, self.latest_k, self.latest_loss = x.detach().float(), k.detach(), total.detach()
+        logged = {"loss": total, **{f"loss/{name}": value for name, value in terms.items()}}
         if self.sharp is not None:
             estimate = crop_to_observation(self.latest_x, self.current_scale.kernel_size)
-            self.latest_psnr = psnr(estimate, self.sharp)
-            self.log("psnr", self.latest_psnr, batch_size=1)
-        return total
+            self.latest_psnr = logged["psnr"] = psnr(estimate, self.sharp)
+        return logged
+
+def planned_observation(module: LightningModule, trainer) -> Observation:
+    """The observation of the trainer's :class:`BlurredImage` datamodule, with ``module``
+    (a job, or a seed batch of jobs) planned on it if it is not yet: the command line
+    plans at parse time (its input check), a Trainer used directly does not."""
+    datamodule = trainer.datamodule
+    if not isinstance(datamodule, BlurredImage):
+        raise RuntimeError(f"{type(module).__name__} needs a BlurredImage datamodule passed to trainer.fit")
+    observation = datamodule.load()
+    if module.plan is None:
+        module.plan = module.plan_on(observation, trainer)
+    return observation
 
 
 def check_choices(iterations, kernel_mode, scales, colour, memory_format, refit, kernel_l2_reduction, starts) -> None:

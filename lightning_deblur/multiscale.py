@@ -7,7 +7,6 @@ in :mod:`lightning_deblur.planning`; resampling and the fitting loop are the cor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -77,42 +76,56 @@ class ScaleTransition(Callback):
             self._log_refit(trainer, pl_module, include_image=False)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
-        scale = pl_module.current_scale
-        if trainer.global_step != scale.end_step or pl_module.failure is not None:
+        entered = self.advance(trainer, pl_module)
+        if entered is None:
             return
-        if scale.finishing:
-            pl_module.blend_finished_tile()
-        else:
-            # scales/ keeps the estimate as the optimization left it; the job centres it
-            # (after its finest blind scale) before anything else uses it.
-            self._save_scale(trainer, pl_module, scale)
-            if scale.start is not None:
-                pl_module.end_start()
-                self._log_start(trainer, pl_module, scale)
-            pl_module.end_blind_scales()
-        if scale.index + 1 >= len(pl_module.plan.stages):
-            return
-        x_previous, k_previous = pl_module.latest_x, pl_module.latest_k
-        pl_module.enter_scale(scale.index + 1)
-        nxt = pl_module.current_scale
-        if nxt.finishing:
-            # The kernel is now fixed; the image net starts each tile from the job's
-            # starting estimate for it (none in a non-blind job).
-            start = pl_module.finishing_start()
-            if start is not None:
-                self._fit_image(pl_module, start)
-        elif nxt.start is not None:
-            # A new start begins as the job did: random nets, only the kernel fitted.
-            self._fit_initial_kernel(pl_module)
-        else:
-            if pl_module.centre_kernel_between_scales:
-                x_previous, k_previous, _, _ = centre_kernel(x_previous, k_previous)
-            self._fit_image(pl_module, resize_image(x_previous, nxt.support))
-            self._fit_kernel(pl_module, resize_kernel(k_previous, nxt.kernel_size))
         # New parameters need a new optimizer (and learning-rate scheduler): the strategy
         # makes them from configure_optimizers as it did at the start of the fit.
         trainer.strategy.setup_optimizers(trainer)
-        self._log_refit(trainer, pl_module, include_image=nxt.start is None)
+        self._log_refit(trainer, pl_module, include_image=entered.start is None)
+
+    @classmethod
+    def advance(cls, trainer: Trainer, job) -> Scale | None:
+        """End ``job``'s stage if this step was its last, and enter and prepare the next
+        one (re-fits included); return the stage entered, or ``None`` when the job stays
+        (or has no next stage). The caller sets up the new optimizer.
+
+        A seed batch (:mod:`lightning_deblur.seed_batch`) calls this for each of its
+        jobs in turn, each within its own random stream.
+        """
+        scale = job.current_scale
+        if trainer.global_step != scale.end_step or job.failure is not None:
+            return None
+        if scale.finishing:
+            job.blend_finished_tile()
+        else:
+            # scales/ keeps the estimate as the optimization left it; the job centres it
+            # (after its finest blind scale) before anything else uses it.
+            cls._save_scale(trainer, job, scale)
+            if scale.start is not None:
+                job.end_start()
+                cls._log_start(trainer, job, scale)
+            job.end_blind_scales()
+        if scale.index + 1 >= len(job.plan.stages):
+            return None
+        x_previous, k_previous = job.latest_x, job.latest_k
+        job.enter_scale(scale.index + 1)
+        nxt = job.current_scale
+        if nxt.finishing:
+            # The kernel is now fixed; the image net starts each tile from the job's
+            # starting estimate for it (none in a non-blind job).
+            start = job.finishing_start()
+            if start is not None:
+                cls._fit_image(job, start)
+        elif nxt.start is not None:
+            # A new start begins as the job did: random nets, only the kernel fitted.
+            cls._fit_initial_kernel(job)
+        else:
+            if job.centre_kernel_between_scales:
+                x_previous, k_previous, _, _ = centre_kernel(x_previous, k_previous)
+            cls._fit_image(job, resize_image(x_previous, nxt.support))
+            cls._fit_kernel(job, resize_kernel(k_previous, nxt.kernel_size))
+        return nxt
 
     # ---------------------------------------------------------------- helpers
     @classmethod
@@ -145,29 +158,32 @@ class ScaleTransition(Callback):
 
     @staticmethod
     def _log_refit(trainer: Trainer, pl_module, include_image: bool) -> None:
+        """Take the re-fitted nets' output as the job's latest estimate and log the
+        re-fits of the current stage (a seed batch's jobs under their ``log_prefix``)."""
         with torch.no_grad():
             x, k = pl_module(perturb=False)
         pl_module.latest_x, pl_module.latest_k = x.detach().float(), k.detach()
-        step = trainer.global_step
+        step, prefix = trainer.global_step, pl_module.log_prefix
         for logger in trainer.loggers:
             metrics = {"scale": float(pl_module.scale_index)}
             for name, scale_index, report in pl_module.refit_reports:
                 if scale_index == pl_module.scale_index:
-                    metrics[f"refit/{name}_iterations"] = float(report.iterations)
-                    metrics[f"refit/{name}_rmse"] = report.rmse
+                    metrics[f"{prefix}refit/{name}_iterations"] = float(report.iterations)
+                    metrics[f"{prefix}refit/{name}_rmse"] = report.rmse
             logger.log_metrics(metrics, step=step)
         if include_image:
-            ImageLogging.log_estimate(trainer, pl_module, "refit", step)
+            ImageLogging.log_estimate(trainer, pl_module, prefix + "refit", step)
         else:
-            ImageLogging.log_kernel(trainer, pl_module, "refit", step)
+            ImageLogging.log_kernel(trainer, pl_module, prefix + "refit", step)
 
     @staticmethod
     def _log_start(trainer: Trainer, pl_module, scale: Scale) -> None:
         """The ended start's score and signals under ``start/``, and after the last start
         the one chosen (``start/chosen``, 0-based)."""
-        metrics = {f"start/{name}": value for name, value in pl_module.start_records[-1].as_metrics().items()}
+        prefix = pl_module.log_prefix + "start/"
+        metrics = {prefix + name: value for name, value in pl_module.start_records[-1].as_metrics().items()}
         if scale.start == pl_module.plan.starts - 1:
-            metrics["start/chosen"] = float(pl_module.chosen_start)
+            metrics[prefix + "chosen"] = float(pl_module.chosen_start)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
 
@@ -176,7 +192,7 @@ class ScaleTransition(Callback):
         # Without a logger there is no run folder to keep them in.
         if not trainer.is_global_zero or pl_module.latest_x is None or not trainer.loggers:
             return
-        folder = Path(trainer.log_dir) / "scales"
+        folder = pl_module.run_folder() / "scales"
         image, kernel = pl_module.estimate()
         prefix = folder / pl_module.plan.scale_name(scale)
         write_image(f"{prefix}_image.png", image[0, 0].double().cpu().numpy())

@@ -61,8 +61,15 @@ class ResultWriter(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
+        # One job, or each job of a seed batch into its own folder.
+        for job in pl_module.jobs:
+            self.write_results(trainer, job)
+
+    def write_results(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Write one job's result files into its run folder (``pl_module.run_folder()``)."""
         wall_time = training_time(trainer)
-        folder = Path(trainer.log_dir or trainer.default_root_dir)
+        folder = pl_module.run_folder()
+        folder.mkdir(parents=True, exist_ok=True)
         observation = pl_module.observation
         metrics = {
             "status": "failed" if pl_module.failure else "stopped" if pl_module.stopped_early else "done",
@@ -73,6 +80,7 @@ class ResultWriter(Callback):
             "seconds_per_iteration": round(wall_time / max(trainer.global_step, 1), 5),
             "device": str(pl_module.device),
             "precision": str(trainer.precision),
+            **pl_module.batch_record,
         }
         if pl_module.failure:
             metrics["error"] = pl_module.failure
@@ -117,7 +125,7 @@ class ResultWriter(Callback):
                 metrics.update(verdict.as_metrics())
                 writer = tensorboard_writer(trainer)
                 if writer is not None:
-                    writer.add_text("verdict", verdict.sentence(), trainer.global_step)
+                    writer.add_text(pl_module.log_prefix + "verdict", verdict.sentence(), trainer.global_step)
             if pl_module.sharp_full is not None and pl_module.estimate_is_full_size:
                 metrics.update(quality_figures(grey, pl_module.y_full, pl_module.sharp_full))
                 if image.shape[1] == 3 and pl_module.sharp_colour is not None:

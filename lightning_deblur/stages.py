@@ -12,6 +12,7 @@ initialized layer, made at the change (its random draw is part of the method).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
@@ -64,8 +65,29 @@ class JobStages:
         self.start_records: list[StartRecord] = []
         """The score of every start of the coarsest scale that has ended, in order."""
         self.best_start_image_net = self.best_start_kernel_net = None
+        self.member_folder: Path | None = None
+        """Where a seed batch's job writes its files (:mod:`~lightning_deblur.seed_batch`);
+        ``None``: the trainer's run folder."""
+        self.log_prefix = ""
+        """Prefix of this job's TensorBoard tags: empty, or ``seed<k>/`` in a seed batch."""
+        self.batch_record: dict = {}
+        """What ``metrics.json`` says of the seed batch the job ran in (its seed, all
+        the batch's seeds); empty for a job of its own."""
 
     # ------------------------------------------------------------- properties
+    @property
+    def jobs(self) -> tuple:
+        """The jobs this module trains: itself (a seed batch has one per seed). Callbacks
+        that act per job (results, curves, images, divergence) iterate over these."""
+        return (self,)
+
+    def run_folder(self) -> Path:
+        """The folder of this job's result files: its own within a seed batch, else the
+        trainer's run folder (the logger's, or the root directory without a logger)."""
+        if self.member_folder is not None:
+            return self.member_folder
+        return Path(self.trainer.log_dir or self.trainer.default_root_dir)
+
     @property
     def current_scale(self) -> Scale:
         return self.plan.stages[self.scale_index]

@@ -34,6 +34,10 @@ def test_the_gpu_day_script_runs_in_smoke_mode(tmp_path):
     (speed,) = tmp_path.glob("method_speed_fast_tiny_improved_tiny_*.json")
     methods = json.loads(speed.read_text())["methods"]
     assert methods["fast_tiny"]["job_s"] > 0 and methods["improved_tiny"]["speedup_over_fast_tiny"] > 0
+    # One job against two seeds of it as one seed batch, per seed.
+    (seed_batch,) = tmp_path.glob("method_speed_fast_tiny_fast_tiny_seeds2_*.json")
+    batched = json.loads(seed_batch.read_text())["methods"]["fast_tiny_seeds2"]
+    assert batched["runs"][0]["seeds"] == 2 and batched["process_s_per_seed"] == batched["process_s"] / 2
     counts = json.loads((tmp_path / "jobs_per_gpu.json").read_text())["counts"]
     assert [(c["jobs_at_a_time"], c["jobs_finished"]) for c in counts] == [(1, 1), (2, 2)]
     assert all(c["jobs_per_minute"] > 0 for c in counts)
