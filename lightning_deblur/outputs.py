@@ -85,13 +85,15 @@ class ResultWriter(Callback):
         if pl_module.failure:
             metrics["error"] = pl_module.failure
         elif pl_module.stopped_early:
+            stopped = f"stopped after {trainer.global_step} of {pl_module.plan.total_steps} steps"
             # JobCheckpoint saves the step reached (after this writer) unless checkpoints are off.
-            resumable = any(isinstance(c, JobCheckpoint) and c.every_n_steps for c in trainer.callbacks)
-            metrics["error"] = f"stopped after {trainer.global_step} of {pl_module.plan.total_steps} steps" + (
-                f"; resume with --ckpt_path {folder / 'checkpoints' / 'last.ckpt'}"
-                if resumable
-                else " (no checkpoint to resume from: --checkpoint.every_n_steps is 0)"
-            )
+            checkpoints = [c for c in trainer.callbacks if isinstance(c, JobCheckpoint) and c.every_n_steps]
+            if pl_module.stop_reason:
+                metrics["error"] = f"{stopped}: {pl_module.stop_reason}"
+            elif checkpoints:
+                metrics["error"] = f"{stopped}; resume with --ckpt_path {Path(checkpoints[0].dirpath) / 'last.ckpt'}"
+            else:
+                metrics["error"] = f"{stopped} (no checkpoint to resume from: --checkpoint.every_n_steps is 0)"
         if pl_module.latest_loss is not None:
             metrics["final_loss"] = float(pl_module.latest_loss)
         inputs = {p.resolve() for p in (observation.source.path, getattr(observation.sharp_source, "path", None)) if p}

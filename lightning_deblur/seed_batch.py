@@ -22,9 +22,11 @@ the seed-steps per second at R = 8 on 96×96 images on an H200, docs/RESULTS.md)
 CPUs measured here the batched step was 22–28 % slower than R separate steps, so on a
 CPU separate jobs (``batch`` runs them in parallel) remain the better choice.
 
-Limits: every job runs the same plan (same image, same options), so a job that fails
-(the divergence guard) stops the batch: its folder says ``failed``, the others'
-``stopped`` with their estimates so far, and ``--ckpt_path`` resumes them all.
+Limits: every job runs the same plan (same image, same options), in lockstep, so a job
+that fails (the divergence guard) stops the batch: its folder says ``failed``, the
+others' ``stopped``, with their estimates so far and the advice to run them again on
+their own (``batch --seeds_per_job`` does). A killed batch resumes from its checkpoint
+(``--ckpt_path`` with the same ``--seeds``).
 """
 
 from __future__ import annotations
@@ -219,6 +221,17 @@ class SeedBatchJob(LightningModule):
     def on_fit_start(self) -> None:
         for member in self.members:
             member.apply_memory_format()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # After the callbacks' hooks: the divergence guard has judged every job.
+        failure = self.failure
+        if failure is None:
+            return
+        for seed, member in zip(self.seeds, self.members):
+            if member.failure is None and member.stop_reason is None:
+                member.stop_reason = (
+                    f"{failure}, which stops its seed batch; run seed {seed} again on its own (--seed_everything {seed})"
+                )
 
     # -------------------------------------------------------------- step
     def training_step(self, batch: int, batch_idx: int) -> torch.Tensor:

@@ -62,6 +62,9 @@ class JobStages:
         self.latest_x = self.latest_k = self.latest_loss = self.latest_psnr = None
         self.failure: str | None = None
         """Why the job stopped early (set by DivergenceGuard), or ``None``."""
+        self.stop_reason: str | None = None
+        """Why a job that did not fail stopped before its plan's end, when the reason is not
+        the trainer's (another seed of its seed batch failed), or ``None``."""
         self.start_records: list[StartRecord] = []
         """The score of every start of the coarsest scale that has ended, in order."""
         self.best_start_image_net = self.best_start_kernel_net = None

@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import CONF, KillAt, read_metrics, write_easy_case
+from conftest import CONF, KillAt, blur, gaussian_kernel, read_metrics, synthetic_sharp, write_easy_case
 from test_bad_input import run_expecting_error
 
-from lightning_deblur.cli import main
+from lightning_deblur.cli import JOB_FAILED, main
 from lightning_deblur.data import Observation
+from lightning_deblur.divergence import DivergenceGuard
 from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
-from lightning_deblur.imagefiles import read_image
+from lightning_deblur.imagefiles import read_image, write_image
 from lightning_deblur.job import DeblurJob
 from lightning_deblur.planning import ScalesSpec
 from lightning_deblur.seed_batch import RandomStreams, SeedBatchJob
@@ -214,3 +215,41 @@ def test_each_stream_is_the_one_its_seed_gives():
     torch.manual_seed(5)
     assert torch.equal(other, torch.rand(3))
 
+
+
+@pytest.mark.parametrize("mode", ["colour", "non-blind"])
+def test_finishing_stages_and_known_kernels_run_per_seed_too(mode, tmp_path):
+    """An RGB input (the colour stage: a 3-channel head, the kernel fixed) and a non-blind
+    job (the image net alone): each seed's result is still its separate run's."""
+    kernel = gaussian_kernel(5, 1.2)
+    write_image(tmp_path / "rgb.png", np.stack([blur(synthetic_sharp(41, 35, seed=c), kernel) for c in range(3)], -1))
+    np.save(tmp_path / "kernel.npy", kernel)
+    known = ["--model.kernel_mode", "fixed", "--data.kernel", str(tmp_path / "kernel.npy")] if mode == "non-blind" else []
+    common = ["fit", "--config", str(CONF / "tiny.yaml"), "--data.image", str(tmp_path / "rgb.png"),
+              "--data.kernel_size", "5", *known]  # fmt: skip
+    main([*common, "--trainer.logger.init_args.save_dir", str(tmp_path / "batch"), "--seeds", "0-1", "--seeds_one_by_one", "true"])
+    for seed in SEEDS:
+        main([*common, "--trainer.logger.init_args.save_dir", str(tmp_path / f"seed{seed}"), "--seed_everything", str(seed)])
+        member, separate = run_folder(tmp_path / "batch") / f"seed{seed}", run_folder(tmp_path / f"seed{seed}")
+        assert read_metrics(member)["colour"] == "full" and read_metrics(member)["tiles"] == 1
+        assert (member / "deblurred.png").read_bytes() == (separate / "deblurred.png").read_bytes()
+
+
+def test_a_seed_that_fails_stops_the_batch_and_the_others_keep_their_estimates(runs, tmp_path, monkeypatch, capsys):
+    original = DivergenceGuard.problem
+
+    def seed1_diverges_at_step_15(self, job):
+        return "the loss is not finite (diverged)" if job.log_prefix == "seed1/" and job.global_step >= 15 else original(self, job)
+
+    monkeypatch.setattr(DivergenceGuard, "problem", seed1_diverges_at_step_15)
+    with pytest.raises(SystemExit) as exit_info:
+        fit(tmp_path / "logs", runs["case"], "--seeds", "0,1", "--divergence.every_n_steps", "5")
+    assert exit_info.value.code == JOB_FAILED
+    assert "seed 1: the loss is not finite" in capsys.readouterr().err
+    run = run_folder(tmp_path / "logs")
+    failed, stopped = read_metrics(run / "seed1"), read_metrics(run / "seed0")
+    # Checked every 5 steps: the estimate of step 10 (same stage, the second start) is kept.
+    assert failed["status"] == "failed" and "at step 15; the estimate of step 10 is kept" in failed["error"]
+    assert stopped["status"] == "stopped" and stopped["iterations"] == 15
+    assert "seed 1: the loss is not finite" in stopped["error"] and "--seed_everything 0" in stopped["error"]
+    assert (run / "seed0" / "deblurred.png").is_file() and (run / "seed1" / "deblurred.png").is_file()
