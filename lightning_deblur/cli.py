@@ -233,8 +233,9 @@ class DeblurCLI(LightningCLI):
         # Decode the inputs and plan the job now, once, before anything else happens
         # (seeding, the Trainer, folders): inputs the job cannot run on stop here, in one line.
         self.planned_device = planning_device(config.trainer.get("accelerator"))
-        self.observation, self.plan = plan_from_config(config, self.planned_device)
         self.batch_seeds = None if config.get("seeds") is None else parse_seeds(config.seeds)
+        copies = len(self.batch_seeds) if self.batch_seeds else 1
+        self.observation, self.plan = plan_from_config(config, self.planned_device, copies)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -262,7 +263,7 @@ class DeblurCLI(LightningCLI):
         if self.trainer.strategy.root_device != self.planned_device:
             # Only where the Trainer chose another device than the plan assumed (an
             # accelerator given as an object, say): the automatic tile size depends on it.
-            plan = self.model.plan_on(self.observation, self.trainer)
+            plan = self.model.plan_on(self.observation, self.trainer, copies=len(self.batch_seeds or [0]))
         self.model.plan = plan
         self.trainer.fit_loop.epoch_loop.max_steps = plan.total_steps
         if self.batch_seeds is not None:
@@ -283,8 +284,9 @@ def planning_device(accelerator) -> torch.device:
     return torch.device("cpu")
 
 
-def plan_from_config(config, device: torch.device | None) -> tuple[Observation, JobPlan]:
-    """Decode the job's inputs and plan it, on ``device``, from the parsed ``fit`` configuration.
+def plan_from_config(config, device: torch.device | None, copies: int = 1) -> tuple[Observation, JobPlan]:
+    """Decode the job's inputs and plan it, on ``device``, from the parsed ``fit`` configuration;
+    ``copies`` jobs (a seed batch's seeds) share the device's memory.
 
     Raises:
         InputError: unreadable inputs, or inputs the job cannot run on (see
@@ -292,7 +294,8 @@ def plan_from_config(config, device: torch.device | None) -> tuple[Observation, 
     """
     data = config.data
     observation = load_observation(data.image, data.kernel_size, data.sharp, data.get("kernel"))
-    plan = plan_job_from_options(observation, config.model, device, activation_bytes(config.trainer.precision))
+    # R seeds hold R nets' activations at once: as many bytes per value of one net.
+    plan = plan_job_from_options(observation, config.model, device, activation_bytes(config.trainer.precision) * copies)
     return observation, plan
 
 

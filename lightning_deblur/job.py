@@ -119,9 +119,10 @@ class DeblurJob(JobStages, LightningModule):
         """This job's plan on ``observation`` (see :func:`~lightning_deblur.planning.plan_job`)."""
         return plan_job_from_options(observation, self.hparams, device, bytes_per_value)
 
-    def plan_on(self, observation: Observation, trainer) -> JobPlan:
-        """The plan for the trainer's device and precision (16-bit autocast halves activations)."""
-        return self.plan_for(observation, trainer.strategy.root_device, activation_bytes(trainer.precision))
+    def plan_on(self, observation: Observation, trainer, copies: int = 1) -> JobPlan:
+        """The plan for the trainer's device and precision (16-bit autocast halves
+        activations), with ``copies`` jobs (a seed batch's seeds) sharing its memory."""
+        return self.plan_for(observation, trainer.strategy.root_device, activation_bytes(trainer.precision) * copies)
 
     def setup(self, stage: str) -> None:
         self.build(planned_observation(self, self.trainer))

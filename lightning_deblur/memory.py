@@ -93,6 +93,7 @@ def check_fits(image_spec, support: tuple[int, int], device: torch.device, bytes
         raise InputError(
             f"a {support[0]}×{support[1]} estimate needs about {needed / 2**30:.1f} GiB per step but {device} has "
             f"{free / 2**30:.1f} GiB free; estimate the kernel on a smaller crop (--model.kernel_crop.size 256), "
-            "use smaller tiles (--model.finish.tile_size) or a narrower image net (--model.image_net.channels)"
+            "use smaller tiles (--model.finish.tile_size), a narrower image net (--model.image_net.channels) "
+            "or, with --seeds, fewer seeds at once"
         )
     return needed

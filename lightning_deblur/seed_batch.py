@@ -137,8 +137,9 @@ class SeedBatchJob(LightningModule):
         for member in self.members:
             member.plan = plan
 
-    def plan_on(self, observation, trainer) -> JobPlan:
-        return self.lead.plan_on(observation, trainer)
+    def plan_on(self, observation, trainer, copies: int | None = None) -> JobPlan:
+        """One job's plan, with the memory of every seed's activations counted."""
+        return self.lead.plan_on(observation, trainer, copies=copies or len(self.seeds))
 
     @property
     def current_scale(self) -> Scale:

@@ -15,6 +15,7 @@ from lightning_deblur.divergence import DivergenceGuard
 from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
 from lightning_deblur.imagefiles import read_image, write_image
 from lightning_deblur.job import DeblurJob
+from lightning_deblur.memory import step_bytes
 from lightning_deblur.planning import ScalesSpec
 from lightning_deblur.seed_batch import RandomStreams, SeedBatchJob
 
@@ -253,3 +254,16 @@ def test_a_seed_that_fails_stops_the_batch_and_the_others_keep_their_estimates(r
     assert stopped["status"] == "stopped" and stopped["iterations"] == 15
     assert "seed 1: the loss is not finite" in stopped["error"] and "--seed_everything 0" in stopped["error"]
     assert (run / "seed0" / "deblurred.png").is_file() and (run / "seed1" / "deblurred.png").is_file()
+
+
+def test_the_memory_check_counts_every_seed_of_a_batch(blurred_case, tmp_path, capsys, monkeypatch):
+    """Room for about three jobs' activations: one job starts, a batch of eight seeds is refused."""
+    one_job = step_bytes(ImageNetSpec(channels=8, skip_channels=4), (41, 35))
+    monkeypatch.setattr("lightning_deblur.memory.available_bytes", lambda device: 3 * one_job)
+    common = ["fit", "--config", str(CONF / "tiny.yaml"), "--data.image", str(blurred_case["image"]),
+              "--data.kernel_size", "5", "--trainer.logger.init_args.save_dir", str(tmp_path)]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main([*common, "--seeds", "0-7"])
+    assert exit_info.value.code == 2 and "fewer seeds" in capsys.readouterr().err
+    main([*common, "--seeds", "0-1", "--model.iterations", "2", "--model.finish.iterations", "2"])
+    assert len(list(tmp_path.glob("*/version_*/seed*/metrics.json"))) == 2
