@@ -226,9 +226,16 @@ class DeblurCLI(LightningCLI):
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
+        seeded_batch = config.get("seeds") is not None
         if config.trainer.get("precision") is None:
-            config.trainer.precision = default_precision(
+            # A seed batch's nets run in float32 (SeedBatchJob.image_nets says why).
+            config.trainer.precision = "32-true" if seeded_batch else default_precision(
                 config.trainer.get("accelerator"), config.model.image_net.channels
+            )
+        elif seeded_batch and activation_bytes(config.trainer.precision) != 4:
+            raise InputError(
+                f"--seeds runs in float32, not {config.trainer.precision} (autocast does not reach the seeds' batched "
+                "convolutions); leave --trainer.precision unset or give 32-true"
             )
         # Decode the inputs and plan the job now, once, before anything else happens
         # (seeding, the Trainer, folders): inputs the job cannot run on stop here, in one line.

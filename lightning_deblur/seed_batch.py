@@ -259,6 +259,10 @@ class SeedBatchJob(LightningModule):
 
         Returns:
             ``(R, C, H', W')``; gradients flow to each job's own parameters.
+
+        Float32 only: autocast does not reach the batched convolutions vmap makes of the
+        nets' (a bf16 activation then meets a float32 weight), so the command line runs
+        seed batches in ``32-true`` (on the GPUs measured, float32 was the faster anyway).
         """
         nets = [member.image_net for member in self.members]
         if not self.vectorize:

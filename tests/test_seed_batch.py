@@ -146,6 +146,19 @@ def test_a_checkpoint_resumes_only_its_own_seeds(runs, tmp_path, monkeypatch, ca
     assert "seeds [0, 1]" in error and "\n" not in error
 
 
+def test_a_seed_batch_runs_in_float32(tmp_path, capsys):
+    write_easy_case(tmp_path)
+    common = ["--data.image", str(tmp_path / "blurred.png"), "--data.kernel_size", "7",
+              "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--seeds", "0,1"]  # fmt: skip
+    error = run_expecting_error(capsys, *common, "--trainer.precision", "bf16-mixed")
+    assert "float32" in error and "32-true" in error
+    # A width whose default is bf16-mixed on CPUs with native bf16: float32 in a seed batch.
+    main(["fit", "--config", str(CONF / "tiny.yaml"), *common, "--model.image_net.channels", "64",
+          "--model.image_net.skip_channels", "4", "--model.iterations", "2", "--model.finish.iterations", "2"])  # fmt: skip
+    (metrics,) = (tmp_path / "logs").glob("*/version_*/seed0/metrics.json")
+    assert read_metrics(metrics.parent)["precision"] == "32-true"
+
+
 @pytest.mark.parametrize("seeds", ["3-1", "a,b", "-2"])
 def test_bad_seeds_are_one_line_errors(seeds, tmp_path, capsys):
     write_easy_case(tmp_path)
