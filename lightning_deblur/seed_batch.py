@@ -3,7 +3,8 @@
 A :class:`SeedBatchJob` holds one :class:`~lightning_deblur.job.DeblurJob` per seed and
 trains them in lockstep. Each training step draws every job's input perturbation, runs
 the R image nets as one batched call (``torch.func``: the jobs' parameters stacked along
-a new leading dimension, ``vmap`` over ``functional_call``), and sums the jobs' losses.
+a new leading dimension, ``vmap`` over ``functional_call``), the R kernel nets and the R
+losses likewise, and sums the jobs' losses.
 The sum keeps the jobs independent: each job's gradient is that of its own loss, and
 Adam updates every parameter element by element, so one Adam over all jobs' parameters
 takes the same steps as R Adams. Everything else, the stage changes and re-fits, the
@@ -240,33 +241,53 @@ class SeedBatchJob(LightningModule):
         for index, member in enumerate(self.members):
             with self.streams.of(index):
                 inputs.append(member.image_input(perturb=True))
-        images = self.image_nets(torch.cat(inputs))
-        total = 0
+        images, kernels = self.image_nets(torch.cat(inputs)), self.kernels()
+        if self.vectorize:
+            # Every job's loss in one call: the jobs share the observation, the stage and
+            # the loss settings, so the lead job's loss is each job's.
+            totals, terms = vmap(lambda x, k: self.lead.loss(x.unsqueeze(0), k))(images, kernels)
+            losses = [(totals[index], {name: value[index] for name, value in terms.items()}) for index in range(len(self.seeds))]
+        else:
+            losses = [member.loss(images[index : index + 1], kernels[index]) for index, member in enumerate(self.members)]
         for index, member in enumerate(self.members):
-            x, k = images[index : index + 1], member.kernel()
-            loss, terms = member.loss(x, k)
-            for name, value in member.record_step(x, k, loss, terms).items():
+            loss, job_terms = losses[index]
+            for name, value in member.record_step(images[index : index + 1], kernels[index], loss, job_terms).items():
                 self.log(member.log_prefix + name, value, batch_size=1)
-            total = total + loss
+        total = torch.stack([loss for loss, _ in losses]).sum()
         self.log("loss", total, batch_size=1)
         return total
 
     def image_nets(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Every job's G_x on its own input in one batched call.
+        """Every job's G_x on its own input.
 
         Args:
             inputs: ``(R, input_channels, H', W')``, job ``r``'s input in row ``r``.
 
         Returns:
             ``(R, C, H', W')``; gradients flow to each job's own parameters.
+        """
+        nets = [member.image_net for member in self.members]
+        if not self.vectorize:
+            return torch.cat([net(inputs[index : index + 1]) for index, net in enumerate(nets)])
+        return self._batched(nets, inputs, batched_input=True)
+
+    def kernels(self) -> torch.Tensor:
+        """Every job's current kernel, ``(R, kh, kw)``: G_k's outputs, or the fixed kernels."""
+        if self.lead.kernel_net is None or not self.vectorize:
+            return torch.stack([member.kernel() for member in self.members])
+        z_k = torch.stack([member.z_k for member in self.members])
+        return self._batched([member.kernel_net for member in self.members], z_k, batched_input=False)
+
+    def _batched(self, nets: list[torch.nn.Module], inputs: torch.Tensor, batched_input: bool) -> torch.Tensor:
+        """The nets (one per job, one structure) on their inputs (row ``r`` for net ``r``)
+        as one call: their parameters stacked along a new first dimension, ``vmap`` over
+        ``functional_call``. ``batched_input``: each net takes a batch of one (G_x), so
+        its row gets that dimension back; else it takes the row as it is (G_k's ``z_k``).
 
         Float32 only: autocast does not reach the batched convolutions vmap makes of the
         nets' (a bf16 activation then meets a float32 weight), so the command line runs
         seed batches in ``32-true`` (on the GPUs measured, float32 was the faster anyway).
         """
-        nets = [member.image_net for member in self.members]
-        if not self.vectorize:
-            return torch.cat([net(inputs[index : index + 1]) for index, net in enumerate(nets)])
         names = [name for name, _ in nets[0].named_parameters()]
         # torch.stack, not torch.func.stack_module_state: the stack is differentiable, so
         # each job's gradient lands on its own parameters, which its optimizer and
@@ -275,20 +296,24 @@ class SeedBatchJob(LightningModule):
         template = self._template_like(nets[0])
 
         def one_net(parameters: dict, net_input: torch.Tensor) -> torch.Tensor:
-            return functional_call(template, parameters, (net_input.unsqueeze(0),)).squeeze(0)
+            if batched_input:
+                return functional_call(template, parameters, (net_input.unsqueeze(0),)).squeeze(0)
+            return functional_call(template, parameters, (net_input,))
 
         return vmap(one_net)(stacked, inputs)
 
     def _template_like(self, net: torch.nn.Module) -> torch.nn.Module:
-        """A copy of ``net``'s structure to call with stacked parameters, remade when the
-        structure changes (a new output layer). Its batch norms keep no running
-        statistics: a job's steps normalize with the batch's own statistics, and vmap
-        cannot update one shared buffer from R jobs."""
-        key = tuple((name, tuple(p.shape)) for name, p in net.named_parameters())
+        """A copy of ``net``'s structure to call with stacked parameters, made once per
+        structure (the image and the kernel net; a new output layer makes a new one). Its
+        batch norms keep no running statistics: a job's steps normalize with the batch's
+        own statistics, and vmap cannot update one shared buffer from R jobs."""
+        key = (type(net).__name__, *((name, tuple(p.shape)) for name, p in net.named_parameters()))
         if key not in self._templates:
             template = copy.deepcopy(net).requires_grad_(False)
             torch.func.replace_all_batch_norm_modules_(template)
-            self._templates = {key: template}
+            # Only the current structures: each stage change may bring new ones.
+            self._templates = {k: v for k, v in self._templates.items() if k[0] != key[0]}
+            self._templates[key] = template
         return self._templates[key]
 
     # ------------------------------------------------------- checkpoints

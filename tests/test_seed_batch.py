@@ -213,6 +213,29 @@ def test_the_batched_call_gives_each_job_its_own_output_and_gradient():
     assert not torch.equal(before[1], after[1])
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_a_batched_step_gives_each_job_its_own_loss_and_gradients():
+    """The whole step (perturbed inputs, both nets, every loss term) as one batched call
+    against the nets and losses called one by one, from the same random streams."""
+    seeds = [2, 3, 5]
+    steps = {}
+    for vectorize in (True, False):
+        batch = built_batch(seeds, vectorize=vectorize)
+        batch.loss_weights = {"mse": 1.0, "ssim": 1.0, "tv": 0.01, "kernel_l2": 0.1}
+        total = batch.training_step(0, 0)
+        total.backward()
+        steps[vectorize] = (total.detach(), batch)
+    (batched_total, batched), (reference_total, reference) = steps[True], steps[False]
+    torch.testing.assert_close(batched_total, reference_total, rtol=1e-5, atol=0)
+    for member, expected in zip(batched.members, reference.members):
+        torch.testing.assert_close(member.latest_loss, expected.latest_loss, rtol=1e-5, atol=0)
+        torch.testing.assert_close(member.latest_k, expected.latest_k, rtol=1e-5, atol=1e-8)
+        for net, expected_net in ((member.image_net, expected.image_net), (member.kernel_net, expected.kernel_net)):
+            largest = max(float(p.grad.abs().max()) for p in expected_net.parameters())
+            for parameter, expected_parameter in zip(net.parameters(), expected_net.parameters()):
+                assert float((parameter.grad - expected_parameter.grad).abs().max()) <= 1e-4 * largest
+
+
 def test_each_stream_is_the_one_its_seed_gives():
     streams = RandomStreams([5, 6], torch.device("cpu"))
     outer = torch.get_rng_state()
