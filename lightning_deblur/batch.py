@@ -654,13 +654,16 @@ class FitSettings:
     accelerator: str
 
 
-def check_fit_options(fit_prefix: list[str], example: BatchJob, share: list[BatchJob], output_dir: Path) -> FitSettings:
+def check_fit_options(
+    fit_prefix: list[str], example: BatchJob, share: list[BatchJob], output_dir: Path, seeds_per_job: int = 1
+) -> FitSettings:
     """Parse the ``fit`` arguments of job ``example`` with ``fit``'s own parser (nothing runs, no
     file is read), so that a bad option stops the batch before any job starts.
 
     Raises:
-        InputError: options that do not parse, a replaced logger, or a non-blind
-            configuration with an input that has no true kernel.
+        InputError: options that do not parse, a replaced logger, a non-blind
+            configuration with an input that has no true kernel, or seed batches asked
+            for in 16-bit precision (they run in float32).
     """
     # Lazy, and the one import from the command line module: only fit's parser knows
     # what fit accepts, and importing it costs Lightning's start-up.
@@ -679,6 +682,11 @@ def check_fit_options(fit_prefix: list[str], example: BatchJob, share: list[Batc
         raise InputError(
             "batch keeps each job in its TensorBoard run folder, but the configuration replaces the logger; "
             "remove trainer.logger from the config"
+        )
+    precision = str(trainer.get("precision"))
+    if seeds_per_job > 1 and precision.startswith(("bf16", "16")):
+        raise InputError(
+            f"--seeds_per_job runs seed batches in float32, not {precision}; leave --trainer.precision unset or give 32-true"
         )
     known_kernel = model.get("kernel_mode") == "fixed"
     missing = [job.case.name for job in share if known_kernel and not job.case.kernel]
@@ -725,7 +733,7 @@ def run_batch(
 
     rank = cluster_rank()
     share = [jobs[i] for i in node_share(len(jobs), rank)]
-    settings = check_fit_options(fit_prefix, jobs[0], share, output_dir)
+    settings = check_fit_options(fit_prefix, jobs[0], share, output_dir, seeds_per_job)
     rows, todo = scan_finished(share, output_dir)
     groups = seed_groups(todo, seeds_per_job)
     if todo:  # checked before anything is written

@@ -373,6 +373,9 @@ def test_seed_lists():
         (["--manifest", "{cases}", "--model.iteratons", "3"], "do not parse"),
         (["--manifest", "{cases}", "--model.colour", "grey"], "--model.colour grey is not one of full, luminance"),
         (["--manifest", "{cases}", "--devices", "many"], "not a number or auto"),
+        (["--manifest", "{cases}", "--seeds_per_job", "0"], "--seeds_per_job 0 must be at least 1"),
+        (["--manifest", "{cases}", "--seeds_per_job", "2", "--trainer.precision", "bf16-mixed"], "float32"),
+        (["--manifest", "{cases}", "--seeds_folder", "x"], "--seeds_folder cannot be given to batch"),
     ],
 )
 def test_bad_batch_input_is_one_line_and_exit_code_2(tmp_path, capsys, options, message, no_cluster):
