@@ -95,9 +95,9 @@ class SeedBatchJob(LightningModule):
         seeds: the seeds, one job each, distinct.
         folder: the folder that holds the jobs' folders ``seed<k>``; default the run
             folder (``batch`` puts them beside each other, as its separate jobs are).
-        vectorize: run the image nets as one batched call; ``False`` calls them one after
-            another, which computes exactly what separate jobs compute (bit for bit on
-            the same machine): the reference the batched call is tested against.
+        vectorize: run the nets and losses as batched calls; ``False`` calls them one
+            after another, which computes exactly what separate jobs compute (bit for bit
+            on the same machine): the reference the batched calls are tested against.
     """
 
     def __init__(
@@ -177,6 +177,7 @@ class SeedBatchJob(LightningModule):
 
     @property
     def stopped_early(self) -> bool:
+        """Whether the batch ended before its plan's end without a failed job."""
         return self.failure is None and self.plan is not None and self.global_step < self.plan.total_steps
 
     @property
