@@ -15,6 +15,8 @@ shipped config has it (128-channel image net, 500/500/5000 iterations, threshold
   before fast.yaml turned on the fused Adam); ``fast_fused``: fast.yaml as shipped
 - ``fast_starts3``: ``fast`` with ``--model.starts 3`` (three starts of the coarsest
   scale, the best by a no-reference score continues), also ours
+- ``fast_coarse500``: ``fast_fused`` with the improved method's coarse scales (500
+  iterations each, full learning rate), also ours
 - ``improved_ch64``, ``improved_ch96``: configs/improved.yaml with a 64- or 96-channel
   image net, every schedule unchanged (what width costs in quality)
 - ``nonblind_fast``: not blind (configs/nonblind.yaml, the true kernel from the
@@ -58,6 +60,13 @@ METHODS = {
     "fast_starts3": ["--config", str(ROOT / "configs" / "fast.yaml"), "--model.starts", "3", "--model.optimizer.fused", "false"],
     # fast.yaml as shipped: fused Adam.
     "fast_fused": ["--config", str(ROOT / "configs" / "fast.yaml")],
+    # fast.yaml with the improved method's coarse scales (500 iterations each at the full
+    # learning rate, not 100): do the coarse scales, where the kernel takes shape, decide
+    # fast's failures?
+    "fast_coarse500": [
+        "--config", str(ROOT / "configs" / "fast.yaml"), "--model.scales.coarse_iterations", "500",
+        "--lr_schedule.coarse_milestones", "[]",
+    ],
     # The improved method with a narrower image net, full schedules: what width costs in quality.
     "improved_ch64": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.image_net.channels", "64"],
     "improved_ch96": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.image_net.channels", "96"],
