@@ -74,7 +74,10 @@ def kernel_signals(k: torch.Tensor) -> dict:
     return {"kernel_border": border_ratio(k), "kernel_peak": float(k.max() / k.sum()), "kernel_l2": float((k**2).sum())}
 
 
-FINAL_METHODS = ("original", "improved", "improved_l2sum", "fast", "fast_starts3", "fast_fused", "improved_ch64", "improved_ch96")
+FINAL_METHODS = (
+    "original", "improved", "improved_l2sum", "fast", "fast_starts3", "fast_fused", "fast_coarse500", "improved_ch64",
+    "improved_ch96",
+)
 """The bank's blind methods."""
 
 FINAL_SIGNALS = {
