@@ -19,9 +19,10 @@ them into its run folder; TensorBoard gets one event file with every job's scala
 images under ``seed<k>/`` and the batch's summed loss as ``loss``.
 
 Why batch at all: a GPU runs R small nets at once in about the time of one (2.4×
-the seed-steps per second at R = 8 on 96×96 images on an H200, docs/RESULTS.md); on the
-CPUs measured here the batched step was 22–28 % slower than R separate steps, so on a
-CPU separate jobs (``batch`` runs them in parallel) remain the better choice.
+the seed-steps per second for the image nets' step at R = 8 on 96×96 images on an H200,
+docs/RESULTS.md); on the CPU measured here the batched step was 22–28 % slower than R
+separate steps and whole jobs ran at 0.75× the seeds per hour, so on a CPU separate jobs
+(``batch`` runs them in parallel) remain the better choice.
 
 Limits: every job runs the same plan (same image, same options), in lockstep, so a job
 that fails (the divergence guard) stops the batch: its folder says ``failed``, the
@@ -243,9 +244,10 @@ class SeedBatchJob(LightningModule):
             with self.streams.of(index):
                 inputs.append(member.image_input(perturb=True))
         images, kernels = self.image_nets(torch.cat(inputs)), self.kernels()
-        if self.vectorize:
+        if self.vectorize and self.lead.kernel_prefilter is None:
             # Every job's loss in one call: the jobs share the observation, the stage and
-            # the loss settings, so the lead job's loss is each job's.
+            # the loss settings, so the lead job's loss is each job's. (The shock-filter
+            # variant, rejected by the method's authors, keeps the loop.)
             totals, terms = vmap(lambda x, k: self.lead.loss(x.unsqueeze(0), k))(images, kernels)
             losses = [(totals[index], {name: value[index] for name, value in terms.items()}) for index in range(len(self.seeds))]
         else:
