@@ -121,7 +121,7 @@ def save_summary(times: dict[str, list[dict]], args) -> tuple[Path, dict]:
         if runs:
             job = statistics.median(r["job_s"] for r in runs)
             process = statistics.median(r["process_s"] for r in runs)
-            per_seed = statistics.median(r["process_s"] / r.get("seeds", 1) for r in runs)
+            per_seed = statistics.median(r["process_s"] / r["seeds"] for r in runs)
             summary[config] = {"job_s": job, "process_s": process, "process_s_per_seed": per_seed, "runs": runs}
     for config in summary:
         if first in summary:

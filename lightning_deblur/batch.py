@@ -506,7 +506,7 @@ def run_seed_group(jobs: tuple[BatchJob, ...], spec: RunSpec, slot: Slot, runnin
             results.append({"status": "failed", "error": error, "wall_time_s": wall_time, "device": slot.label})
         else:
             results.append(run_job(job, spec, slot, running))
-    if all(read_finished(run_dir) is not None for run_dir in run_dirs):
+    if all(result["status"] == "done" for result in results):
         # Every seed is finished, some perhaps one at a time: the group's checkpoint is of no more use.
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     return results
@@ -683,11 +683,10 @@ def check_fit_options(
             "batch keeps each job in its TensorBoard run folder, but the configuration replaces the logger; "
             "remove trainer.logger from the config"
         )
-    precision = str(trainer.get("precision"))
-    if seeds_per_job > 1 and precision.startswith(("bf16", "16")):
-        raise InputError(
-            f"--seeds_per_job runs seed batches in float32, not {precision}; leave --trainer.precision unset or give 32-true"
-        )
+    if seeds_per_job > 1:
+        from lightning_deblur.seed_batch import check_float32  # Lightning is loaded by now
+
+        check_float32(trainer.get("precision"), "--seeds_per_job")
     known_kernel = model.get("kernel_mode") == "fixed"
     missing = [job.case.name for job in share if known_kernel and not job.case.kernel]
     if missing:

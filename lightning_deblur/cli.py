@@ -35,7 +35,7 @@ from lightning_deblur.planning import JobPlan, plan_job_from_options
 from lightning_deblur.precision import activation_bytes, default_precision
 from lightning_deblur.progress import JobProgressBar
 from lightning_deblur.schedule import LearningRateSchedule, LossSchedule
-from lightning_deblur.seed_batch import SeedBatchJob
+from lightning_deblur.seed_batch import SeedBatchJob, check_float32
 
 DEFAULT_SAVE_DIR = "logs"
 """Where run folders go (``<save_dir>/<image name>/version_<n>``) unless
@@ -194,8 +194,8 @@ class DeblurCLI(LightningCLI):
             "--seeds_one_by_one",
             type=bool,
             default=False,
-            help="with --seeds, call the seeds' image nets one after another instead of as one "
-            "batched call: bit for bit what separate jobs compute, without the speed-up (for checking)",
+            help="with --seeds, call the seeds' nets and losses one after another instead of as "
+            "batched calls: bit for bit what separate jobs compute, without the speed-up (for checking)",
         )
         parser.add_lightning_class_args(LossSchedule, "schedule")
         # The learning-rate schedule is the job's (its LR scheduler), kept under its own key.
@@ -226,23 +226,20 @@ class DeblurCLI(LightningCLI):
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
-        seeded_batch = config.get("seeds") is not None
+        self.batch_seeds = None if config.get("seeds") is None else parse_seeds(config.seeds)
         if config.trainer.get("precision") is None:
-            # A seed batch's nets run in float32 (SeedBatchJob.image_nets says why).
-            config.trainer.precision = "32-true" if seeded_batch else default_precision(
+            # A seed batch runs in float32 (seed_batch.check_float32 says why).
+            config.trainer.precision = "32-true" if self.batch_seeds else default_precision(
                 config.trainer.get("accelerator"), config.model.image_net.channels
             )
-        elif seeded_batch and activation_bytes(config.trainer.precision) != 4:
-            raise InputError(
-                f"--seeds runs in float32, not {config.trainer.precision} (autocast does not reach the seeds' batched "
-                "convolutions); leave --trainer.precision unset or give 32-true"
-            )
+        elif self.batch_seeds:
+            check_float32(config.trainer.precision, "--seeds")
         # Decode the inputs and plan the job now, once, before anything else happens
         # (seeding, the Trainer, folders): inputs the job cannot run on stop here, in one line.
         self.planned_device = planning_device(config.trainer.get("accelerator"))
-        self.batch_seeds = None if config.get("seeds") is None else parse_seeds(config.seeds)
-        copies = len(self.batch_seeds) if self.batch_seeds else 1
-        self.observation, self.plan = plan_from_config(config, self.planned_device, copies)
+        self.planned_copies = len(self.batch_seeds) if self.batch_seeds else 1
+        """Jobs the plan shares the device's memory among: a seed batch's seeds, or 1."""
+        self.observation, self.plan = plan_from_config(config, self.planned_device, self.planned_copies)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -270,7 +267,7 @@ class DeblurCLI(LightningCLI):
         if self.trainer.strategy.root_device != self.planned_device:
             # Only where the Trainer chose another device than the plan assumed (an
             # accelerator given as an object, say): the automatic tile size depends on it.
-            plan = self.model.plan_on(self.observation, self.trainer, copies=len(self.batch_seeds or [0]))
+            plan = self.model.plan_on(self.observation, self.trainer, copies=self.planned_copies)
         self.model.plan = plan
         self.trainer.fit_loop.epoch_loop.max_steps = plan.total_steps
         if self.batch_seeds is not None:

@@ -212,6 +212,7 @@ class DeblurJob(JobStages, LightningModule):
             self.latest_psnr = logged["psnr"] = psnr(estimate, self.sharp)
         return logged
 
+
 def planned_observation(module: LightningModule, trainer) -> Observation:
     """The observation of the trainer's :class:`BlurredImage` datamodule, with ``module``
     (a job, or a seed batch of jobs) planned on it if it is not yet: the command line

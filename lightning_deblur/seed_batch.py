@@ -46,6 +46,22 @@ from lightning_deblur.generators import make_adam
 from lightning_deblur.job import DeblurJob, planned_observation
 from lightning_deblur.multiscale import ScaleTransition
 from lightning_deblur.planning import JobPlan, Scale
+from lightning_deblur.precision import activation_bytes
+
+
+def check_float32(precision, option: str) -> None:
+    """Refuse a 16-bit ``precision`` for seed batches (``option``: the command-line option
+    that asked for them): autocast does not reach the batched convolutions vmap makes of
+    the nets' (see :meth:`SeedBatchJob._batched`).
+
+    Raises:
+        InputError: ``precision`` is a 16-bit one.
+    """
+    if activation_bytes(precision) != 4:
+        raise InputError(
+            f"{option} runs seed batches in float32, not {precision} (autocast does not reach the seeds' batched "
+            "convolutions); leave --trainer.precision unset or give 32-true"
+        )
 
 
 class RandomStreams:
