@@ -17,6 +17,10 @@ shipped config has it (128-channel image net, 500/500/5000 iterations, threshold
   scale, the best by a no-reference score continues), also ours
 - ``fast_coarse500``: ``fast_fused`` with the improved method's coarse scales (500
   iterations each, full learning rate), also ours
+- ``fast_ch64``: ``fast_fused`` with a 64-channel image net, also ours
+- ``fast_x2``: ``fast_fused`` with every schedule 2× longer, also ours
+- ``improved_restarts1``, ``fast_restarts1``: configs/improved.yaml and ``fast_fused``
+  with one restart on the no-blur verdict (``--model.restarts 1``), also ours
 - ``improved_ch64``, ``improved_ch96``: configs/improved.yaml with a 64- or 96-channel
   image net, every schedule unchanged (what width costs in quality)
 - ``nonblind_fast``: not blind (configs/nonblind.yaml, the true kernel from the
@@ -67,6 +71,21 @@ METHODS = {
         "--config", str(ROOT / "configs" / "fast.yaml"), "--model.scales.coarse_iterations", "500",
         "--lr_schedule.coarse_milestones", "[]",
     ],
+    # fast.yaml as shipped with the improved method's image net width halved (64 channels,
+    # not 32): does fast's narrow net decide its wrong-kernel failures (kodim04, kodim08)?
+    "fast_ch64": ["--config", str(ROOT / "configs" / "fast.yaml"), "--model.image_net.channels", "64"],
+    # fast.yaml as shipped with every schedule 2x longer (200 iterations per coarse scale,
+    # 2000 at the finest, its switch at 800, lr halved at 800/1200/1600): half way to the
+    # papers' schedules; does schedule length decide fast's wrong-kernel failures?
+    "fast_x2": [
+        "--config", str(ROOT / "configs" / "fast.yaml"), "--model.iterations", "2000",
+        "--model.scales.coarse_iterations", "200", "--lr_schedule.milestones", "[800, 1200, 1600]",
+        "--schedule.weights", "{mse: {0: 1.0, 800: 0.0}, ssim: {800: 1.0}, tv: {800: 0.01}, kernel_l2: {0: 0.1, 800: 0.0}}",
+    ],
+    # Restarts on the no-blur verdict (--model.restarts 1): the papers' improved method and
+    # fast.yaml as shipped, each allowed one restart of its blind scales.
+    "improved_restarts1": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.restarts", "1"],
+    "fast_restarts1": ["--config", str(ROOT / "configs" / "fast.yaml"), "--model.restarts", "1"],
     # The improved method with a narrower image net, full schedules: what width costs in quality.
     "improved_ch64": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.image_net.channels", "64"],
     "improved_ch96": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.image_net.channels", "96"],

@@ -88,6 +88,7 @@ METRIC_FIELDS = [
     "seconds_per_iteration",
     "precision",
     "verdict",
+    "restarts",
 ]
 """Figures taken from each job's ``metrics.json`` (``fit_time_s`` is its ``wall_time_s``:
 the optimization alone, without process start-up). Other numeric keys follow, sorted."""
@@ -663,7 +664,7 @@ def check_fit_options(
     Raises:
         InputError: options that do not parse, a replaced logger, a non-blind
             configuration with an input that has no true kernel, or seed batches asked
-            for in 16-bit precision (they run in float32).
+            for in 16-bit precision (they run in float32) or with restarts.
     """
     # Lazy, and the one import from the command line module: only fit's parser knows
     # what fit accepts, and importing it costs Lightning's start-up.
@@ -687,6 +688,11 @@ def check_fit_options(
         from lightning_deblur.seed_batch import check_float32  # Lightning is loaded by now
 
         check_float32(trainer.get("precision"), "--seeds_per_job")
+        if model.get("restarts"):
+            raise InputError(
+                "--seeds_per_job runs a group's seeds in step, so without restarts: "
+                "set --model.restarts 0, or leave --seeds_per_job at 1"
+            )
     known_kernel = model.get("kernel_mode") == "fixed"
     missing = [job.case.name for job in share if known_kernel and not job.case.kernel]
     if missing:

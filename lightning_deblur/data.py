@@ -174,10 +174,10 @@ class BlurredImage(LightningDataModule):
         self.load()
 
     def train_dataloader(self) -> DataLoader:
-        # One item per step of the job's plan: the progress bar's total. The Trainer's
-        # max_steps (the same number, set by the command line) ends the fit, also when a
-        # resumed fit replays this loader from its start.
-        steps = self.trainer.lightning_module.plan.total_steps
+        # One item per step the job can take (its plan's, and any restarts'): the Trainer's
+        # max_steps (the plan's steps, set by the command line and grown by a restart)
+        # ends the fit, also when a resumed fit replays this loader from its start.
+        steps = self.trainer.lightning_module.most_steps
         # batch_size=None: items pass through uncollated, so each batch is a plain int.
         # Its own generator: the loader draws a seed per epoch, and drawing it from the
         # global RNG would shift the job's noise stream between a run and its resumption.

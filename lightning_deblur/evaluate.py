@@ -99,6 +99,7 @@ RUN_FIELDS = [
     "true_kernel_seed",
     "wall_time_s",
     "chosen_start",
+    "restarts",
     "failed",
     "verdict",
     "shift_y",
@@ -336,6 +337,7 @@ def measure_input(
                 "true_kernel_seed": tk_seeds[index],
                 "wall_time_s": float(recorded.get("wall_time_s", math.nan)),
                 "chosen_start": recorded.get("chosen_start"),
+                "restarts": recorded.get("restarts"),
                 "failed": float(isnr[index]) < failure_db,
                 "verdict": verdict.label,
                 "shift_y": float(pair.shift[index, 0]),
@@ -490,8 +492,8 @@ def write_runs_csv(path: Path, jobs: list[FoundRun]) -> Path:
 
 
 def read_runs_csv(path: str | Path) -> list[dict]:
-    """Rows of a ``runs.csv``: numbers as floats (``nan`` where empty), ``seed`` and
-    ``chosen_start`` as int (``None`` where empty), ``failed`` as bool."""
+    """Rows of a ``runs.csv``: numbers as floats (``nan`` where empty), ``seed``,
+    ``chosen_start`` and ``restarts`` as int (``None`` where empty), ``failed`` as bool."""
     rows = read_csv(
         path,
         ("method", "input"),
@@ -503,7 +505,7 @@ def read_runs_csv(path: str | Path) -> list[dict]:
         for key, value in row.items():
             if key in text_columns or key is None:
                 continue
-            if key in ("seed", "chosen_start"):
+            if key in ("seed", "chosen_start", "restarts"):
                 row[key] = int(value) if value else None
             elif key == "failed":
                 row[key] = value == "1"

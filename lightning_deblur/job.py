@@ -76,6 +76,13 @@ class DeblurJob(JobStages, LightningModule):
             ``z_x`` and ``z_k``, the initial kernel fit redone); the job continues from
             the one with the best no-reference score (:mod:`~lightning_deblur.starts`).
             1, the default, is the papers' method. Blind jobs of two or more scales.
+        restarts: at most this many restarts of a blind job: when the verdict on a pass
+            over the blind scales (at its finest scale) is ``no-blur``
+            (:mod:`~lightning_deblur.verdict`), the job runs every blind scale once more
+            from fresh generators (new weights and inputs, the initial kernel fit redone)
+            and continues with that pass; each pass's verdict goes to ``metrics.json``
+            (``attempts``) and TensorBoard (``attempt/``). 0, the default, is the papers'
+            method. Not with seed batches (``--seeds``), whose seeds run in step.
     """
 
     def __init__(
@@ -98,9 +105,12 @@ class DeblurJob(JobStages, LightningModule):
         centre_kernel_between_scales: bool = False,
         lr_schedule: LearningRateSchedule = LearningRateSchedule(),
         starts: int = 1,
+        restarts: int = 0,
     ) -> None:
         super().__init__()
-        check_choices(iterations, kernel_mode, scales, colour, memory_format, refit, kernel_l2_reduction, starts)
+        check_choices(
+            iterations, kernel_mode, scales, colour, memory_format, refit, kernel_l2_reduction, starts, restarts
+        )
         # Recorded in checkpoints, so DeblurJob.load_from_checkpoint(path) rebuilds the job.
         self.save_hyperparameters()
         self.image_spec, self.kernel_spec, self.optimizer_spec = image_net, kernel_net, optimizer
@@ -108,7 +118,7 @@ class DeblurJob(JobStages, LightningModule):
         self.kernel_mode, self.colour, self.memory_format = kernel_mode, colour, memory_format
         self.kernel_crop_spec, self.finish_spec, self.lr_schedule = kernel_crop, finish, lr_schedule
         self.iterations, self.input_perturbation = iterations, input_perturbation
-        self.kernel_l2_reduction, self.starts = kernel_l2_reduction, starts
+        self.kernel_l2_reduction, self.starts, self.restarts = kernel_l2_reduction, starts, restarts
         self.centre_kernel, self.centre_kernel_between_scales = centre_kernel, centre_kernel_between_scales
         self.loss_weights: dict[str, float] = {"mse": 1.0}
         """Weight of each loss term for the current step; set by the schedule callbacks."""
@@ -226,7 +236,9 @@ def planned_observation(module: LightningModule, trainer) -> Observation:
     return observation
 
 
-def check_choices(iterations, kernel_mode, scales, colour, memory_format, refit, kernel_l2_reduction, starts) -> None:
+def check_choices(
+    iterations, kernel_mode, scales, colour, memory_format, refit, kernel_l2_reduction, starts, restarts=0
+) -> None:
     """Refuse settings outside their choices (the command line checks them too; code may not)."""
     if iterations < 1:
         raise InputError(f"model.iterations must be positive, got {iterations}")
@@ -241,6 +253,10 @@ def check_choices(iterations, kernel_mode, scales, colour, memory_format, refit,
             "several starts repeat the coarsest scale of a blind multiscale job: "
             "set --model.starts 1, or --model.kernel_mode blind with --model.scales.count 2 or more"
         )
+    if restarts < 0:
+        raise InputError(f"model.restarts must be 0 or more (0: no restarts, the papers' method), got {restarts}")
+    if restarts > 0 and kernel_mode != "blind":
+        raise InputError("restarts rerun the blind scales: set --model.restarts 0 with a known kernel")
     if colour not in ("full", "luminance"):
         raise InputError(f"model.colour must be 'full' or 'luminance', got '{colour}'")
     if memory_format not in ("auto", "channels_last", "contiguous"):

@@ -62,6 +62,10 @@ class ScaleTransition(Callback):
     - At the end of every finishing tile: adds its estimate to the whole-image blend;
       before the next tile, the job resets the image net and this callback fits it to the
       tile's starting estimate (when the job has one), with a new optimizer again.
+    - With ``restarts``, at the end of each pass over the blind scales has the job judge
+      it (``end_attempt``), logs the verdict under ``attempt/``, and when the job
+      restarts, extends the Trainer's step budget by the new pass; the restart's coarsest
+      scale begins as the job did (fresh generators, only the kernel fitted).
     - After the finest blind scale, has the job centre its kernel (``end_blind_scales``);
       with ``centre_kernel_between_scales``, centres every coarser scale's estimates
       before the next scale's generators are fitted to them.
@@ -82,7 +86,8 @@ class ScaleTransition(Callback):
         # New parameters need a new optimizer (and learning-rate scheduler): the strategy
         # makes them from configure_optimizers as it did at the start of the fit.
         trainer.strategy.setup_optimizers(trainer)
-        self._log_refit(trainer, pl_module, include_image=entered.start is None)
+        fresh = entered.start is not None or pl_module.plan.begins_attempt(entered)
+        self._log_refit(trainer, pl_module, include_image=not fresh)
 
     @classmethod
     def advance(cls, trainer: Trainer, job) -> Scale | None:
@@ -105,6 +110,13 @@ class ScaleTransition(Callback):
             if scale.start is not None:
                 job.end_start()
                 cls._log_start(trainer, job, scale)
+            attempts = job.plan.attempts
+            record = job.end_attempt()
+            if record is not None:
+                restarted = job.plan.attempts > attempts
+                if restarted:  # the plan grew by a pass
+                    trainer.fit_loop.epoch_loop.max_steps = job.plan.total_steps
+                cls._log_attempt(trainer, job, record, restarted)
             job.end_blind_scales()
         if scale.index + 1 >= len(job.plan.stages):
             return None
@@ -117,8 +129,8 @@ class ScaleTransition(Callback):
             start = job.finishing_start()
             if start is not None:
                 cls._fit_image(job, start)
-        elif nxt.start is not None:
-            # A new start begins as the job did: random nets, only the kernel fitted.
+        elif nxt.start is not None or job.plan.begins_attempt(nxt):
+            # A new start or a restart begins as the job did: random nets, only the kernel fitted.
             cls._fit_initial_kernel(job)
         else:
             if job.centre_kernel_between_scales:
@@ -184,6 +196,17 @@ class ScaleTransition(Callback):
         metrics = {prefix + name: value for name, value in pl_module.start_records[-1].as_metrics().items()}
         if scale.start == pl_module.plan.starts - 1:
             metrics[prefix + "chosen"] = float(pl_module.chosen_start)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
+    @staticmethod
+    def _log_attempt(trainer: Trainer, pl_module, record: dict, restarted: bool) -> None:
+        """The verdict on the pass that just ended under ``attempt/``: ``no_blur`` (1 or 0),
+        its signals, and ``restarted`` (1 when another pass follows)."""
+        prefix = pl_module.log_prefix + "attempt/"
+        metrics = {prefix + name: float(value) for name, value in record["verdict_signals"].items()}
+        metrics[prefix + "no_blur"] = float(record["verdict"] == "no-blur")
+        metrics[prefix + "restarted"] = float(restarted)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
 

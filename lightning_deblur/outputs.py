@@ -44,7 +44,9 @@ class ResultWriter(Callback):
       ``verdict`` with its signals (blind jobs, :mod:`lightning_deblur.verdict`), with
       several starts of the coarsest scale each one's score and signals (``starts``,
       :mod:`lightning_deblur.starts`) and the one the job continued from
-      (``chosen_start``, 0-based), and with a sharp reference
+      (``chosen_start``, 0-based), with ``--model.restarts`` the verdict on every pass
+      over the blind scales (``attempts``) and how many restarts ran (``restarts``),
+      and with a sharp reference
       PSNR, SSIM and ISNR of the result and of the input (on the luminance), plain
       and shift-aligned (see :func:`quality_figures`).
 
@@ -111,6 +113,9 @@ class ResultWriter(Callback):
             metrics["starts"] = [record.as_metrics() for record in pl_module.start_records]
             if len(pl_module.start_records) == pl_module.plan.starts:
                 metrics["chosen_start"] = pl_module.chosen_start
+        if pl_module.attempt_records:
+            metrics["attempts"] = pl_module.attempt_records
+            metrics["restarts"] = pl_module.plan.attempts - 1
         if pl_module.latest_x is not None:
             image, kernel = pl_module.estimate()
             self._write_estimate(folder, observation, image, kernel)
@@ -218,6 +223,9 @@ def summary_line(folder: Path, metrics: dict) -> str:
             f"; continued from start {metrics['chosen_start'] + 1} of {len(metrics['starts'])} "
             f"(lowest kernel border/peak at the coarsest scale: {borders})"
         )
+    if metrics.get("restarts"):
+        verdicts = ", ".join(attempt["verdict"] for attempt in metrics["attempts"])
+        line += f"; restarted {metrics['restarts']}× on the no-blur verdict (passes: {verdicts})"
     if "verdict" in metrics:
         line += "; " + Verdict(metrics["verdict"], **metrics["verdict_signals"]).sentence()
     return line

@@ -10,7 +10,7 @@ hands the plan to the job, so a job is planned exactly once.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -61,6 +61,8 @@ class Scale:
         tile: the box of the full-size observation a finishing stage deblurs.
         start: with several starts (``JobPlan.starts``), which run of the coarsest scale
             this stage is, 0-based; ``None`` for every other stage and in a one-start plan.
+        attempt: which pass over the blind scales the stage belongs to: 0, then one more
+            per restart (:meth:`JobPlan.with_restart`); 0 for finishing stages.
     """
 
     index: int
@@ -72,6 +74,7 @@ class Scale:
     channels: int = 1
     tile: Box | None = None
     start: int | None = None
+    attempt: int = 0
 
     @property
     def support(self) -> tuple[int, int]:
@@ -93,6 +96,9 @@ class JobPlan:
         tile_overlap: pixels neighbouring finishing tiles share (0 without tiles).
         starts: runs of the coarsest scale, each from fresh generators; the best-scoring
             one continues (its stages come first, and count among the blind scales).
+        attempts: passes over the blind scales: 1 as planned, one more for every restart
+            the job has made (their stages follow the first pass's, and count among the
+            blind scales).
     """
 
     stages: tuple[Scale, ...]
@@ -100,6 +106,7 @@ class JobPlan:
     crop: Box | None = None
     tile_overlap: int = 0
     starts: int = 1
+    attempts: int = 1
 
     @property
     def total_steps(self) -> int:
@@ -120,16 +127,54 @@ class JobPlan:
         """Image channels of the finishing stage (1 without one)."""
         return self.stages[-1].channels if self.has_finishing else 1
 
+    @property
+    def scale_count(self) -> int:
+        """Blind scales of one pass (the coarsest counted once however many starts it has)."""
+        return (self.blind_scale_count - (self.starts - 1)) // self.attempts
+
     def scale_number(self, stage: Scale) -> int:
-        """0-based position of a stage among the scales, counting the coarsest scale once
-        however many starts it has."""
-        return 0 if stage.start is not None else stage.index - (self.starts - 1)
+        """0-based position of a blind stage among the scales of its pass, counting the
+        coarsest scale once however many starts it has."""
+        if stage.start is not None:
+            return 0
+        return stage.index - (self.starts - 1) - stage.attempt * self.scale_count
+
+    def begins_attempt(self, stage: Scale) -> bool:
+        """Whether ``stage`` is the coarsest scale of a restart: it starts from fresh
+        generators, as a start of the coarsest scale does."""
+        return stage.attempt > 0 and not stage.finishing and self.scale_number(stage) == 0
 
     def scale_name(self, stage: Scale) -> str:
         """``scale<s>`` (``s`` its :meth:`scale_number`), with ``_start<k>`` for a start of
-        the coarsest scale: the name of the files a blind stage leaves."""
+        the coarsest scale and ``_restart<a>`` for a restart's pass: the name of the files a
+        blind stage leaves."""
         suffix = "" if stage.start is None else f"_start{stage.start}"
+        suffix += f"_restart{stage.attempt}" if stage.attempt else ""
         return f"scale{self.scale_number(stage)}{suffix}"
+
+    @property
+    def attempt_steps(self) -> int:
+        """Steps of one pass over the blind scales with one start: what a restart adds."""
+        last_pass = self.stages[self.blind_scale_count - self.scale_count : self.blind_scale_count]
+        return sum(stage.iterations for stage in last_pass)
+
+    def with_restart(self) -> JobPlan:
+        """This plan with one more pass over the blind scales, run once more from fresh
+        generators after the last pass (one start of the coarsest scale, whatever
+        ``starts`` says), before the finishing stages, which move back by its steps."""
+        blind, count = self.blind_scale_count, self.scale_count
+        previous = self.stages[blind - count : blind]
+        step, added = self.stages[blind - 1].end_step, []
+        for offset, stage in enumerate(previous):
+            added.append(replace(stage, index=blind + offset, start_step=step, start=None, attempt=self.attempts))
+            step += stage.iterations
+        shift = step - self.stages[blind - 1].end_step
+        finishing = tuple(
+            replace(stage, index=stage.index + count, start_step=stage.start_step + shift)
+            for stage in self.stages[blind:]
+        )
+        stages = self.stages[:blind] + tuple(added) + finishing
+        return replace(self, stages=stages, blind_scale_count=blind + count, attempts=self.attempts + 1)
 
 
 def plan_scales(

@@ -49,9 +49,9 @@ class JobProgressBar(TQDMProgressBar):
 
     @property
     def total_train_batches(self) -> int | float:
-        # The job's steps: its loader has one item per step of the plan. (Lightning's bar
-        # counts the steps left instead when max_epochs is -1, as it is for a job.)
-        return self.trainer.num_training_batches
+        # The job's steps as planned so far (a restart adds a pass). Lightning's bar
+        # counts the steps left instead when max_epochs is -1, as it is for a job.
+        return self.trainer.lightning_module.plan.total_steps
 
     @property
     def is_enabled(self) -> bool:
@@ -78,6 +78,7 @@ class JobProgressBar(TQDMProgressBar):
         # The scale changes between steps; the description is plain Python state, no sync.
         if pl_module.step_in_scale == 0 and self._train_progress_bar is not None and not self.is_disabled:
             self.train_progress_bar.set_description(self.description(pl_module))
+            self.train_progress_bar.total = self.total_train_batches  # a restart adds a pass
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
@@ -111,7 +112,9 @@ class JobProgressBar(TQDMProgressBar):
             return f"non-blind finishing, tile {index + 1}/{plan.tile_count}" if plan.tile_count > 1 else "non-blind finishing"
         if plan is not None and len(plan.stages) > 1:
             stage = pl_module.current_scale
-            words = f"deblurring, scale {plan.scale_number(stage) + 1}/{len(plan.stages) - plan.starts + 1}"
+            words = f"deblurring, scale {plan.scale_number(stage) + 1}/{plan.scale_count}"
+            if stage.attempt:
+                words += f", restart {stage.attempt}"
             return words if stage.start is None else f"{words}, start {stage.start + 1}/{plan.starts}"
         return "deblurring"
 

@@ -124,6 +124,12 @@ class SeedBatchJob(LightningModule):
         self.vectorize = vectorize
         if len(set(seeds)) != len(seeds) or not seeds:
             raise InputError(f"--seeds needs distinct seeds, got {seeds}")
+        if job.restarts:
+            # A restart lengthens one seed's plan; a seed batch's seeds run in step.
+            raise InputError(
+                "--seeds runs its seeds in step, so without restarts: "
+                "set --model.restarts 0, or run the seeds as separate jobs"
+            )
         self.seeds = list(seeds)
         self.folder = None if folder is None else Path(folder)
         self.members = torch.nn.ModuleList(copy.deepcopy(job) for _ in self.seeds)
@@ -154,6 +160,11 @@ class SeedBatchJob(LightningModule):
     def plan(self, plan: JobPlan) -> None:
         for member in self.members:
             member.plan = plan
+
+    @property
+    def most_steps(self) -> int:
+        """Steps the batch can take: its plan's (its jobs have no restarts)."""
+        return self.plan.total_steps
 
     def plan_on(self, observation, trainer, copies: int | None = None) -> JobPlan:
         """One job's plan, with the memory of every seed's activations counted."""

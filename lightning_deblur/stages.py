@@ -26,6 +26,7 @@ from lightning_deblur.planning import JobPlan, Scale
 from lightning_deblur.resample import resize_image
 from lightning_deblur.starts import StartRecord, best_start, score_start
 from lightning_deblur.tiles import Box, add_tile, blended
+from lightning_deblur.verdict import judge
 
 # Checkpoints are loaded with torch.load(weights_only=True): the classes a job stores in
 # them (its plan here, its settings in job.py) must be allowed by name.
@@ -67,6 +68,9 @@ class JobStages:
         the trainer's (another seed of its seed batch failed), or ``None``."""
         self.start_records: list[StartRecord] = []
         """The score of every start of the coarsest scale that has ended, in order."""
+        self.attempt_records: list[dict] = []
+        """With ``restarts``: the verdict of every pass over the blind scales that has ended,
+        in order (:meth:`end_attempt`)."""
         self.best_start_image_net = self.best_start_kernel_net = None
         self.member_folder: Path | None = None
         """Where a seed batch's job writes its files (:mod:`~lightning_deblur.seed_batch`);
@@ -111,6 +115,13 @@ class JobStages:
         was told to stop (``--timer.duration``, another callback). The run is then
         resumable from its checkpoint and not complete."""
         return self.failure is None and self.plan is not None and self.global_step < self.plan.total_steps
+
+    @property
+    def most_steps(self) -> int:
+        """Steps the job can take: its plan's, and the restarts it may still make on top
+        (each a pass over the blind scales)."""
+        restarts_left = max(self.restarts - (self.plan.attempts - 1), 0)
+        return self.plan.total_steps + restarts_left * self.plan.attempt_steps
 
     @property
     def step_in_scale(self) -> int:
@@ -257,6 +268,32 @@ class JobStages:
         elif last and best != scale.start:
             copy_state(kept, live)
 
+    def end_attempt(self) -> dict | None:
+        """At the end of a pass over the blind scales (its finest scale), in a job with
+        ``restarts``: judge the pass's estimate (:func:`~lightning_deblur.verdict.judge`,
+        before centring), record the verdict, and when it is ``no-blur`` and restarts are
+        left, extend :attr:`plan` by another pass (:meth:`JobPlan.with_restart`).
+
+        Only the no-blur verdict restarts: a new draw of the generators can leave that
+        solution, while a kernel held at its support's border asks for a larger kernel
+        size, which a restart does not change. The pass a job ends with is its result,
+        whatever its verdict (no signal of a finished run tells the better of two:
+        docs/RESULTS.md). The caller extends the Trainer's step budget when the plan grew.
+
+        Returns:
+            the record of the pass (``attempt``, ``end_step``, ``verdict``,
+            ``verdict_signals``), or ``None`` where no pass ended or the job has no restarts.
+        """
+        scale = self.current_scale
+        if self.restarts == 0 or scale.finishing or self.scale_index != self.plan.blind_scale_count - 1:
+            return None
+        verdict = judge(self.y, crop_to_observation(self.latest_x, scale.kernel_size), self.latest_k)
+        record = {"attempt": scale.attempt, "end_step": scale.end_step, **verdict.as_metrics()}
+        self.attempt_records.append(record)
+        if verdict.label == "no-blur" and scale.attempt < self.restarts:
+            self.plan = self.plan.with_restart()
+        return record
+
     def finishing_start(self) -> torch.Tensor | None:
         """What the image net is fitted to before the current finishing tile, or ``None``
         (a non-blind job starts from the nets' initial weights, as the original does).
@@ -292,6 +329,7 @@ class JobStages:
             # finishing stage must still report it.
             "centring": self.centring,
             "starts": self.start_records,
+            "attempts": self.attempt_records,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
@@ -307,10 +345,15 @@ class JobStages:
         if not resuming:
             self.plan = state["plan"]
             self.build(observation_in(checkpoint["state_dict"], self.plan))
+        elif state["plan"].attempts > self.plan.attempts:
+            # The job had restarted: its plan grew past the one planned from the options.
+            self.plan = state["plan"]
+            self.trainer.fit_loop.epoch_loop.max_steps = self.plan.total_steps
         if state["scale_index"] != self.scale_index:
             self.enter_scale(state["scale_index"])
         self.centring = state.get("centring")
         self.start_records = list(state.get("starts", []))
+        self.attempt_records = list(state.get("attempts", []))
         if resuming:
             torch.set_rng_state(state["torch_rng"])
             if state["cuda_rng"] is not None and torch.cuda.is_available():

@@ -375,6 +375,7 @@ def test_seed_lists():
         (["--manifest", "{cases}", "--devices", "many"], "not a number or auto"),
         (["--manifest", "{cases}", "--seeds_per_job", "0"], "--seeds_per_job 0 must be at least 1"),
         (["--manifest", "{cases}", "--seeds_per_job", "2", "--trainer.precision", "bf16-mixed"], "float32"),
+        (["--manifest", "{cases}", "--seeds_per_job", "2", "--model.restarts", "1"], "leave --seeds_per_job at 1"),
         (["--manifest", "{cases}", "--seeds_folder", "x"], "--seeds_folder cannot be given to batch"),
     ],
 )
@@ -621,3 +622,13 @@ def test_seeds_a_group_did_not_finish_run_again_one_at_a_time(tmp_path, monkeypa
     assert results[0]["status"] == "done" and results[1:] == [{"status": "done", "seed": 1}, {"status": "done", "seed": 2}]
     assert json.loads((tmp_path / "a" / "seed0" / "batch.json").read_text())["seed_batch"].endswith("seeds0_1_2")
 
+
+
+def test_the_summary_carries_each_jobs_verdict_and_restarts(tmp_path, no_cluster):
+    manifest = make_manifest(tmp_path, ["a", "b"])
+    main(batch_args(manifest, tmp_path / "out", "--model.restarts", "1", "--jobs_per_device", "2"))
+    for row in read_rows(tmp_path / "out" / "summary.csv"):
+        metrics = json.loads((tmp_path / "out" / row["name"] / "seed0" / "metrics.json").read_text())
+        assert row["status"] == "done" and row["verdict"] == metrics["verdict"]
+        assert int(row["restarts"]) == metrics["restarts"] == len(metrics["attempts"]) - 1
+        assert int(row["iterations"]) == 10 * (1 + metrics["restarts"])  # a restart reruns the one scale

@@ -72,6 +72,7 @@ def layout(tmp_path: Path) -> dict:
                 recorded = {"wall_time_s": 2.0 + seed, "aligned_isnr": 123.0}
                 if method == "lazy":
                     recorded["chosen_start"] = seed  # a job with several starts (--model.starts)
+                    recorded["restarts"] = 1 - seed  # and restarts (--model.restarts)
                 write_json(folder / "metrics.json", recorded)
         sharp = read_image(data / case.sharp).pixels
         write_image(
@@ -126,6 +127,7 @@ def test_evaluate_recomputes_every_figure_and_summarizes_by_method(layout, capsy
         assert lazy["true_kernel_seed"] == 0  # seed 1 has no true-kernel result: the first seed's is used
         assert lazy["wall_time_s"] == 3.0  # from metrics.json; its aligned_isnr (123) is not used
         assert lazy["chosen_start"] == 1 and perfect["chosen_start"] is None
+        assert lazy["restarts"] == 0 and perfect["restarts"] is None
         for row in (perfect, perfect):
             expected_isnr["perfect"] += [row["aligned_psnr"] - input_aligned[case.name]]
         expected_isnr["lazy"] += [0.0, 0.0]

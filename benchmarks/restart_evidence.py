@@ -1,0 +1,109 @@
+"""Would restarting a failed run with a new seed remove the failures? Estimated from the
+full-fidelity bank's runs alone (no new runs).
+
+A restart on a verdict reruns a job with another seed when a no-reference verdict says
+its result failed. The bank holds two seeds of every (method, input), so each run's
+restart can be stood in for by the other seed's run: a draw from the same distribution a
+new seed would draw from (not the very run a restart would make). For each blind method
+of the bank and two triggers it prints the runs restarted (the extra cost, in jobs) and
+the failures (aligned ISNR < 1 dB) and mean ISNR before and after one restart, keeping
+the restart's result:
+
+- ``no-blur``: restart when :mod:`lightning_deblur.verdict`'s verdict is ``no-blur``
+  (``eval/runs.csv``'s ``verdict``, as ``evaluate`` recomputes it from the run's files):
+  what ``--model.restarts`` does;
+- ``any verdict``: restart on ``kernel-at-border`` too;
+- ``oracle``: restart exactly the runs that failed (a trigger no job has, since it needs
+  the sharp image): the most one restart could do with any trigger.
+
+    python benchmarks/restart_evidence.py   # writes benchmarks/results/restart_evidence.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+EVALUATION = ROOT / "benchmarks" / "results" / "full_fidelity_bank" / "eval" / "runs.csv"
+FAILURE_DB = 1.0
+"""A run fails below this aligned ISNR (the bank's and issue's line)."""
+
+TRIGGERS = {
+    "no-blur": lambda run: run["verdict"] == "no-blur",
+    "any verdict": lambda run: run["verdict"] not in ("ok", ""),
+    "oracle": lambda run: run["isnr"] < FAILURE_DB,
+}
+
+
+def paired_runs(rows: list[dict]) -> dict[str, list[tuple[dict, dict]]]:
+    """Per method, each run with its restart's stand-in (the same input's other seed);
+    inputs without exactly two seeds are left out."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["input"]), []).append(row)
+    paired: dict[str, list[tuple[dict, dict]]] = {}
+    for (method, _), runs in groups.items():
+        if len(runs) == 2:
+            paired.setdefault(method, []).extend([(runs[0], runs[1]), (runs[1], runs[0])])
+    return paired
+
+
+def after_one_restart(pairs: list[tuple[dict, dict]], trigger) -> tuple[list[float], int]:
+    """Each run's final ISNR when ``trigger`` restarts it once (the restart's result kept),
+    and how many runs restarted."""
+    final, restarted = [], 0
+    for run, other in pairs:
+        if trigger(run):
+            final.append(other["isnr"])
+            restarted += 1
+        else:
+            final.append(run["isnr"])
+    return final, restarted
+
+
+def report(rows: list[dict]) -> str:
+    lines = [
+        "# Restarting failed runs with a new seed: estimated from the bank's seed pairs\n",
+        f"(`{Path(__file__).relative_to(ROOT)}`; each restart stood in for by the input's other seed; "
+        f"failure: aligned ISNR < {FAILURE_DB:g} dB)\n",
+        "| method | runs | failures | mean ISNR (dB) | trigger | restarted (extra jobs) | failures after | "
+        "mean ISNR after (dB) | inputs failing both seeds |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for method, pairs in paired_runs(rows).items():
+        before = [run["isnr"] for run, _ in pairs]
+        stuck = len({run["input"] for run, other in pairs if run["isnr"] < FAILURE_DB and other["isnr"] < FAILURE_DB})
+        failures = sum(value < FAILURE_DB for value in before)
+        for name, trigger in TRIGGERS.items():
+            after, restarted = after_one_restart(pairs, trigger)
+            lines.append(
+                f"| {method} | {len(pairs)} | {failures} | {np.mean(before):.2f} | {name} | "
+                f"{restarted} ({restarted / len(pairs):.0%}) | {sum(v < FAILURE_DB for v in after)} | "
+                f"{np.mean(after):.2f} | {stuck} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, default=EVALUATION, help="evaluate's runs.csv of the bank")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "restart_evidence.md")
+    args = parser.parse_args()
+    with open(args.runs, newline="") as handle:
+        # Non-blind runs (the true kernel given, kernel error 0) have nothing to restart.
+        rows = [
+            {**row, "isnr": float(row["aligned_isnr"])}
+            for row in csv.DictReader(handle)
+            if float(row["kernel_error"] or 0) > 0
+        ]
+    text = report(rows)
+    args.output.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

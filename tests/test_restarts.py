@@ -1,0 +1,171 @@
+"""Restarts on the no-blur verdict (``--model.restarts``): the plan, the run, the resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import CONF, KillAt, read_metrics, run_fit
+from test_bad_input import run_expecting_error
+
+from lightning_deblur import stages
+from lightning_deblur.centring import centre_kernel
+from lightning_deblur.cli import main
+from lightning_deblur.imagefiles import read_image
+from lightning_deblur.job import DeblurJob
+from lightning_deblur.planning import JobPlan, Scale, ScalesSpec, plan_scales
+from lightning_deblur.verdict import Verdict
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PASS_STEPS = 8 + 8 + 20
+"""Steps of one pass over tiny_improved.yaml's three scales."""
+
+
+def test_a_restart_appends_a_pass_of_the_blind_scales_before_the_finishing_stages():
+    spec = ScalesSpec(count=3, coarse_iterations=8)
+    blind = plan_scales((96, 96), (9, 9), spec, finest_iterations=20, starts=2)
+    tile = Scale(
+        index=len(blind), image_size=(96, 96), kernel_size=(9, 9), iterations=10, start_step=blind[-1].end_step,
+        finishing=True, channels=3,
+    )  # fmt: skip
+    plan = JobPlan((*blind, tile), blind_scale_count=len(blind), starts=2)
+    assert plan.scale_count == 3 and plan.attempt_steps == PASS_STEPS
+
+    once = plan.with_restart()
+    twice = once.with_restart()
+    assert once.attempts == 2 and twice.attempts == 3
+    assert once.blind_scale_count == len(blind) + 3 and twice.scale_count == 3
+    added = once.stages[len(blind) : len(blind) + 3]
+    assert [s.index for s in added] == [4, 5, 6]
+    assert [s.start_step for s in added] == [blind[-1].end_step, blind[-1].end_step + 8, blind[-1].end_step + 16]
+
+    def shape(stage):
+        return stage.image_size, stage.kernel_size, stage.iterations
+
+    assert [shape(s) for s in added] == [shape(s) for s in blind[1:]]
+    assert all(s.attempt == 1 and s.start is None for s in added)  # one start per restart
+    # The finishing tile moves back by the pass.
+    assert once.stages[-1].finishing and once.stages[-1].index == 7
+    assert once.total_steps == plan.total_steps + PASS_STEPS and twice.total_steps == plan.total_steps + 2 * PASS_STEPS
+    assert [once.scale_name(s) for s in once.stages[:-1]] == [
+        "scale0_start0", "scale0_start1", "scale1", "scale2", "scale0_restart1", "scale1_restart1", "scale2_restart1",
+    ]  # fmt: skip
+    assert [once.begins_attempt(s) for s in once.stages] == [False] * 4 + [True, False, False, False]
+
+
+def judge_as(labels: list[str], calls: list):
+    """A stand-in for the verdict: ``labels`` in turn, then ``ok``; each call recorded."""
+
+    def judge(observation, estimate, kernel):
+        calls.append(kernel.clone())
+        label = labels[len(calls) - 1] if len(calls) <= len(labels) else "ok"
+        return Verdict(label, float(kernel.max()), 1.0, 0.0)
+
+    return judge
+
+
+def case_options(case) -> list[str]:
+    return ["--data.image", str(case["image"]), "--data.sharp", str(case["sharp"]), "--data.kernel_size", "5"]
+
+
+def fit_tiny(tmp_path, case, *extra):
+    """Run tiny_improved.yaml on ``case`` with checkpoints every 5 steps; its run folder."""
+    options = [*case_options(case), "--checkpoint.every_n_steps", "5", *extra]
+    return run_fit(tmp_path, *options, config=CONF / "tiny_improved.yaml")
+
+
+def test_a_no_blur_pass_restarts_from_fresh_generators_until_one_is_ok(blurred_case, tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(stages, "judge", judge_as(["no-blur", "no-blur"], calls))
+    run = fit_tiny(tmp_path / "restarted", blurred_case, "--model.restarts", "5")
+    metrics = read_metrics(run)
+    # Two no-blur passes, each restarted; the third was ok and is the result.
+    assert [a["verdict"] for a in metrics["attempts"]] == ["no-blur", "no-blur", "ok"]
+    assert [a["attempt"] for a in metrics["attempts"]] == [0, 1, 2]
+    assert [a["end_step"] for a in metrics["attempts"]] == [PASS_STEPS, 2 * PASS_STEPS, 3 * PASS_STEPS]
+    assert metrics["restarts"] == 2 and metrics["iterations"] == 3 * PASS_STEPS
+    names = {path.name for path in (run / "scales").glob("*_kernel.npy")}
+    assert names == {f"scale{s}{suffix}_kernel.npy" for s in range(3) for suffix in ("", "_restart1", "_restart2")}
+    # Each pass began from generators of its own: the coarsest kernels differ.
+    coarsest = [np.load(run / "scales" / f"scale0{suffix}_kernel.npy") for suffix in ("", "_restart1", "_restart2")]
+    assert not np.array_equal(coarsest[0], coarsest[1]) and not np.array_equal(coarsest[1], coarsest[2])
+    # The result is the last pass's finest estimate (centred, as every blind result is).
+    final_pass = torch.from_numpy(np.load(run / "scales" / "scale2_restart2_kernel.npy"))
+    _, centred, _, _ = centre_kernel(torch.zeros(1, 1, 24, 24, dtype=final_pass.dtype), final_pass)
+    np.testing.assert_allclose(np.load(run / "kernel.npy"), centred.numpy(), atol=1e-6)
+    rows = [tuple(map(int, line.split(",")[:2])) for line in (run / "curve.csv").read_text().splitlines()[1:]]
+    ends = [(step, scale) for step, scale in rows if step != 100]  # step 100: the curve's periodic row
+    # A row at every stage's end.
+    assert [scale for _, scale in ends] == list(range(9)) and ends[-1][0] == 3 * PASS_STEPS
+    assert not (run / "checkpoints").exists()  # a finished job, however long it grew
+
+    # The first pass is exactly what a job without restarts computes.
+    plain = fit_tiny(tmp_path / "plain", blurred_case)
+    first_pass = np.load(run / "scales" / "scale2_kernel.npy")
+    np.testing.assert_array_equal(first_pass, np.load(plain / "scales" / "scale2_kernel.npy"))
+
+
+def test_restarts_stop_at_the_limit_and_keep_the_last_pass(blurred_case, tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(stages, "judge", judge_as(["no-blur"] * 10, calls))
+    metrics = read_metrics(fit_tiny(tmp_path, blurred_case, "--model.restarts", "1"))
+    assert [a["verdict"] for a in metrics["attempts"]] == ["no-blur", "no-blur"]
+    assert metrics["restarts"] == 1 and metrics["iterations"] == 2 * PASS_STEPS
+
+
+def test_an_ok_pass_changes_nothing_but_the_record(blurred_case, tmp_path, monkeypatch):
+    """A job with restarts whose pass is judged ok computes exactly what a job without
+    restarts does; only metrics.json tells them apart."""
+    monkeypatch.setattr(stages, "judge", judge_as([], []))
+    with_restarts = fit_tiny(tmp_path / "with", blurred_case, "--model.restarts", "1")
+    without = fit_tiny(tmp_path / "without", blurred_case)
+    metrics = read_metrics(with_restarts)
+    assert [a["verdict"] for a in metrics["attempts"]] == ["ok"] and metrics["restarts"] == 0
+    assert "attempts" not in read_metrics(without) and "restarts" not in read_metrics(without)
+    assert metrics["iterations"] == read_metrics(without)["iterations"] == PASS_STEPS
+    np.testing.assert_array_equal(np.load(with_restarts / "kernel.npy"), np.load(without / "kernel.npy"))
+    pixels = [read_image(run / "deblurred.png").pixels for run in (with_restarts, without)]
+    np.testing.assert_array_equal(*pixels)
+
+
+@pytest.mark.parametrize("kill_at", [41, 70], ids=["early-in-the-restart", "late-in-the-restart"])
+def test_a_job_killed_in_a_restart_resumes_to_the_same_result(blurred_case, tmp_path, monkeypatch, kill_at):
+    monkeypatch.setattr(stages, "judge", judge_as(["no-blur"], []))
+    whole = fit_tiny(tmp_path / "whole", blurred_case, "--model.restarts", "2")
+
+    monkeypatch.setattr(stages, "judge", judge_as(["no-blur"], []))
+    original = DeblurJob.configure_callbacks
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), KillAt(kill_at)])
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        fit_tiny(tmp_path / "killed", blurred_case, "--model.restarts", "2")
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    (run,) = list((tmp_path / "killed" / "logs").glob("*/version_*"))
+    # The verdict on the first pass was given before the kill; a resumed job does not ask again.
+    monkeypatch.setattr(stages, "judge", judge_as([], []))
+    # The resumed job writes into the killed one's run folder.
+    main(["fit", "--config", str(CONF / "tiny_improved.yaml"), *case_options(blurred_case), "--model.restarts", "2",
+          "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])  # fmt: skip
+    resumed, uninterrupted = read_metrics(run), read_metrics(whole)
+    assert resumed["iterations"] == uninterrupted["iterations"] == 2 * PASS_STEPS
+    assert resumed["attempts"] == uninterrupted["attempts"]
+    np.testing.assert_array_equal(np.load(run / "kernel.npy"), np.load(whole / "kernel.npy"))
+    np.testing.assert_array_equal(read_image(run / "deblurred.png").pixels, read_image(whole / "deblurred.png").pixels)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--model.restarts", "-1"], "model.restarts must be 0 or more"),
+        (
+            ["--model.restarts", "1", "--model.kernel_mode", "fixed", "--data.kernel", "{kernel}"],
+            "--model.restarts 0 with a known kernel",
+        ),
+        (["--model.restarts", "1", "--seeds", "0-1"], "set --model.restarts 0, or run the seeds as separate jobs"),
+    ],
+)
+def test_bad_restart_settings_are_one_line(capsys, blurred_case, args, words):
+    np.save(blurred_case["root"] / "kernel.npy", blurred_case["kernel"])
+    args = [arg.format(kernel=blurred_case["root"] / "kernel.npy") for arg in args]
+    line = run_expecting_error(capsys, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5", *args)
+    assert words in line
