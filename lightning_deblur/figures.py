@@ -16,8 +16,9 @@ Kinds (``figures KIND --help`` lists every option; each accepts ``--config file.
     figures gallery   --runs logs/a/version_0 logs/b/version_0 [--true_kernels '[k.npy, none]']
                       [--labels '[a, b]'] [--output gallery.png]
 
-- ``histogram``: overlaid histograms of one column of ``evaluate``'s ``runs.csv`` (default
-  the aligned ISNR) for two or more methods, on common bins, each method's mean marked.
+- ``histogram``: histograms of one column of ``evaluate``'s ``runs.csv`` (default the
+  aligned ISNR) per method, on common bins, each method's mean marked: overlaid for up to
+  three methods, one panel per method over a shared axis for more.
 - ``seeds``: the spread over seeds on one input: per method a box plot with every run as
   a point (slightly jittered), default the aligned PSNR, with the blurred input's aligned
   PSNR as a dashed line (ISNR: the 0 dB line).
@@ -101,6 +102,10 @@ def _values_by_method(
     return {m: [row[metric] for row in rows if row["method"] == m and math.isfinite(row[metric])] for m in chosen}
 
 
+OVERLAID_METHODS = 3
+"""Up to this many methods share one histogram's axes; more get a panel each."""
+
+
 def histogram(
     runs: str,
     output: str = "isnr_histogram.png",
@@ -109,7 +114,9 @@ def histogram(
     bins: int = 20,
     title: str | None = None,
 ) -> Path:
-    """Overlaid histograms of ``metric`` over all runs, one per method, on common bins.
+    """Histograms of ``metric`` over all runs, one per method, on common bins: overlaid for
+    up to :data:`OVERLAID_METHODS` methods, else one panel per method over a shared axis
+    (overlaid, a dozen methods would hide each other). Each method's mean is marked.
 
     Args:
         runs: ``runs.csv`` written by ``evaluate``.
@@ -125,27 +132,27 @@ def histogram(
         raise InputError(f"no finite '{metric}' values for {', '.join(values)} in '{runs}'")
     low, high = min(everything), max(everything)
     edges = np.linspace(low, high if high > low else low + 1.0, max(bins, 1) + 1)
-    figure = new_figure()
-    axes = figure.add_subplot()
-    colours = [f"C{i}" for i in range(len(values))]
-    for colour, (method, data) in zip(colours, values.items()):
-        if not data:
-            continue
+    shown = {method: data for method, data in values.items() if data}
+    panels = 1 if len(shown) <= OVERLAID_METHODS else len(shown)
+    figure = new_figure(6.4, 4.0 if panels == 1 else 0.75 * panels + 1.0)
+    grid = figure.subplots(panels, 1, sharex=True, sharey=True, squeeze=False)[:, 0]
+    for index, (method, data) in enumerate(shown.items()):
+        axes, colour = grid[0 if panels == 1 else index], f"C{index % 10}"
         mean = float(np.mean(data))
-        axes.hist(
-            data,
-            bins=edges,
-            alpha=0.45,
-            color=colour,
-            edgecolor=colour,
-            label=f"{method} (n={len(data)}, mean {mean:.2f})",
-        )
-        axes.axvline(mean, color=colour, linestyle="--", linewidth=1.2)
-    axes.set_xlabel(LABELS.get(metric, metric))
-    axes.set_ylabel("runs")
-    axes.yaxis.get_major_locator().set_params(integer=True)
-    axes.set_title(title or f"{LABELS.get(metric, metric)} over {len(everything)} runs")
-    axes.legend()
+        label = f"{method} (n={len(data)}, mean {mean:.2f})"
+        axes.hist(data, bins=edges, alpha=0.45 if panels == 1 else 0.8, color=colour, edgecolor=colour, label=label)
+        axes.axvline(mean, color=colour if panels == 1 else "black", linestyle="--", linewidth=1.2)
+        if panels > 1:
+            axes.text(0.01, 0.85, label, transform=axes.transAxes, va="top", fontsize="small")
+        axes.yaxis.get_major_locator().set_params(integer=True)
+    grid[-1].set_xlabel(LABELS.get(metric, metric))
+    figure.supylabel("runs") if panels > 1 else grid[0].set_ylabel("runs")
+    heading = title or f"{LABELS.get(metric, metric)} over {len(everything)} runs"
+    if panels == 1:
+        grid[0].set_title(heading)
+        grid[0].legend()
+    else:
+        figure.suptitle(heading + " (dashed: each method's mean)")
     return save_figure(figure, output)
 
 

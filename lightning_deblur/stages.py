@@ -339,6 +339,12 @@ class JobStages:
         also restore the RNG; loaded outside a fit (``load_from_checkpoint``), first build
         the job from the plan and the observation the checkpoint holds."""
         state = checkpoint.get("deblur")
+        if state is None and "seed_batch" in checkpoint:
+            seeds = ",".join(str(seed) for seed in checkpoint["seed_batch"]["seeds"])
+            raise InputError(
+                f"this checkpoint holds a seed batch (seeds {seeds}), not one job; "
+                f"resume it with `fit --seeds {seeds} --ckpt_path …`"
+            )
         if state is None:
             raise InputError("this checkpoint was not written by a deblurring job; pass a run's checkpoints/last.ckpt")
         resuming = self._trainer is not None

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import CONF, KillAt, read_metrics, run_fit
 from test_bad_input import run_expecting_error
+from test_resume import large_case
 
 from lightning_deblur import stages
 from lightning_deblur.centring import centre_kernel
@@ -169,3 +170,22 @@ def test_bad_restart_settings_are_one_line(capsys, blurred_case, args, words):
     args = [arg.format(kernel=blurred_case["root"] / "kernel.npy") for arg in args]
     line = run_expecting_error(capsys, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5", *args)
     assert words in line
+
+
+@pytest.mark.parametrize("colour", [False, True], ids=["grey-crop", "colour-whole"])
+def test_a_restart_comes_before_the_finishing_tiles_which_take_its_kernel(tmp_path, monkeypatch, colour):
+    """With a kernel crop (grey) or a colour stage, tiled: the finishing tiles follow the
+    last pass and deblur with its kernel."""
+    image, options = large_case(tmp_path, colour)
+    calls: list = []
+    monkeypatch.setattr(stages, "judge", judge_as(["no-blur"], calls))
+    run = run_fit(
+        tmp_path, "--data.image", str(image), "--data.kernel_size", "5", "--model.restarts", "1", *options,
+        config=CONF / "tiny_improved.yaml",
+    )  # fmt: skip
+    metrics = read_metrics(run)
+    assert metrics["restarts"] == 1 and len(calls) == 2  # judged at the end of each pass, not after the tiles
+    assert metrics["iterations"] == 2 * PASS_STEPS + 6 * 10 and metrics["tiles"] == 6
+    last_pass = torch.from_numpy(np.load(run / "scales" / "scale2_restart1_kernel.npy"))
+    _, centred, _, _ = centre_kernel(torch.zeros(1, 1, 24, 24, dtype=last_pass.dtype), last_pass)
+    np.testing.assert_allclose(np.load(run / "kernel.npy"), centred.numpy(), atol=1e-6)

@@ -12,6 +12,7 @@ from test_bad_input import run_expecting_error
 from lightning_deblur.cli import JOB_FAILED, main
 from lightning_deblur.data import Observation
 from lightning_deblur.divergence import DivergenceGuard
+from lightning_deblur.errors import InputError
 from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
 from lightning_deblur.imagefiles import read_image, write_image
 from lightning_deblur.job import DeblurJob
@@ -144,6 +145,14 @@ def test_a_checkpoint_resumes_only_its_own_seeds(runs, tmp_path, monkeypatch, ca
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert "seeds [0, 1]" in error and "\n" not in error
+    # Nor as one job: on the command line, and loaded from Python.
+    with pytest.raises(SystemExit) as exit_info:
+        fit(tmp_path / "ignored", runs["case"], "--ckpt_path", str(checkpoint))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert "seed batch (seeds 0,1)" in error and "fit --seeds 0,1 --ckpt_path" in error and "\n" not in error
+    with pytest.raises(InputError, match="holds a seed batch"):
+        DeblurJob.load_from_checkpoint(checkpoint)
 
 
 def test_a_seed_batch_runs_in_float32(tmp_path, capsys):
