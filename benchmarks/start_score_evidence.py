@@ -89,7 +89,7 @@ def kernel_signals(k: torch.Tensor) -> dict:
 
 FINAL_METHODS = (
     "original", "improved", "improved_l2sum", "fast", "fast_starts3", "fast_fused", "fast_coarse500", "fast_ch64",
-    "fast_x2", "improved_ch64", "improved_ch96",
+    "fast_x2", "fast_kl2x10", "improved_ch64", "improved_ch96",
 )
 """The bank's blind methods."""
 
