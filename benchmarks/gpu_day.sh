@@ -25,8 +25,9 @@
 # Time limits (seconds, each part's variable): steps 50, Adam 30, jobs per GPU 100,
 # batched seeds 30 (the step) + 120 (SEED_BATCH_SECONDS, whole jobs): at most about 6
 # minutes with the start-up, so COMPILE_SECONDS or JOB255_SECONDS fit beside them.
-# 6. only if BANK_SECONDS is set: the full-fidelity bank's jobs, every method side by side,
-#    several jobs per GPU, for that many seconds; finished runs' small files  ->  $OUT/bank.tgz
+# 6. only if BANK_SECONDS is set: the full-fidelity bank's jobs of BANK_METHODS (default
+#    improved_restarts1, the one the CPU cannot afford), side by side, several jobs per GPU,
+#    for that many seconds; finished runs' small files  ->  $OUT/bank.tgz
 # Missing pure-Python dependencies travel as wheels in .whl/ (see docs/RESULTS.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -116,7 +117,8 @@ if [ "$bank_seconds" -gt 0 ]; then
         bank_args+=(--methods improved --seeds 0 --jobs_per_device 1 --first_inputs 1 "${tiny[@]}")
     else
         # No checkpoints: a lent machine is gone before a killed job could resume anyway.
-        bank_args+=(--seeds "${BANK_SEEDS:-0-1}" --jobs_per_device "${JOBS_PER_GPU:-5}" --checkpoint.every_n_steps 0)
+        bank_args+=(--methods "${BANK_METHODS:-improved_restarts1}" --seeds "${BANK_SEEDS:-0-1}"
+                    --jobs_per_device "${JOBS_PER_GPU:-5}" --checkpoint.every_n_steps 0)
     fi
     start=$(date +%s)
     timeout -s TERM -k 20 "$bank_seconds" "$python" benchmarks/full_fidelity_bank.py "${bank_args[@]}"
