@@ -409,6 +409,43 @@ def run_fit(command: list[str], run_dir: Path, env: dict, timeout_s: float | Non
     return process.returncode, timed_out, time.perf_counter() - started
 
 
+def resume_or_start_over(
+    command: list[str],
+    folder: Path,
+    result_dirs: list[Path],
+    resumable: bool,
+    env: dict[str, str],
+    spec: RunSpec,
+    running: RunningProcesses,
+) -> tuple[list[str], int, bool, float, bool]:
+    """Run a ``fit`` process (``command``, logging into ``folder``, its results in
+    ``result_dirs``) to its end: from ``folder``'s checkpoint when ``resumable``, and over
+    again at once, in emptied folders, when there is none or the resumed process did not
+    take (it exited by itself without writing any ``metrics.json``: a broken checkpoint,
+    or options that changed since).
+
+    Returns:
+        the command that ran last, its exit code, whether it timed out, the seconds of
+        every attempt together, and whether the run was resumed.
+
+    Raises:
+        Stopped: the batch is stopping; the folders are left as they are, to resume.
+    """
+    wall_time = 0.0
+    if resumable:
+        resume = [*command, "--ckpt_path", str(folder / "checkpoints" / "last.ckpt")]
+        code, timed_out, seconds = run_fit(resume, folder, env, spec.timeout_s, running)
+        wall_time += seconds
+        if timed_out or code < 0 or any((path / "metrics.json").exists() for path in result_dirs):
+            return resume, code, timed_out, wall_time, True
+    for path in dict.fromkeys([folder, *result_dirs]):
+        if path.exists():
+            shutil.rmtree(path)
+    folder.mkdir(parents=True)
+    code, timed_out, seconds = run_fit(command, folder, env, spec.timeout_s, running)
+    return command, code, timed_out, wall_time + seconds, False
+
+
 def run_job(job: BatchJob, spec: RunSpec, slot: Slot, running: RunningProcesses) -> dict:
     """Run one job to its end in a ``fit`` subprocess; return its summary values.
 
@@ -422,29 +459,14 @@ def run_job(job: BatchJob, spec: RunSpec, slot: Slot, running: RunningProcesses)
         Stopped: the batch is stopping; the job folder is left as it is, to resume.
     """
     run_dir = job.run_dir(spec.output_dir)
-    checkpoint = run_dir / "checkpoints" / "last.ckpt"
     arguments = fit_arguments(job, spec.output_dir, spec.fit_prefix, spec.known_kernel)
     command = [sys.executable, "-m", "lightning_deblur", *arguments]
-    env = {**spec.base_env, **slot.env}
-    wall_time, resumed, error = 0.0, False, None
-    if checkpoint.is_file() and not (run_dir / "metrics.json").exists():
-        resumed = True
-        resume = [*command, "--ckpt_path", str(checkpoint)]
-        code, timed_out, seconds = run_fit(resume, run_dir, env, spec.timeout_s, running)
-        wall_time += seconds
-        error = _failure(run_dir, code, timed_out, spec.timeout_s)
-        if error and not (timed_out or code < 0 or (run_dir / "metrics.json").exists()):
-            resumed = False  # the checkpoint did not take (broken, or the options changed): start over
-            error = None
-        else:
-            command = resume
-    if not resumed:
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
-        code, timed_out, seconds = run_fit(command, run_dir, env, spec.timeout_s, running)
-        wall_time += seconds
-        error = _failure(run_dir, code, timed_out, spec.timeout_s)
+    # A failed run keeps its checkpoint but starts over: its metrics.json says how it ended.
+    resumable = (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "metrics.json").exists()
+    command, code, timed_out, wall_time, resumed = resume_or_start_over(
+        command, run_dir, [run_dir], resumable, {**spec.base_env, **slot.env}, spec, running
+    )
+    error = _failure(run_dir, code, timed_out, spec.timeout_s)
     wall_time = round(wall_time, 3)
     if error is None:
         record = {"wall_time_s": wall_time, "device": slot.label, "resumed": resumed, "command": command}
@@ -470,29 +492,13 @@ def run_seed_group(jobs: tuple[BatchJob, ...], spec: RunSpec, slot: Slot, runnin
     if len(jobs) == 1:
         return [run_job(jobs[0], spec, slot, running)]
     folder = group_folder(jobs, spec.output_dir)
-    checkpoint = folder / "checkpoints" / "last.ckpt"
     run_dirs = [job.run_dir(spec.output_dir) for job in jobs]
     arguments = group_fit_arguments(jobs, spec.output_dir, spec.fit_prefix, spec.known_kernel)
     command = [sys.executable, "-m", "lightning_deblur", *arguments]
-    env = {**spec.base_env, **slot.env}
-    wall_time, resumed = 0.0, False
-    if checkpoint.is_file():
-        resumed = True
-        resume = [*command, "--ckpt_path", str(checkpoint)]
-        code, timed_out, seconds = run_fit(resume, folder, env, spec.timeout_s, running)
-        wall_time += seconds
-        ran = timed_out or code < 0 or any((run_dir / "metrics.json").exists() for run_dir in run_dirs)
-        if ran:
-            command = resume
-        else:
-            resumed = False  # the checkpoint did not take (broken, or the options changed): start over
-    if not resumed:
-        for path in (folder, *run_dirs):
-            if path.exists():
-                shutil.rmtree(path)
-        folder.mkdir(parents=True)
-        code, timed_out, seconds = run_fit(command, folder, env, spec.timeout_s, running)
-        wall_time += seconds
+    resumable = (folder / "checkpoints" / "last.ckpt").is_file()
+    command, code, timed_out, wall_time, resumed = resume_or_start_over(
+        command, folder, run_dirs, resumable, {**spec.base_env, **slot.env}, spec, running
+    )
     wall_time = round(wall_time, 3)
     results = []
     for job, run_dir in zip(jobs, run_dirs):
