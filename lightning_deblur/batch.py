@@ -691,14 +691,10 @@ def check_fit_options(
             "remove trainer.logger from the config"
         )
     if seeds_per_job > 1:
-        from lightning_deblur.seed_batch import check_float32  # Lightning is loaded by now
+        from lightning_deblur.seed_batch import check_float32, check_no_restarts  # Lightning is loaded by now
 
         check_float32(trainer.get("precision"), "--seeds_per_job")
-        if model.get("restarts"):
-            raise InputError(
-                "--seeds_per_job runs a group's seeds in step, so without restarts: "
-                "set --model.restarts 0, or leave --seeds_per_job at 1"
-            )
+        check_no_restarts(model.get("restarts", 0), "--seeds_per_job", "leave --seeds_per_job at 1")
     known_kernel = model.get("kernel_mode") == "fixed"
     missing = [job.case.name for job in share if known_kernel and not job.case.kernel]
     if missing:

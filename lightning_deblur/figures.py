@@ -146,12 +146,13 @@ def histogram(
             axes.text(0.01, 0.85, label, transform=axes.transAxes, va="top", fontsize="small")
         axes.yaxis.get_major_locator().set_params(integer=True)
     grid[-1].set_xlabel(LABELS.get(metric, metric))
-    figure.supylabel("runs") if panels > 1 else grid[0].set_ylabel("runs")
     heading = title or f"{LABELS.get(metric, metric)} over {len(everything)} runs"
     if panels == 1:
+        grid[0].set_ylabel("runs")
         grid[0].set_title(heading)
         grid[0].legend()
     else:
+        figure.supylabel("runs")
         figure.suptitle(heading + " (dashed: each method's mean)")
     return save_figure(figure, output)
 

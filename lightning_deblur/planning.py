@@ -96,9 +96,6 @@ class JobPlan:
         tile_overlap: pixels neighbouring finishing tiles share (0 without tiles).
         starts: runs of the coarsest scale, each from fresh generators; the best-scoring
             one continues (its stages come first, and count among the blind scales).
-        attempts: passes over the blind scales: 1 as planned, one more for every restart
-            the job has made (their stages follow the first pass's, and count among the
-            blind scales).
     """
 
     stages: tuple[Scale, ...]
@@ -106,7 +103,6 @@ class JobPlan:
     crop: Box | None = None
     tile_overlap: int = 0
     starts: int = 1
-    attempts: int = 1
 
     @property
     def total_steps(self) -> int:
@@ -126,6 +122,13 @@ class JobPlan:
     def finishing_channels(self) -> int:
         """Image channels of the finishing stage (1 without one)."""
         return self.stages[-1].channels if self.has_finishing else 1
+
+    @property
+    def attempts(self) -> int:
+        """Passes over the blind scales: 1 as planned, one more for every restart the job
+        has made (:meth:`with_restart`; their stages follow the first pass's and count
+        among the blind scales). Read from the last blind stage."""
+        return self.stages[self.blind_scale_count - 1].attempt + 1 if self.blind_scale_count else 1
 
     @property
     def scale_count(self) -> int:
@@ -174,7 +177,7 @@ class JobPlan:
             for stage in self.stages[blind:]
         )
         stages = self.stages[:blind] + tuple(added) + finishing
-        return replace(self, stages=stages, blind_scale_count=blind + count, attempts=self.attempts + 1)
+        return replace(self, stages=stages, blind_scale_count=blind + count)
 
 
 def plan_scales(

@@ -64,6 +64,18 @@ def check_float32(precision, option: str) -> None:
         )
 
 
+def check_no_restarts(restarts: int, option: str, otherwise: str) -> None:
+    """Refuse restarts for seed batches (``option``: the command-line option that asked for
+    them): a restart lengthens one seed's plan, and a batch's seeds run in step.
+    ``otherwise`` is the other way out the error suggests.
+
+    Raises:
+        InputError: ``restarts`` is not 0.
+    """
+    if restarts:
+        raise InputError(f"{option} runs its seeds in step, so without restarts: set --model.restarts 0, or {otherwise}")
+
+
 class RandomStreams:
     """One random stream per job: the state torch's global generators (CPU, and the
     CUDA device's when ``device`` is one) would have in a separate run seeded with that
@@ -124,12 +136,7 @@ class SeedBatchJob(LightningModule):
         self.vectorize = vectorize
         if len(set(seeds)) != len(seeds) or not seeds:
             raise InputError(f"--seeds needs distinct seeds, got {seeds}")
-        if job.restarts:
-            # A restart lengthens one seed's plan; a seed batch's seeds run in step.
-            raise InputError(
-                "--seeds runs its seeds in step, so without restarts: "
-                "set --model.restarts 0, or run the seeds as separate jobs"
-            )
+        check_no_restarts(job.restarts, "--seeds", "run the seeds as separate jobs")
         self.seeds = list(seeds)
         self.folder = None if folder is None else Path(folder)
         self.members = torch.nn.ModuleList(copy.deepcopy(job) for _ in self.seeds)

@@ -105,6 +105,11 @@ class JobStages:
         return self.current_scale.finishing or self.scale_index == self.plan.blind_scale_count - 1
 
     @property
+    def at_last_blind_scale(self) -> bool:
+        """At the plan's last blind scale (the finest of the last pass), not a finishing stage."""
+        return not self.current_scale.finishing and self.scale_index == self.plan.blind_scale_count - 1
+
+    @property
     def estimate_is_full_size(self) -> bool:
         """Whether :meth:`estimate` covers the whole observation at full resolution."""
         return self.current_scale.finishing or (not self.plan.has_finishing and self.is_finest_scale)
@@ -284,9 +289,9 @@ class JobStages:
             the record of the pass (``attempt``, ``end_step``, ``verdict``,
             ``verdict_signals``), or ``None`` where no pass ended or the job has no restarts.
         """
-        scale = self.current_scale
-        if self.restarts == 0 or scale.finishing or self.scale_index != self.plan.blind_scale_count - 1:
+        if self.restarts == 0 or not self.at_last_blind_scale:
             return None
+        scale = self.current_scale
         verdict = judge(self.y, crop_to_observation(self.latest_x, scale.kernel_size), self.latest_k)
         record = {"attempt": scale.attempt, "end_step": scale.end_step, **verdict.as_metrics()}
         self.attempt_records.append(record)
@@ -378,7 +383,7 @@ class JobStages:
         """
         if self.centring is not None or self.kernel_mode != "blind" or self.latest_x is None:
             return
-        if self.current_scale.finishing or self.scale_index != self.plan.blind_scale_count - 1:
+        if not self.at_last_blind_scale:
             return
         offset = kernel_centroid_offset(self.latest_k)
         shift, lost = (0, 0), 0.0
