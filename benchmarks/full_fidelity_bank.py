@@ -36,6 +36,8 @@ config.yaml); TensorBoard events and checkpoints are ignored.
     # run (resumable); on a GPU several jobs per device
     .venv/bin/python benchmarks/full_fidelity_bank.py run --methods improved --seeds 2
     .venv/bin/python benchmarks/full_fidelity_bank.py run --seeds 0-1 --jobs_per_device 5 --concurrent
+    # a slice: the inputs where a long method's outcome is in question first
+    .venv/bin/python benchmarks/full_fidelity_bank.py run --methods improved_restarts1 --inputs kodim05_levin09_k5 --seeds 1
     # tables and figures from whatever is banked (or --methods a,b: a method still running left out)
     .venv/bin/python benchmarks/full_fidelity_bank.py evaluate
 """
@@ -144,12 +146,23 @@ def batch_command(
     return command
 
 
-def first_inputs(count: int, root: Path) -> Path:
-    """A manifest of the protocol's first ``count`` inputs, written under ``root`` (smoke runs)."""
+def input_slice(first: int, names: list[str], root: Path) -> Path:
+    """The protocol's manifest, or a slice of it written under ``root``: its first ``first``
+    inputs (smoke runs) and/or the inputs named in ``names`` (a long method run where its
+    outcome is in question first). Exits with one line on a name the protocol lacks."""
     from lightning_deblur.manifest import read_manifest, write_manifest
 
-    rows = read_manifest(PROTOCOL / "manifest.csv")[:count]  # paths made absolute
-    return write_manifest(root / f"manifest_first{count}.csv", rows)
+    if not first and not names:
+        return PROTOCOL / "manifest.csv"
+    rows = read_manifest(PROTOCOL / "manifest.csv")  # paths made absolute
+    known = [row.name for row in rows]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        sys.exit(f"unknown input '{unknown[0]}': choose from {', '.join(known)}")
+    rows = rows[:first] if first else rows
+    rows = [row for row in rows if row.name in names] if names else rows
+    label = "_".join([f"first{first}"] * bool(first) + names)
+    return write_manifest(root / f"manifest_{label}.csv", rows)
 
 
 def run(args, extra: list[str]) -> int:
@@ -159,7 +172,7 @@ def run(args, extra: list[str]) -> int:
         sys.exit(f"unknown method '{unknown[0]}': choose from {', '.join(METHODS)}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     root = Path(args.root)
-    manifest = first_inputs(args.first_inputs, root) if args.first_inputs else PROTOCOL / "manifest.csv"
+    manifest = input_slice(args.first_inputs, [n for n in args.inputs.split(",") if n], root)
     commands = [
         batch_command(m, args.seeds, args.devices, args.jobs_per_device, args.timeout, root, manifest, extra)
         for m in methods
@@ -246,6 +259,7 @@ def main() -> None:
     runner.add_argument("--concurrent", action="store_true", help="run the methods' batches side by side")
     runner.add_argument("--root", default=str(BANK), help="where the bank lives")
     runner.add_argument("--first_inputs", type=int, default=0, help="only the first N inputs (smoke runs)")
+    runner.add_argument("--inputs", default="", help="comma-separated input names: only these (default: all)")
     scorer = sub.add_parser("evaluate", help="tables of every banked run (writes <root>/eval/)")
     scorer.add_argument("--root", default=str(BANK))
     scorer.add_argument("--methods", default="", help="comma-separated (default: every banked one); leave out one still running")
