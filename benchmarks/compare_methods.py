@@ -30,12 +30,13 @@ from pathlib import Path
 
 from _common import DATA, save
 
+from lightning_deblur.evaluate import FAILURE_ISNR_DB
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {
     "original": [ROOT / "configs" / "selfdeblur.yaml", ROOT / "benchmarks" / "protocols" / "reduced_original.yaml"],
     "improved": [ROOT / "configs" / "improved.yaml", ROOT / "benchmarks" / "protocols" / "reduced_improved.yaml"],
 }
-FAILURE_DB = 1.0
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -98,7 +99,7 @@ def summarize(results: list[dict]) -> dict:
             "median_isnr": statistics.median(r["aligned_isnr"] for r in rows),
             "mean_plain_isnr": statistics.fmean(r["isnr"] for r in rows),
             "mean_per_input_std": statistics.fmean(statistics.pstdev(v) for v in per_input.values()),
-            "failure_rate": sum(r["aligned_isnr"] < FAILURE_DB for r in rows) / len(rows),
+            "failure_rate": sum(r["aligned_isnr"] < FAILURE_ISNR_DB for r in rows) / len(rows),
             "mean_wall_time_s": statistics.fmean(r["wall_time_s"] for r in rows),
             "per_input_mean_isnr": {name: statistics.fmean(v) for name, v in sorted(per_input.items())},
         }

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lightning_deblur.evaluate import FAILURE_ISNR_DB
+
 from start_score_evidence import final_signals_of  # noqa: E402 (a sibling script)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +40,6 @@ SEED_SETS = {
 }
 WEAK, STRONG = "fast_fused", "fast_kl2x10"
 RATIOS = (1.5, 1.7, 2.0, 2.5, 3.0)
-FAILURE_DB = 1.0
 
 
 def pairs_in(root: Path) -> list[dict]:
@@ -68,7 +69,7 @@ def picked(pair: dict, ratio: float) -> float:
 
 
 def summary_row(label: str, values: list[float]) -> str:
-    failures = sum(value < FAILURE_DB for value in values)
+    failures = sum(value < FAILURE_ISNR_DB for value in values)
     return f"| {label} | {np.mean(values):.2f} | {np.median(values):.2f} | {min(values):.2f} | {failures} |"
 
 
@@ -77,7 +78,7 @@ def report() -> str:
         "# Two kernel priors, one pick: the re-blur residual rule\n",
         f"(`{Path(__file__).relative_to(ROOT)}`; weak prior `{WEAK}` (kernel ℓ2 weight 0.1), strong "
         f"`{STRONG}` (1.0); the rule keeps the strong prior's result unless its re-blur residual is more "
-        f"than `ratio`× the weak one's; failure: aligned ISNR < {FAILURE_DB:g} dB)\n",
+        f"than `ratio`× the weak one's; failure: aligned ISNR < {FAILURE_ISNR_DB:g} dB)\n",
     ]
     for label, root in SEED_SETS.items():
         pairs = pairs_in(root)

@@ -27,15 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from lightning_deblur.evaluate import FAILURE_ISNR_DB
+
 ROOT = Path(__file__).resolve().parents[1]
 EVALUATION = ROOT / "benchmarks" / "results" / "full_fidelity_bank" / "eval" / "runs.csv"
-FAILURE_DB = 1.0
-"""A run fails below this aligned ISNR (the bank's and issue's line)."""
 
 TRIGGERS = {
     "no-blur": lambda run: run["verdict"] == "no-blur",
     "any verdict": lambda run: run["verdict"] not in ("ok", ""),
-    "oracle": lambda run: run["isnr"] < FAILURE_DB,
+    "oracle": lambda run: run["isnr"] < FAILURE_ISNR_DB,
 }
 
 
@@ -69,20 +69,20 @@ def report(rows: list[dict]) -> str:
     lines = [
         "# Restarting failed runs with a new seed: estimated from the bank's seed pairs\n",
         f"(`{Path(__file__).relative_to(ROOT)}`; each restart stood in for by the input's other seed; "
-        f"failure: aligned ISNR < {FAILURE_DB:g} dB)\n",
+        f"failure: aligned ISNR < {FAILURE_ISNR_DB:g} dB)\n",
         "| method | runs | failures | mean ISNR (dB) | trigger | restarted (extra jobs) | failures after | "
         "mean ISNR after (dB) | inputs failing both seeds |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for method, pairs in paired_runs(rows).items():
         before = [run["isnr"] for run, _ in pairs]
-        stuck = len({run["input"] for run, other in pairs if run["isnr"] < FAILURE_DB and other["isnr"] < FAILURE_DB})
-        failures = sum(value < FAILURE_DB for value in before)
+        stuck = len({run["input"] for run, other in pairs if run["isnr"] < FAILURE_ISNR_DB and other["isnr"] < FAILURE_ISNR_DB})
+        failures = sum(value < FAILURE_ISNR_DB for value in before)
         for name, trigger in TRIGGERS.items():
             after, restarted = after_one_restart(pairs, trigger)
             lines.append(
                 f"| {method} | {len(pairs)} | {failures} | {np.mean(before):.2f} | {name} | "
-                f"{restarted} ({restarted / len(pairs):.0%}) | {sum(v < FAILURE_DB for v in after)} | "
+                f"{restarted} ({restarted / len(pairs):.0%}) | {sum(v < FAILURE_ISNR_DB for v in after)} | "
                 f"{np.mean(after):.2f} | {stuck} |"
             )
     return "\n".join(lines) + "\n"
