@@ -42,7 +42,7 @@ DEFAULT_SAVE_DIR = "logs"
 ``--trainer.default_root_dir`` or ``--trainer.logger.init_args.save_dir`` says otherwise."""
 
 TRAINER_DEFAULTS = {
-    # No epoch limit: the job's plan sets max_steps (DeblurCLI.before_fit).
+    # No epoch limit: the job's plan sets max_steps (JobStages.limit_steps_to_plan).
     "max_epochs": -1,
     "devices": 1,
     # Checkpoints come from the job's own JobCheckpoint callback (key "checkpoint").
@@ -260,8 +260,8 @@ class DeblurCLI(LightningCLI):
         return trainer
 
     def before_fit(self) -> None:
-        """Hand the decoded inputs to the datamodule and the plan to the job, and stop the
-        Trainer after the plan's last step (``max_steps``, set as Lightning's own tuner sets it)."""
+        """Hand the decoded inputs to the datamodule and the plan to the job (which stops
+        the Trainer after the plan's last step, ``max_steps``, once the fit sets it up)."""
         self.datamodule.observation = self.observation
         plan = self.plan
         if self.trainer.strategy.root_device != self.planned_device:
@@ -269,7 +269,6 @@ class DeblurCLI(LightningCLI):
             # accelerator given as an object, say): the automatic tile size depends on it.
             plan = self.model.plan_on(self.observation, self.trainer, copies=self.planned_copies)
         self.model.plan = plan
-        self.trainer.fit_loop.epoch_loop.max_steps = plan.total_steps
         if self.batch_seeds is not None:
             config = self.config[self.subcommand]
             self.model = SeedBatchJob(

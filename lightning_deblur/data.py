@@ -175,7 +175,7 @@ class BlurredImage(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # One item per step the job can take (its plan's, and any restarts'): the Trainer's
-        # max_steps (the plan's steps, set by the command line and grown by a restart)
+        # max_steps (the plan's steps, which the job sets and a restart grows)
         # ends the fit, also when a resumed fit replays this loader from its start.
         steps = self.trainer.lightning_module.most_steps
         # batch_size=None: items pass through uncollated, so each batch is a plain int.

@@ -136,6 +136,7 @@ class DeblurJob(JobStages, LightningModule):
 
     def setup(self, stage: str) -> None:
         self.build(planned_observation(self, self.trainer))
+        self.limit_steps_to_plan()
 
     def configure_optimizers(self) -> dict:
         """One Adam with a parameter group per generator (θ_x, and θ_k in the blind scales),

@@ -111,12 +111,9 @@ class ScaleTransition(Callback):
                 job.end_start()
                 cls._log_start(trainer, job, scale)
             attempts = job.plan.attempts
-            record = job.end_attempt()
+            record = job.end_attempt()  # a restart grows the plan, and with it max_steps
             if record is not None:
-                restarted = job.plan.attempts > attempts
-                if restarted:  # the plan grew by a pass
-                    trainer.fit_loop.epoch_loop.max_steps = job.plan.total_steps
-                cls._log_attempt(trainer, job, record, restarted)
+                cls._log_attempt(trainer, job, record, restarted=job.plan.attempts > attempts)
             job.end_blind_scales()
         if scale.index + 1 >= len(job.plan.stages):
             return None

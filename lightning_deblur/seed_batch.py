@@ -239,6 +239,7 @@ class SeedBatchJob(LightningModule):
             member.member_folder = folder / f"seed{self.seeds[index]}"
             with self.streams.of(index):
                 member.build(observation)
+        self.lead.limit_steps_to_plan()  # the jobs share one plan
 
     def configure_optimizers(self) -> dict:
         """One Adam over every job's parameter groups (``seed<k>/image``,

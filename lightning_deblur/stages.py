@@ -50,8 +50,7 @@ class JobStages:
     """
 
     def init_stage_state(self) -> None:
-        self.plan: JobPlan | None = None
-        """The job's stages, set before :meth:`build` (by the command line, or in ``setup``)."""
+        self.plan = None  # set before build(): by the command line, or in setup
         self.scale_index = 0
         self.centring: dict | None = None
         """What centring found and did at the end of the blind scales (for metrics.json), or
@@ -94,6 +93,25 @@ class JobStages:
         if self.member_folder is not None:
             return self.member_folder
         return Path(self.trainer.log_dir or self.trainer.default_root_dir)
+
+    @property
+    def plan(self) -> JobPlan | None:
+        """The job's stages: set before :meth:`build` (by the command line, or in ``setup``),
+        grown by a restart, replaced by a resumed job's grown plan."""
+        return self._plan
+
+    @plan.setter
+    def plan(self, plan: JobPlan | None) -> None:
+        self._plan = plan
+        self.limit_steps_to_plan()
+
+    def limit_steps_to_plan(self) -> None:
+        """Stop the Trainer after the plan's last step (its ``max_steps``), whenever the
+        plan is set or grows while a Trainer holds the job; ``setup`` calls it for a plan
+        set before the fit. The data loader holds more steps than that where restarts may
+        add some, so this limit, not the loader's length, ends a fit."""
+        if self._trainer is not None and self._plan is not None:
+            self._trainer.fit_loop.epoch_loop.max_steps = self._plan.total_steps
 
     @property
     def current_scale(self) -> Scale:
@@ -283,7 +301,7 @@ class JobStages:
         solution, while a kernel held at its support's border asks for a larger kernel
         size, which a restart does not change. The pass a job ends with is its result,
         whatever its verdict (no signal of a finished run tells the better of two:
-        docs/RESULTS.md). The caller extends the Trainer's step budget when the plan grew.
+        docs/RESULTS.md); the grown plan extends the Trainer's step budget (``plan``'s setter).
 
         Returns:
             the record of the pass (``attempt``, ``end_step``, ``verdict``,
@@ -359,7 +377,6 @@ class JobStages:
         elif state["plan"].attempts > self.plan.attempts:
             # The job had restarted: its plan grew past the one planned from the options.
             self.plan = state["plan"]
-            self.trainer.fit_loop.epoch_loop.max_steps = self.plan.total_steps
         if state["scale_index"] != self.scale_index:
             self.enter_scale(state["scale_index"])
         self.centring = state.get("centring")

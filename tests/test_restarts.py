@@ -130,6 +130,28 @@ def test_an_ok_pass_changes_nothing_but_the_record(blurred_case, tmp_path, monke
     np.testing.assert_array_equal(*pixels)
 
 
+@pytest.mark.parametrize("restarted", [0, 1])
+def test_a_trainer_used_directly_stops_at_the_end_of_the_plan(blurred_case, monkeypatch, restarted):
+    """Without the command line, the job itself limits the Trainer to its plan's steps,
+    as planned or grown by a restart, not to the data loader's length (which holds a
+    pass more for each restart allowed and not made)."""
+    from lightning import Trainer
+    from test_multiscale import tiny_improved_job
+
+    from lightning_deblur.data import BlurredImage
+
+    monkeypatch.setattr(stages, "judge", judge_as(["no-blur"] * restarted, []))
+    job = tiny_improved_job(restarts=2)
+    trainer = Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, max_epochs=1,
+    )  # fmt: skip
+    trainer.fit(job, datamodule=BlurredImage(str(blurred_case["image"]), 5))
+    assert job.plan.attempts == 1 + restarted
+    assert trainer.global_step == job.plan.total_steps == (1 + restarted) * job.plan.attempt_steps
+    assert job.most_steps == 3 * job.plan.attempt_steps > trainer.global_step  # the loader's length
+
+
 @pytest.mark.parametrize("kill_at", [41, 70], ids=["early-in-the-restart", "late-in-the-restart"])
 def test_a_job_killed_in_a_restart_resumes_to_the_same_result(blurred_case, tmp_path, monkeypatch, kill_at):
     monkeypatch.setattr(stages, "judge", judge_as(["no-blur"], []))
