@@ -3,14 +3,17 @@ recorded step of the finest scale, from the runs' curve.csv (no new runs).
 
 The curve's aligned PSNR at the finest scale is the figure metrics.json reports at the
 end (same reference, border and shift search), so ISNR(step) = aligned_psnr(step) −
-the input's aligned PSNR. Writes benchmarks/results/bank_stop_points.json and prints,
-per method, mean ISNR and failures (< 1 dB) at each step.
+the input's aligned PSNR. Writes benchmarks/results/bank_stop_points.json (for another
+bank root, e.g. the held-out seeds', bank_stop_points_<root name>.json) and prints, per
+method, mean ISNR and failures (< 1 dB) at each step.
 
     .venv/bin/python benchmarks/bank_stop_points.py
+    .venv/bin/python benchmarks/bank_stop_points.py --root benchmarks/results/full_fidelity_heldout
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -37,9 +40,12 @@ def finest_isnr_by_step(run: Path) -> dict[int, float]:
 
 
 def main() -> None:
-    report = {}
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=BANK, help="the bank's folder (default: the bank's seeds 0-1)")
+    root = parser.parse_args().root.resolve()
+    report = {"root": str(root.relative_to(BANK.parents[2]))}
     for method in METHODS:
-        runs = sorted(p.parent for p in (BANK / method).glob("*/seed*/metrics.json"))
+        runs = sorted(p.parent for p in (root / method).glob("*/seed*/metrics.json"))
         if not runs:
             continue
         curves = [finest_isnr_by_step(run) for run in runs]
@@ -63,7 +69,8 @@ def main() -> None:
         for row in table[:: max(1, len(table) // 12)]:
             print(f"  step {row['finest_step']:5d}: mean {row['mean_isnr']:5.2f}  median {row['median_isnr']:5.2f}  "
                   f"failures {row['failures']}/{len(runs)}")
-    print(f"saved {save('bank_stop_points', report)}")
+    name = "bank_stop_points" if root == BANK else f"bank_stop_points_{root.name}"
+    print(f"saved {save(name, report)}")
 
 
 if __name__ == "__main__":
