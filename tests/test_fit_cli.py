@@ -152,7 +152,7 @@ def test_quickstart_config_is_valid_and_points_at_the_bundled_example(capsys):
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["data"]["image"].startswith("example:") and config["data"]["sharp"].startswith("example:")
     # The quickstart runs the fast method: its net and schedule come from fast.yaml.
-    assert config["model"]["image_net"]["channels"] == 32 and config["model"]["iterations"] == 600
+    assert config["model"]["image_net"]["channels"] == 32 and config["model"]["iterations"] == 1000
 
 
 def test_results_json_is_complete_json(blurred_case, tmp_path):
