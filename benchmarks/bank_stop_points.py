@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import save  # noqa: E402
-from full_fidelity_bank import BANK, METHODS  # noqa: E402
+from full_fidelity_bank import BANK, METHODS, ROOT  # noqa: E402
 
 from lightning_deblur.curves import read_curve  # noqa: E402
 from lightning_deblur.evaluate import FAILURE_ISNR_DB  # noqa: E402
@@ -43,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=BANK, help="the bank's folder (default: the bank's seeds 0-1)")
     root = parser.parse_args().root.resolve()
-    report = {"root": str(root.relative_to(BANK.parents[2]))}
+    report = {"root": str(root.relative_to(ROOT))}
     for method in METHODS:
         runs = sorted(p.parent for p in (root / method).glob("*/seed*/metrics.json"))
         if not runs:

@@ -103,10 +103,15 @@ def report(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def restarted(row: dict) -> bool:
+    """Whether the run restarted (runs.csv's ``restarts``: empty without the option)."""
+    return int(row["restarts"] or 0) > 0
+
+
 def first_pass_isnr(row: dict) -> float:
     """A run's aligned ISNR at the end of its first pass over the blind scales (its curve's
     row at that step), or its final one where it did not restart."""
-    if not int(row["restarts"] or 0):
+    if not restarted(row):
         return row["isnr"]
     run = ROOT / row["run_dir"]
     end = json.loads((run / "metrics.json").read_text())["attempts"][0]["end_step"]
@@ -130,20 +135,20 @@ def measured_report(rows: list[dict]) -> str:
             for row in rows
             if row["method"] == method and (plain, row["input"], row["seed"]) in by_run
         ]
-        for without, with_restarts in pairs:
-            if int(with_restarts["restarts"] or 0) > 0:
+        first = [first_pass_isnr(with_restarts) for _, with_restarts in pairs]
+        for (without, with_restarts), first_pass in zip(pairs, first):
+            if restarted(with_restarts):
                 lines.append(
                     f"| {method} | {plain} | {without['input']} | {without['seed']} | {without['isnr']:.2f} | "
-                    f"{without['verdict']} | {with_restarts['restarts']} | {first_pass_isnr(with_restarts):.2f} | "
+                    f"{without['verdict']} | {with_restarts['restarts']} | {first_pass:.2f} | "
                     f"{with_restarts['isnr']:.2f} |"
                 )
         if pairs:
             before = [without["isnr"] for without, _ in pairs]
             after = [with_restarts["isnr"] for _, with_restarts in pairs]
-            first = [first_pass_isnr(with_restarts) for _, with_restarts in pairs]
-            restarted = sum(int(with_restarts["restarts"] or 0) > 0 for _, with_restarts in pairs)
+            count = sum(restarted(with_restarts) for _, with_restarts in pairs)
             totals.append(
-                f"| {method} | {plain} | {len(pairs)} | {restarted} | {sum(v < FAILURE_ISNR_DB for v in before)} | "
+                f"| {method} | {plain} | {len(pairs)} | {count} | {sum(v < FAILURE_ISNR_DB for v in before)} | "
                 f"{sum(v < FAILURE_ISNR_DB for v in first)} | {sum(v < FAILURE_ISNR_DB for v in after)} | "
                 f"{np.mean(before):.2f} | {np.mean(first):.2f} | {np.mean(after):.2f} |"
             )
