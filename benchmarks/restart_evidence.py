@@ -22,7 +22,9 @@ restarts on the same (input, seed): measured, not estimated. Runs on another mac
 follow another trajectory even before any restart (the bank's ``improved`` ran mostly on
 an H200), so the table also gives each run's own first pass (its aligned ISNR at the end
 of that pass, from its curve.csv): first pass against result is the restart's effect
-alone. The estimate leaves those methods out.
+alone. Its totals add the mean per-input std over seeds and the blind steps the restarts
+added (their cost in steps; wall time follows the steps within a run). The estimate leaves
+those methods out.
 
     python benchmarks/restart_evidence.py   # writes benchmarks/results/restart_evidence.md
 """
@@ -108,15 +110,26 @@ def restarted(row: dict) -> bool:
     return int(row["restarts"] or 0) > 0
 
 
-def first_pass_isnr(row: dict) -> float:
+def first_pass(row: dict) -> tuple[float, int, int]:
     """A run's aligned ISNR at the end of its first pass over the blind scales (its curve's
-    row at that step), or its final one where it did not restart."""
-    if not restarted(row):
-        return row["isnr"]
+    row at that step; its final ISNR where it did not restart), and the blind steps of its
+    first pass and of all its passes (from metrics.json's ``attempts``)."""
     run = ROOT / row["run_dir"]
-    end = json.loads((run / "metrics.json").read_text())["attempts"][0]["end_step"]
+    attempts = json.loads((run / "metrics.json").read_text())["attempts"]
+    end, last = attempts[0]["end_step"], attempts[-1]["end_step"]
+    if not restarted(row):
+        return row["isnr"], end, last
     (at_end,) = [r for r in read_curve(run / "curve.csv") if r["step"] == end]
-    return at_end["aligned_psnr"] - float(row["input_aligned_psnr"])
+    return at_end["aligned_psnr"] - float(row["input_aligned_psnr"]), end, last
+
+
+def mean_per_input_std(inputs: list[str], values: list[float]) -> float:
+    """The mean over inputs of the population std of each input's values over its seeds
+    (``evaluate``'s "mean per-input std")."""
+    by_input: dict[str, list[float]] = {}
+    for name, value in zip(inputs, values):
+        by_input.setdefault(name, []).append(value)
+    return float(np.mean([np.std(v) for v in by_input.values()]))
 
 
 def measured_report(rows: list[dict]) -> str:
@@ -135,28 +148,34 @@ def measured_report(rows: list[dict]) -> str:
             for row in rows
             if row["method"] == method and (plain, row["input"], row["seed"]) in by_run
         ]
-        first = [first_pass_isnr(with_restarts) for _, with_restarts in pairs]
-        for (without, with_restarts), first_pass in zip(pairs, first):
+        passes = [first_pass(with_restarts) for _, with_restarts in pairs]
+        first = [isnr for isnr, _, _ in passes]
+        for (without, with_restarts), first_isnr in zip(pairs, first):
             if restarted(with_restarts):
                 lines.append(
                     f"| {method} | {plain} | {without['input']} | {without['seed']} | {without['isnr']:.2f} | "
-                    f"{without['verdict']} | {with_restarts['restarts']} | {first_pass:.2f} | "
+                    f"{without['verdict']} | {with_restarts['restarts']} | {first_isnr:.2f} | "
                     f"{with_restarts['isnr']:.2f} |"
                 )
         if pairs:
             before = [without["isnr"] for without, _ in pairs]
             after = [with_restarts["isnr"] for _, with_restarts in pairs]
             count = sum(restarted(with_restarts) for _, with_restarts in pairs)
+            inputs = [without["input"] for without, _ in pairs]
+            spread = [mean_per_input_std(inputs, values) for values in (before, first, after)]
+            first_steps, all_steps = sum(p[1] for p in passes), sum(p[2] for p in passes)
             totals.append(
                 f"| {method} | {plain} | {len(pairs)} | {count} | {sum(v < FAILURE_ISNR_DB for v in before)} | "
                 f"{sum(v < FAILURE_ISNR_DB for v in first)} | {sum(v < FAILURE_ISNR_DB for v in after)} | "
-                f"{np.mean(before):.2f} | {np.mean(first):.2f} | {np.mean(after):.2f} |"
+                f"{np.mean(before):.2f} | {np.mean(first):.2f} | {np.mean(after):.2f} | "
+                f"{spread[0]:.2f} | {spread[1]:.2f} | {spread[2]:.2f} | {all_steps / first_steps - 1:+.1%} |"
             )
     lines += [
         "",
         "| method | against | runs in both | restarted | failures without | failures, first passes | failures with | "
-        "mean ISNR without (dB) | first passes | with |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "mean ISNR without (dB) | first passes | with | mean per-input std without (dB) | first passes | with | "
+        "blind steps added by restarts |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *totals,
     ]
     return "\n".join(lines) + "\n"
