@@ -12,8 +12,10 @@ a strong prior that forces a wrong kernel cannot explain the input as well.
 For every (input, seed) run by both methods it prints both ISNRs, the residual ratio and
 the pick; then, per seed set (the bank's seeds 0–1, on which the rule was found, and the
 held-out seeds 2–3 made after it), the mean ISNR, failures (< 1 dB) and lowest run of:
-the weak prior alone, the strong alone, the rule at several ratios, and an oracle that
-keeps the better of the two by the true ISNR.
+the weak prior alone, the strong alone, the rule at several ratios, the result with the
+lower gradient sparsity (:func:`lightning_deblur.verdict.gradient_sparsity`, found later,
+on the bank's runs of every method), and an oracle that keeps the better of the two by
+the true ISNR.
 
     python benchmarks/full_fidelity_bank.py run --methods fast_fused,fast_kl2x10 --seeds 2-3 \\
         --concurrent --root benchmarks/results/full_fidelity_heldout
@@ -54,9 +56,11 @@ def pairs_in(root: Path) -> list[dict]:
         pair = {"input": run.parent.name, "seed": run.name}
         for method, folder in ((WEAK, run), (STRONG, other)):
             record = {"run_dir": folder, "input": run.parent.name}
+            signals = final_signals_of(record)
             pair[method] = {
                 "isnr": json.loads((folder / "metrics.json").read_text())["aligned_isnr"],
-                "residual": final_signals_of(record)["data_mse"],
+                "residual": signals["data_mse"],
+                "sparsity": signals["gradient_sparsity"],
             }
         pair["ratio"] = pair[STRONG]["residual"] / pair[WEAK]["residual"]
         found.append(pair)
@@ -66,6 +70,11 @@ def pairs_in(root: Path) -> list[dict]:
 def picked(pair: dict, ratio: float) -> float:
     """The ISNR the rule keeps: the strong prior's unless its residual exceeds ``ratio``× the weak one's."""
     return pair[WEAK]["isnr"] if pair["ratio"] > ratio else pair[STRONG]["isnr"]
+
+
+def sparser(pair: dict) -> float:
+    """The ISNR kept by the other rule: the result with the lower gradient sparsity."""
+    return min((pair[WEAK], pair[STRONG]), key=lambda run: run["sparsity"])["isnr"]
 
 
 def summary_row(label: str, values: list[float]) -> str:
@@ -99,6 +108,7 @@ def report() -> str:
         lines.append(summary_row(f"{STRONG} alone", [p[STRONG]["isnr"] for p in pairs]))
         for ratio in RATIOS:
             lines.append(summary_row(f"rule, ratio {ratio:g}", [picked(p, ratio) for p in pairs]))
+        lines.append(summary_row("the sparser result (gradient sparsity)", [sparser(p) for p in pairs]))
         lines.append(summary_row("oracle (true ISNR)", [max(p[WEAK]["isnr"], p[STRONG]["isnr"]) for p in pairs]))
     return "\n".join(lines) + "\n"
 

@@ -38,7 +38,7 @@ from lightning_deblur.curves import read_curve
 from lightning_deblur.imagefiles import read_image
 from lightning_deblur.physics import blur_valid
 from lightning_deblur.resample import resize_image
-from lightning_deblur.verdict import gradient_energy
+from lightning_deblur.verdict import gradient_energy, gradient_sparsity
 
 ROOT = Path(__file__).resolve().parents[1]
 BANK = ROOT / "benchmarks" / "results" / "full_fidelity_bank"
@@ -51,6 +51,7 @@ SIGNALS = {
     "kernel_l2": "kernel ‖k‖²",
     "kernel_spread": "kernel spread (radius over half its side)",
     "sharpness_gain": "sharpness gain",
+    "gradient_sparsity": "gradient sparsity (ℓ1/ℓ2 of the 3×3-averaged gradients, over the input's)",
     "coarse_aligned_psnr": "coarse aligned PSNR (needs the sharp image)",
 }
 
@@ -66,6 +67,7 @@ def signals_of(run: dict) -> dict:
         **kernel_signals(k),
         "data_mse": last["mse"],
         "sharpness_gain": float(gradient_energy(x) / gradient_energy(resize_image(y, tuple(x.shape[-2:])))),
+        "gradient_sparsity": gradient_sparsity(x) / gradient_sparsity(resize_image(y, tuple(x.shape[-2:]))),
         "coarse_aligned_psnr": last["aligned_psnr"],
     }
 
@@ -100,6 +102,7 @@ FINAL_SIGNALS = {
     "kernel_l2": "kernel ‖k‖²",
     "kernel_spread": "kernel spread (radius over half its side)",
     "sharpness_gain": "sharpness gain",
+    "gradient_sparsity": "gradient sparsity (ℓ1/ℓ2 of the 3×3-averaged gradients, over the input's)",
 }
 
 
@@ -116,6 +119,7 @@ def final_signals_of(run: dict) -> dict:
         **kernel_signals(k),
         "data_mse": float(((reblurred - inner) ** 2).mean()),
         "sharpness_gain": float(gradient_energy(x) / gradient_energy(y)),
+        "gradient_sparsity": gradient_sparsity(x) / gradient_sparsity(y),
     }
 
 

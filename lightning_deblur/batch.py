@@ -88,10 +88,13 @@ METRIC_FIELDS = [
     "seconds_per_iteration",
     "precision",
     "verdict",
+    "gradient_sparsity",
+    "sparsest",
     "restarts",
 ]
 """Figures taken from each job's ``metrics.json`` (``fit_time_s`` is its ``wall_time_s``:
-the optimization alone, without process start-up). Other numeric keys follow, sorted."""
+the optimization alone, without process start-up; ``gradient_sparsity`` is in its
+``verdict_signals``), and ``sparsest`` (:func:`mark_sparsest`). Other numeric keys follow, sorted."""
 
 FORBIDDEN_FIT_OPTIONS = {
     "data": "batch sets each job's image, kernel size and sharp reference from --manifest or --images/--kernel_size",
@@ -211,6 +214,8 @@ def summary_row(job: BatchJob, output_dir: Path, status: str, **values) -> dict:
         for key, value in metrics.items():
             if key == "wall_time_s":
                 row["fit_time_s"] = value
+            elif key == "verdict_signals" and isinstance(value, dict) and "gradient_sparsity" in value:
+                row["gradient_sparsity"] = value["gradient_sparsity"]
             elif key in METRIC_FIELDS or (
                 key not in ("image", "kernel_size", "device") and isinstance(value, (int, float))
             ):
@@ -219,8 +224,32 @@ def summary_row(job: BatchJob, output_dir: Path, status: str, **values) -> dict:
     return row
 
 
+def mark_sparsest(rows: list[dict]) -> None:
+    """Among each image's finished runs (two or more with a ``gradient_sparsity``), mark the
+    one with the lowest sparsity ``sparsest = 1`` and the others 0: the run to keep when
+    the sharp image is unknown (lightning_deblur.verdict; docs/RESULTS.md, "Choosing
+    among finished runs"). Images with fewer such runs get no mark. Other ranks' rows come
+    from their CSV parts, so the values may be text."""
+    by_image: dict[str, list[tuple[float, dict]]] = {}
+    for row in rows:
+        row.pop("sparsest", None)
+        try:
+            sparsity = float(row.get("gradient_sparsity", ""))
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(sparsity):
+            by_image.setdefault(row["name"], []).append((sparsity, row))
+    for runs in by_image.values():
+        if len(runs) > 1:
+            keep = min(runs, key=lambda run: run[0])[1]
+            for _, row in runs:
+                row["sparsest"] = int(row is keep)
+
+
 def write_summary(path: Path, rows: list[dict]) -> None:
-    """Write the rows as CSV, atomically; figure columns are the union over the rows."""
+    """Write the rows as CSV, atomically (the sparsest run of each image marked); figure
+    columns are the union over the rows."""
+    mark_sparsest(rows)
     present = {key for row in rows for key in row}
     extra = sorted(present - set(SUMMARY_FIELDS) - set(METRIC_FIELDS))
     write_csv(path, SUMMARY_FIELDS + [key for key in METRIC_FIELDS if key in present] + extra, rows)

@@ -41,7 +41,9 @@ luminance (BT.601 Y) of colour images, as the jobs see them:
   true kernel (empty without a ``kernel`` column);
 - ``error_ratio``: Levin's ``‖x̂ − x‖ / ‖x̂_k − x‖`` (not squared) against the true-kernel
   result ``x̂_k`` of the same input (empty without one);
-- ``failed``: ``aligned_isnr < --failure_db``.
+- ``failed``: ``aligned_isnr < --failure_db``;
+- ``verdict``, ``gradient_sparsity``: :func:`~lightning_deblur.verdict.judge` on the run's
+  files (the no-reference verdict, and the result's gradient sparsity over the input's).
 
 Written to ``--output_dir`` (atomically):
 
@@ -51,7 +53,9 @@ Written to ``--output_dir`` (atomically):
   deviation across seeds (inputs with one run count as 0) and of the per-input median, the
   failure rate, the means of aligned PSNR and SSIM, plain PSNR, kernel error and error
   ratio (over the runs that have one), the mean wall time and the run count; and the mean
-  aligned ISNR of every input under every method. Standard deviations are population ones
+  aligned ISNR of every input under every method; and, for the inputs with several runs
+  of a method, what keeping one run per input by the lowest gradient sparsity gives (no
+  reference needed) against keeping the best by ISNR (an oracle). Standard deviations are population ones
   (``ddof = 0``), as in ``benchmarks/compare_methods.py``. Non-finite values are ``null``
   in JSON and ``—`` in Markdown.
 """
@@ -106,6 +110,7 @@ RUN_FIELDS = [
     "restarts",
     "failed",
     "verdict",
+    "gradient_sparsity",
     "shift_y",
     "shift_x",
     "run_dir",
@@ -344,6 +349,7 @@ def measure_input(
                 "restarts": recorded.get("restarts"),
                 "failed": float(isnr[index]) < failure_db,
                 "verdict": verdict.label,
+                "gradient_sparsity": verdict.gradient_sparsity,
                 "shift_y": float(pair.shift[index, 0]),
                 "shift_x": float(pair.shift[index, 1]),
             }
@@ -396,6 +402,7 @@ def summarize(jobs: list[FoundRun], methods: list[str], names: list[str], failur
             "error_ratio_runs": len(ratios),
             "wall_time_s_mean": _mean(job.figures["wall_time_s"] for job in mine),
             **verdict_scores(mine),
+            **pick_scores(mine, failure_db),
         }
     return {"methods": per_method, "per_input_isnr_mean": {n: v for n, v in per_input.items() if v}}
 
@@ -411,6 +418,27 @@ def verdict_scores(jobs: list[FoundRun]) -> dict:
         "verdict_flagged": len(flagged),
         "verdict_precision": len(caught) / len(flagged) if flagged else math.nan,
         "verdict_recall": len(caught) / len(failed) if failed else math.nan,
+    }
+
+
+def pick_scores(jobs: list[FoundRun], failure_db: float) -> dict:
+    """Keeping one run per input, over the inputs with two runs or more: the run with the
+    lowest gradient sparsity (what a user without the sharp image can do) against the run
+    with the highest aligned ISNR (an oracle). Mean ISNR and failures of the kept runs,
+    and how many inputs the pick chose the oracle's run for; NaN without such inputs."""
+    by_input: dict[str, list[FoundRun]] = {}
+    for job in jobs:
+        by_input.setdefault(job.input, []).append(job)
+    groups = [runs for runs in by_input.values() if len(runs) > 1]
+    picked = [min(runs, key=lambda job: job.figures["gradient_sparsity"]) for runs in groups]
+    best = [max(runs, key=lambda job: job.figures["aligned_isnr"]) for runs in groups]
+    return {
+        "pick_inputs": len(groups),
+        "pick_isnr_mean": _mean(job.figures["aligned_isnr"] for job in picked),
+        "pick_failures": sum(job.figures["aligned_isnr"] < failure_db for job in picked),
+        "pick_is_best": sum(mine is top for mine, top in zip(picked, best)),
+        "oracle_isnr_mean": _mean(job.figures["aligned_isnr"] for job in best),
+        "oracle_failures": sum(job.figures["aligned_isnr"] < failure_db for job in best),
     }
 
 
@@ -468,6 +496,21 @@ def markdown(summary: dict) -> str:
             f"| {method} | {s['verdict_flagged']} | {_cell(s['verdict_precision'], '{:.0%}')} "
             f"| {_cell(s['verdict_recall'], '{:.0%}')} |"
         )
+    lines += [
+        "",
+        "One run kept per input (inputs with several runs of the method): the lowest gradient sparsity "
+        "(`lightning_deblur.verdict`, no reference) against the highest aligned ISNR (an oracle):",
+        "",
+        "| method | inputs | picked: mean ISNR | picked: failures | picked the oracle's run | oracle: mean ISNR "
+        "| oracle: failures |",
+        "|---|" + "---:|" * 6,
+    ]
+    for method, s in summary["methods"].items():
+        if s["pick_inputs"]:
+            lines.append(
+                f"| {method} | {s['pick_inputs']} | {_cell(s['pick_isnr_mean'])} | {s['pick_failures']} "
+                f"| {s['pick_is_best']} | {_cell(s['oracle_isnr_mean'])} | {s['oracle_failures']} |"
+            )
     methods = list(summary["methods"])
     lines += ["", "Mean aligned ISNR (dB) per input:", "", "| input | " + " | ".join(methods) + " |"]
     lines.append("|---|" + "---:|" * len(methods))

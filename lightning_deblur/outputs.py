@@ -64,11 +64,15 @@ class ResultWriter(Callback):
         if not trainer.is_global_zero:
             return
         # One job, or each job of a seed batch into its own folder.
-        for job in pl_module.jobs:
-            self.write_results(trainer, job)
+        written = [(job.run_folder(), self.write_results(trainer, job)) for job in pl_module.jobs]
+        if self.verbose and len(written) > 1:
+            line = sparsest_line(written)
+            if line:
+                print(line, flush=True)
 
-    def write_results(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Write one job's result files into its run folder (``pl_module.run_folder()``)."""
+    def write_results(self, trainer: Trainer, pl_module: LightningModule) -> dict:
+        """Write one job's result files into its run folder (``pl_module.run_folder()``);
+        its ``metrics.json`` entries."""
         wall_time = training_time(trainer)
         folder = pl_module.run_folder()
         folder.mkdir(parents=True, exist_ok=True)
@@ -140,6 +144,7 @@ class ResultWriter(Callback):
         write_json(folder / "metrics.json", metrics)
         if self.verbose:
             print(summary_line(folder, metrics), flush=True)
+        return metrics
 
     @staticmethod
     def _write_estimate(folder: Path, observation, image, kernel) -> None:
@@ -201,6 +206,25 @@ def colour_figures(estimate, observation, sharp) -> dict:
         return [round(float(psnr_per_image(images[:, c : c + 1], sharp[:, c : c + 1])[0]), 4) for c in range(3)]
 
     return {"psnr_rgb": per_channel(estimate), "input_psnr_rgb": per_channel(observation)}
+
+
+def sparsest_line(written: list[tuple[Path, dict]]) -> str | None:
+    """For a seed batch: which finished seed's result has the lowest gradient sparsity, the
+    one to keep without a sharp reference (docs/RESULTS.md, "Choosing among finished
+    runs"); ``None`` with fewer than two finished blind results."""
+    scored = [
+        (metrics["verdict_signals"]["gradient_sparsity"], folder)
+        for folder, metrics in written
+        if metrics.get("status") == "done" and "gradient_sparsity" in metrics.get("verdict_signals", {})
+    ]
+    if len(scored) < 2:
+        return None
+    best, folder = min(scored)
+    others = ", ".join(f"×{value:.3f}" for value, other in scored if other != folder)
+    return (
+        f"Lowest gradient sparsity: {folder} (×{best:.3f}; the other seeds {others}): "
+        "the result to keep without a sharp reference"
+    )
 
 
 def summary_line(folder: Path, metrics: dict) -> str:

@@ -630,5 +630,21 @@ def test_the_summary_carries_each_jobs_verdict_and_restarts(tmp_path, no_cluster
     for row in read_rows(tmp_path / "out" / "summary.csv"):
         metrics = json.loads((tmp_path / "out" / row["name"] / "seed0" / "metrics.json").read_text())
         assert row["status"] == "done" and row["verdict"] == metrics["verdict"]
+        assert float(row["gradient_sparsity"]) == metrics["verdict_signals"]["gradient_sparsity"]
+        assert row.get("sparsest", "") == ""  # one seed per image: nothing to choose between
         assert int(row["restarts"]) == metrics["restarts"] == len(metrics["attempts"]) - 1
         assert int(row["iterations"]) == 10 * (1 + metrics["restarts"])  # a restart reruns the one scale
+
+
+def test_the_summary_marks_each_images_sparsest_run(tmp_path):
+    rows = [
+        {"name": "a", "seed": 0, "status": "done", "gradient_sparsity": 1.02},
+        {"name": "a", "seed": 1, "status": "done", "gradient_sparsity": 0.97},
+        {"name": "a", "seed": 2, "status": "failed"},  # unfinished: not a candidate
+        {"name": "b", "seed": 0, "status": "done", "gradient_sparsity": 0.90},  # alone: no mark
+        {"name": "c", "seed": 0, "status": "done", "gradient_sparsity": 0.99, "sparsest": 1},  # a stale mark
+        {"name": "c", "seed": 1, "status": "done", "gradient_sparsity": "0.95"},  # another rank's CSV part: text
+    ]
+    batch.write_summary(tmp_path / "summary.csv", rows)
+    marks = {(row["name"], row["seed"]): row["sparsest"] for row in read_rows(tmp_path / "summary.csv")}
+    assert marks == {("a", "0"): "0", ("a", "1"): "1", ("a", "2"): "", ("b", "0"): "", ("c", "0"): "0", ("c", "1"): "1"}

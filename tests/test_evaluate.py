@@ -16,7 +16,7 @@ from conftest import blur, gaussian_kernel, synthetic_sharp
 
 from lightning_deblur.cli import main
 from lightning_deblur.errors import InputError
-from lightning_deblur.evaluate import evaluate, parse_results, read_runs_csv, spread_list_option
+from lightning_deblur.evaluate import FoundRun, evaluate, parse_results, pick_scores, read_runs_csv, spread_list_option
 from lightning_deblur.imagefiles import read_grey, read_image, write_image, write_json, write_kernel_npy
 from lightning_deblur.metrics import aligned_psnr, error_ratio, kernel_error, psnr_per_image
 from lightning_deblur.manifest import ManifestRow, write_manifest
@@ -128,6 +128,8 @@ def test_evaluate_recomputes_every_figure_and_summarizes_by_method(layout, capsy
         assert lazy["wall_time_s"] == 3.0  # from metrics.json; its aligned_isnr (123) is not used
         assert lazy["chosen_start"] == 1 and perfect["chosen_start"] is None
         assert lazy["restarts"] == 0 and perfect["restarts"] is None
+        # The blurred input against itself: a ratio of 1; the sharp image has sparser edges.
+        assert lazy["gradient_sparsity"] == pytest.approx(1.0) and perfect["gradient_sparsity"] < 0.99
         for row in (perfect, perfect):
             expected_isnr["perfect"] += [row["aligned_psnr"] - input_aligned[case.name]]
         expected_isnr["lazy"] += [0.0, 0.0]
@@ -214,3 +216,19 @@ def test_runs_csv_round_trip_keeps_empty_cells_as_nan(layout, tmp_path):
     assert raw[0]["error_ratio"] == "" and raw[0]["failed"] == "1"
     rows = read_runs_csv(tmp_path / "e" / "runs.csv")
     assert math.isnan(rows[0]["error_ratio"]) and rows[0]["failed"] is True and rows[0]["seed"] == 0
+
+
+def test_keeping_the_sparsest_run_per_input_is_scored_against_the_oracle():
+    def run(name: str, seed: int, sparsity: float, isnr: float) -> FoundRun:
+        return FoundRun("m", name, seed, Path("."), {"gradient_sparsity": sparsity, "aligned_isnr": isnr})
+
+    runs = [
+        run("a", 0, 1.02, 0.5), run("a", 1, 0.98, 2.0), run("a", 2, 1.00, 1.5),  # the sparsest is the best
+        run("b", 0, 0.97, 0.3), run("b", 1, 1.01, 1.2),  # the sparsest failed; the other did not
+        run("c", 0, 0.90, 9.0),  # one run: nothing to choose
+    ]
+    scores = pick_scores(runs, failure_db=1.0)
+    assert scores["pick_inputs"] == 2 and scores["pick_is_best"] == 1
+    assert scores["pick_isnr_mean"] == pytest.approx((2.0 + 0.3) / 2) and scores["pick_failures"] == 1
+    assert scores["oracle_isnr_mean"] == pytest.approx((2.0 + 1.2) / 2) and scores["oracle_failures"] == 0
+    assert math.isnan(pick_scores(runs[-1:], failure_db=1.0)["pick_isnr_mean"])

@@ -163,9 +163,14 @@ def test_a_seed_batch_runs_in_float32(tmp_path, capsys):
     assert "float32" in error and "32-true" in error
     # A width whose default is bf16-mixed on CPUs with native bf16: float32 in a seed batch.
     main(["fit", "--config", str(CONF / "tiny.yaml"), *common, "--model.image_net.channels", "64",
-          "--model.image_net.skip_channels", "4", "--model.iterations", "2", "--model.finish.iterations", "2"])  # fmt: skip
+          "--model.image_net.skip_channels", "4", "--model.iterations", "2", "--model.finish.iterations", "2",
+          "--outputs.verbose", "true"])  # fmt: skip
     (metrics,) = (tmp_path / "logs").glob("*/version_*/seed0/metrics.json")
     assert read_metrics(metrics.parent)["precision"] == "32-true"
+    # The run to keep: the seed whose result has the lower gradient sparsity.
+    sparsity = {seed: read_metrics(metrics.parent.parent / f"seed{seed}")["verdict_signals"]["gradient_sparsity"] for seed in (0, 1)}
+    kept = min(sparsity, key=sparsity.get)
+    assert f"Lowest gradient sparsity: {metrics.parent.parent / f'seed{kept}'} (×{sparsity[kept]:.3f}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("seeds", ["3-1", "a,b", "-2"])
