@@ -15,10 +15,14 @@ held-out seeds 2–3 made after it), the mean ISNR, failures (< 1 dB) and lowest
 the weak prior alone, the strong alone, the rule at several ratios, the result with the
 lower gradient sparsity (:func:`lightning_deblur.verdict.gradient_sparsity`, found later,
 on the bank's runs of every method), and an oracle that keeps the better of the two by
-the true ISNR.
+the true ISNR. Where the set also has the mild prior's runs (``fast_kl2x3``, weight 0.3)
+for every pair, three more rows: the mild prior alone, the sparsest of the three results
+and the three's oracle (a job that runs three priors and keeps one without a reference).
 
     python benchmarks/full_fidelity_bank.py run --methods fast_fused,fast_kl2x10 --seeds 2-3 \\
         --concurrent --root benchmarks/results/full_fidelity_heldout
+    python benchmarks/full_fidelity_bank.py run --methods fast_kl2x3 --seeds 2-3 \\
+        --root benchmarks/results/full_fidelity_heldout
     python benchmarks/prior_choice_evidence.py   # writes benchmarks/results/prior_choice_evidence.md
 """
 
@@ -40,13 +44,13 @@ SEED_SETS = {
     "seeds 0–1 (the rule found here)": RESULTS / "full_fidelity_bank",
     "seeds 2–3 (held out)": RESULTS / "full_fidelity_heldout",
 }
-WEAK, STRONG = "fast_fused", "fast_kl2x10"
+WEAK, STRONG, MILD = "fast_fused", "fast_kl2x10", "fast_kl2x3"
 RATIOS = (1.5, 1.7, 2.0, 2.5, 3.0)
 
 
 def pairs_in(root: Path) -> list[dict]:
-    """Every (input, seed) that both methods finished under ``root``: ISNR and re-blur
-    residual of each."""
+    """Every (input, seed) that both methods finished under ``root``: ISNR, re-blur
+    residual and gradient sparsity of each, and of the mild prior's run where there is one."""
     found = []
     for metrics_path in sorted((root / WEAK).glob("*/seed*/metrics.json")):
         run = metrics_path.parent
@@ -54,7 +58,9 @@ def pairs_in(root: Path) -> list[dict]:
         if not (other / "metrics.json").is_file():
             continue
         pair = {"input": run.parent.name, "seed": run.name}
-        for method, folder in ((WEAK, run), (STRONG, other)):
+        mild = root / MILD / run.parent.name / run.name
+        runs = ((WEAK, run), (STRONG, other), *([(MILD, mild)] if (mild / "metrics.json").is_file() else []))
+        for method, folder in runs:
             record = {"run_dir": folder, "input": run.parent.name}
             signals = final_signals_of(record)
             pair[method] = {
@@ -72,9 +78,9 @@ def picked(pair: dict, ratio: float) -> float:
     return pair[WEAK]["isnr"] if pair["ratio"] > ratio else pair[STRONG]["isnr"]
 
 
-def sparser(pair: dict) -> float:
-    """The ISNR kept by the other rule: the result with the lower gradient sparsity."""
-    return min((pair[WEAK], pair[STRONG]), key=lambda run: run["sparsity"])["isnr"]
+def sparsest(pair: dict, methods: tuple[str, ...]) -> float:
+    """The ISNR kept by the other rule: the result of ``methods`` with the lowest gradient sparsity."""
+    return min((pair[method] for method in methods), key=lambda run: run["sparsity"])["isnr"]
 
 
 def summary_row(label: str, values: list[float]) -> str:
@@ -108,8 +114,13 @@ def report() -> str:
         lines.append(summary_row(f"{STRONG} alone", [p[STRONG]["isnr"] for p in pairs]))
         for ratio in RATIOS:
             lines.append(summary_row(f"rule, ratio {ratio:g}", [picked(p, ratio) for p in pairs]))
-        lines.append(summary_row("the sparser result (gradient sparsity)", [sparser(p) for p in pairs]))
+        lines.append(summary_row("the sparser result (gradient sparsity)", [sparsest(p, (WEAK, STRONG)) for p in pairs]))
         lines.append(summary_row("oracle (true ISNR)", [max(p[WEAK]["isnr"], p[STRONG]["isnr"]) for p in pairs]))
+        if all(MILD in p for p in pairs):
+            three = (WEAK, MILD, STRONG)
+            lines.append(summary_row(f"{MILD} alone", [p[MILD]["isnr"] for p in pairs]))
+            lines.append(summary_row("the sparsest of the three", [sparsest(p, three) for p in pairs]))
+            lines.append(summary_row("oracle of the three", [max(p[m]["isnr"] for m in three) for p in pairs]))
     return "\n".join(lines) + "\n"
 
 
