@@ -90,10 +90,11 @@ def summary_row(label: str, values: list[float]) -> str:
 
 def report() -> str:
     lines = [
-        "# Two kernel priors, one pick: the re-blur residual rule\n",
+        "# Kernel priors, one pick: the re-blur residual rule and the gradient sparsity\n",
         f"(`{Path(__file__).relative_to(ROOT)}`; weak prior `{WEAK}` (kernel ℓ2 weight 0.1), strong "
-        f"`{STRONG}` (1.0); the rule keeps the strong prior's result unless its re-blur residual is more "
-        f"than `ratio`× the weak one's; failure: aligned ISNR < {FAILURE_ISNR_DB:g} dB)\n",
+        f"`{STRONG}` (1.0), mild `{MILD}` (0.3); the rule keeps the strong prior's result unless its re-blur "
+        f"residual is more than `ratio`× the weak one's; the sparsity keeps the result with the lowest "
+        f"gradient sparsity; failure: aligned ISNR < {FAILURE_ISNR_DB:g} dB)\n",
     ]
     for label, root in SEED_SETS.items():
         pairs = pairs_in(root)
