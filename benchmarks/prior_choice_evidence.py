@@ -1,5 +1,5 @@
-"""Two kernel priors, one pick: does the re-blur residual tell when the strong kernel prior
-went wrong?
+"""Kernel priors, one pick: does the re-blur residual, or the gradient sparsity, tell which
+prior's result to keep?
 
 `fast.yaml` weights its kernel ℓ2 term 0.1 (``fast_fused`` in the bank); ten times that
 (``fast_kl2x10``) solves inputs whose true kernel is large and that the weak prior leaves
