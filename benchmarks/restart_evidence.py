@@ -40,7 +40,7 @@ import numpy as np
 
 from lightning_deblur.curves import read_curve
 
-from lightning_deblur.evaluate import FAILURE_ISNR_DB
+from lightning_deblur.evaluate import FAILURE_ISNR_DB, mean_per_input_std
 
 ROOT = Path(__file__).resolve().parents[1]
 EVALUATION = ROOT / "benchmarks" / "results" / "full_fidelity_bank" / "eval" / "runs.csv"
@@ -123,13 +123,12 @@ def first_pass(row: dict) -> tuple[float, int, int]:
     return at_end["aligned_psnr"] - float(row["input_aligned_psnr"]), end, last
 
 
-def mean_per_input_std(inputs: list[str], values: list[float]) -> float:
-    """The mean over inputs of the population std of each input's values over its seeds
-    (``evaluate``'s "mean per-input std")."""
-    by_input: dict[str, list[float]] = {}
+def by_input(inputs: list[str], values: list[float]) -> dict[str, list[float]]:
+    """The values grouped by their input's name."""
+    groups: dict[str, list[float]] = {}
     for name, value in zip(inputs, values):
-        by_input.setdefault(name, []).append(value)
-    return float(np.mean([np.std(v) for v in by_input.values()]))
+        groups.setdefault(name, []).append(value)
+    return groups
 
 
 def measured_report(rows: list[dict]) -> str:
@@ -162,7 +161,7 @@ def measured_report(rows: list[dict]) -> str:
             after = [with_restarts["isnr"] for _, with_restarts in pairs]
             count = sum(restarted(with_restarts) for _, with_restarts in pairs)
             inputs = [without["input"] for without, _ in pairs]
-            spread = [mean_per_input_std(inputs, values) for values in (before, first, after)]
+            spread = [mean_per_input_std(by_input(inputs, values)) for values in (before, first, after)]
             first_steps, all_steps = sum(p[1] for p in passes), sum(p[2] for p in passes)
             totals.append(
                 f"| {method} | {plain} | {len(pairs)} | {count} | {sum(v < FAILURE_ISNR_DB for v in before)} | "

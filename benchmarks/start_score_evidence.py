@@ -38,7 +38,7 @@ from lightning_deblur.curves import read_curve
 from lightning_deblur.imagefiles import read_image
 from lightning_deblur.physics import blur_valid
 from lightning_deblur.resample import resize_image
-from lightning_deblur.verdict import gradient_energy, gradient_sparsity
+from lightning_deblur.verdict import gradient_energy, relative_gradient_sparsity
 
 ROOT = Path(__file__).resolve().parents[1]
 BANK = ROOT / "benchmarks" / "results" / "full_fidelity_bank"
@@ -62,12 +62,13 @@ def signals_of(run: dict) -> dict:
     x = torch.from_numpy(read_image(folder / "scales" / "scale0_image.png").pixels).float()[None, None]
     k = torch.from_numpy(np.load(folder / "scales" / "scale0_kernel.npy")).double()
     y = torch.from_numpy(read_image(PROTOCOL / "blurred" / f"{run['input']}.png").pixels).float()[None, None]
+    y = resize_image(y, tuple(x.shape[-2:]))  # the input at the coarsest scale's size
     last = [row for row in read_curve(folder / "curve.csv") if row["scale"] == 0][-1]
     return {
         **kernel_signals(k),
         "data_mse": last["mse"],
-        "sharpness_gain": float(gradient_energy(x) / gradient_energy(resize_image(y, tuple(x.shape[-2:])))),
-        "gradient_sparsity": gradient_sparsity(x) / gradient_sparsity(resize_image(y, tuple(x.shape[-2:]))),
+        "sharpness_gain": float(gradient_energy(x) / gradient_energy(y)),
+        "gradient_sparsity": relative_gradient_sparsity(x, y),
         "coarse_aligned_psnr": last["aligned_psnr"],
     }
 
@@ -119,7 +120,7 @@ def final_signals_of(run: dict) -> dict:
         **kernel_signals(k),
         "data_mse": float(((reblurred - inner) ** 2).mean()),
         "sharpness_gain": float(gradient_energy(x) / gradient_energy(y)),
-        "gradient_sparsity": gradient_sparsity(x) / gradient_sparsity(y),
+        "gradient_sparsity": relative_gradient_sparsity(x, y),
     }
 
 

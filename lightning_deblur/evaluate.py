@@ -388,7 +388,7 @@ def summarize(jobs: list[FoundRun], methods: list[str], names: list[str], failur
             "isnr_mean": statistics.fmean(isnr),
             "isnr_median": statistics.median(isnr),
             "isnr_std": statistics.pstdev(isnr),
-            "per_input_std_mean": statistics.fmean(statistics.pstdev(v) for v in by_input.values()),
+            "per_input_std_mean": mean_per_input_std(by_input),
             "per_input_median_mean": statistics.fmean(statistics.median(v) for v in by_input.values()),
             "failures": sum(job.figures["failed"] for job in mine),
             "failure_rate": sum(job.figures["failed"] for job in mine) / len(mine),
@@ -405,6 +405,12 @@ def summarize(jobs: list[FoundRun], methods: list[str], names: list[str], failur
             **pick_scores(mine, failure_db),
         }
     return {"methods": per_method, "per_input_isnr_mean": {n: v for n, v in per_input.items() if v}}
+
+
+def mean_per_input_std(by_input: dict[str, list[float]]) -> float:
+    """The mean over inputs of the population standard deviation of each input's values
+    over its seeds (an input with one run counts as 0)."""
+    return statistics.fmean(statistics.pstdev(values) for values in by_input.values())
 
 
 def verdict_scores(jobs: list[FoundRun]) -> dict:

@@ -114,6 +114,12 @@ def gradient_sparsity(image: torch.Tensor) -> float:
     return float(gradients.abs().sum() / gradients.norm().clamp_min(1e-12))
 
 
+def relative_gradient_sparsity(estimate: torch.Tensor, observation: torch.Tensor) -> float:
+    """:func:`gradient_sparsity` of the estimate over that of the observation (1: as
+    sparse as the input; lower: sparser edges). Both ``(..., H, W)`` in [0, 1]."""
+    return gradient_sparsity(estimate) / max(gradient_sparsity(observation), 1e-12)
+
+
 def judge(observation: torch.Tensor, estimate: torch.Tensor, kernel: torch.Tensor) -> Verdict:
     """The verdict on one blind result.
 
@@ -126,7 +132,7 @@ def judge(observation: torch.Tensor, estimate: torch.Tensor, kernel: torch.Tenso
     peak = float(kernel.max() / kernel.sum())
     sharpness = float(gradient_energy(estimate.detach().cpu()) / gradient_energy(observation.detach().cpu()).clamp_min(1e-12))
     border = border_ratio(kernel)
-    sparsity = gradient_sparsity(estimate) / max(gradient_sparsity(observation), 1e-12)
+    sparsity = relative_gradient_sparsity(estimate, observation)
     if peak >= NO_BLUR_PEAK and sharpness < NO_BLUR_SHARPNESS:
         label = "no-blur"
     elif border >= BORDER_RATIO:
