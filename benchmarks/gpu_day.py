@@ -150,6 +150,7 @@ def main() -> None:
         )  # fmt: skip
         results["compile_eager_s_per_step"] = eager
         print(f"eager float32 channels_last cudnn.benchmark=True: {eager * 1e3:.2f} ms", flush=True)
+        save()  # the compiler may outlast the part's time limit
     for mode in args.compile_modes if "compile" in parts else ():
         start = time.perf_counter()
         row: dict = {"mode": mode, "precision": "32-true", "layout": "channels_last", "cudnn_benchmark": True}

@@ -20,11 +20,14 @@
 # 4. batched seeds: the step (benchmarks/batched_seeds.py)  ->  $OUT/batched_seeds_cuda_*.json;
 #    whole jobs, fast.yaml alone against 8 seeds of it as one seed batch (fit --seeds 0-7)
 #    on the 96×96 bank input, per seed  ->  $OUT/method_speed_fast_fast_seeds8_*.json
-# 5. only if COMPILE_SECONDS is set: torch.compile of the step, mode reduce-overhead (CUDA
-#    graphs)  ->  $OUT/gpu_day_compile.json (on an H200 it had not finished compiling in 70 s)
-# Time limits (seconds, each part's variable): steps 50, Adam 30, jobs per GPU 100,
-# batched seeds 30 (the step) + 120 (SEED_BATCH_SECONDS, whole jobs): at most about 6
-# minutes with the start-up, so COMPILE_SECONDS or JOB255_SECONDS fit beside them.
+# 5. only if COMPILE_SECONDS is set: torch.compile of the step, modes default (Inductor's
+#    kernels) then reduce-overhead (the same with CUDA graphs)  ->  $OUT/gpu_day_compile.json
+#    (on an H200 reduce-overhead alone had not finished compiling in 70 s)
+# Time limits (seconds, each part's variable): steps 50 (STEPS_SECONDS), Adam 30
+# (ADAM_SECONDS), jobs per GPU 100 (JOBS_PER_GPU_SECONDS), batched seeds 30
+# (BATCHED_STEP_SECONDS, the step) + 120 (SEED_BATCH_SECONDS, whole jobs): at most about
+# 6 minutes with the start-up, so COMPILE_SECONDS or JOB255_SECONDS fit beside them.
+# A part's variable set to 0 skips it (a later GPU day need not repeat what one measured).
 # 6. only if BANK_SECONDS is set: the full-fidelity bank's jobs of BANK_METHODS (default
 #    improved_restarts1, the one the CPU cannot afford), side by side, several jobs per GPU,
 #    for that many seconds; finished runs' small files  ->  $OUT/bank.tgz
@@ -64,14 +67,18 @@ if [ $smoke = 0 ] && command -v nvidia-cuda-mps-control >/dev/null; then
 fi
 echo "gpu_day: MPS $mps"
 
+# runs PART_SECONDS DEFAULT: true unless the part's time limit is set to 0 (GNU timeout
+# would read 0 as no limit at all).
+runs() { [ "${!1:-$2}" -gt 0 ]; }
+
 steps_args=(--out "$out/gpu_day_steps.json")
 [ $smoke = 1 ] && steps_args+=(--smoke)
-timeout "${STEPS_SECONDS:-50}" "$python" benchmarks/gpu_day.py "${steps_args[@]}"
+runs STEPS_SECONDS 50 && timeout "${STEPS_SECONDS:-50}" "$python" benchmarks/gpu_day.py "${steps_args[@]}"
 # Adam's implementations (default, foreach, fused) on the job's parameters: seconds.
 if [ $smoke = 1 ]; then
     "$python" benchmarks/optimizer_speed.py --out "$out" --channels 8 --rounds 3
-else
-    timeout 30 "$python" benchmarks/optimizer_speed.py --out "$out" --device cuda --channels 32 128
+elif runs ADAM_SECONDS 30; then
+    timeout "${ADAM_SECONDS:-30}" "$python" benchmarks/optimizer_speed.py --out "$out" --device cuda --channels 32 128
 fi
 
 # Whole jobs: the fast method first (short), then the paper's improved method.
@@ -82,14 +89,16 @@ if [ $smoke = 1 ]; then
     "$python" benchmarks/jobs_per_gpu.py --out "$out/jobs_per_gpu.json" --counts 1 2 "${tiny[@]}"
 else
     image255=${IMAGE255:-.gpu_data/im1_kernel4_img.png}
-    if [ "${JOB255_SECONDS:-0}" -gt 0 ] && [ -f "$image255" ]; then
+    if runs JOB255_SECONDS 0 && [ -f "$image255" ]; then
         timeout "$JOB255_SECONDS" "$python" benchmarks/method_speed.py --out "$out" --image "$image255" \
             --kernel_size 27 --configs fast improved
-    elif [ "${JOB255_SECONDS:-0}" -gt 0 ]; then
+    elif runs JOB255_SECONDS 0; then
         echo "gpu_day: no $image255, whole jobs at 255×255 skipped (copy a Levin image there)" >&2
     fi
-    timeout "${JOBS_PER_GPU_SECONDS:-100}" "$python" benchmarks/jobs_per_gpu.py --out "$out/jobs_per_gpu.json" \
-        --counts 1 4 2 --seconds "$(( ${JOBS_PER_GPU_SECONDS:-100} - 35 ))" --mps "$mps"
+    if runs JOBS_PER_GPU_SECONDS 100; then
+        timeout "${JOBS_PER_GPU_SECONDS:-100}" "$python" benchmarks/jobs_per_gpu.py --out "$out/jobs_per_gpu.json" \
+            --counts ${JOBS_PER_GPU_COUNTS:-1 4 2} --seconds "$(( ${JOBS_PER_GPU_SECONDS:-100} - 35 ))" --mps "$mps"
+    fi
 fi
 
 # Batched seeds: R image nets stacked into one vmapped step against R separate steps,
@@ -99,13 +108,14 @@ if [ $smoke = 1 ]; then
     "$python" benchmarks/method_speed.py --out "$out" --image lightning_deblur/examples/kodim05_blurred.png \
         --kernel_size 13 --configs "fast_tiny=fast ${tiny[*]}" "fast_tiny_seeds2=fast ${tiny[*]} --seeds 0-1"
 else
-    timeout 30 "$python" benchmarks/batched_seeds.py --out "$out" --device cuda --seeds 8 \
-        --size 96 --kernel 9 --channels 128
-    timeout "${SEED_BATCH_SECONDS:-120}" "$python" benchmarks/method_speed.py --out "$out" \
-        --configs fast "fast_seeds8=fast --seeds 0-7"
+    runs BATCHED_STEP_SECONDS 30 && timeout "${BATCHED_STEP_SECONDS:-30}" "$python" benchmarks/batched_seeds.py \
+        --out "$out" --device cuda --seeds 8 --size 96 --kernel 9 --channels 128
+    runs SEED_BATCH_SECONDS 120 && timeout "${SEED_BATCH_SECONDS:-120}" "$python" benchmarks/method_speed.py \
+        --out "$out" --configs fast "fast_seeds8=fast --seeds 0-7"
     # Last: a compiler can take long; its limit keeps the rest safe.
-    if [ "${COMPILE_SECONDS:-0}" -gt 0 ]; then
-        timeout "$COMPILE_SECONDS" "$python" benchmarks/gpu_day.py --parts compile --out "$out/gpu_day_compile.json"
+    if runs COMPILE_SECONDS 0; then
+        timeout "$COMPILE_SECONDS" "$python" benchmarks/gpu_day.py --parts compile \
+            --compile_modes default reduce-overhead --out "$out/gpu_day_compile.json"
     fi
 fi
 

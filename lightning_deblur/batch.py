@@ -50,6 +50,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, NamedTuple
 
 from jsonargparse import ArgumentParser
 
@@ -617,20 +618,38 @@ def _cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def plan_slots(devices: str, jobs_per_device: int, accelerator: str, concurrency_cap: int) -> tuple[list[Slot], int]:
-    """The device slots and the CPU threads of each job.
+# Jobs at once on each GPU when --jobs_per_device is auto. A job's step is bound by kernel
+# launches and host work, so concurrent jobs fill the GPU: on an H200 with CUDA MPS, 1, 2
+# and 4 fast jobs (96×96) at a time took 44, 44 and 48 s each (docs/RESULTS.md, "Third GPU
+# day"). More than 4 was measured only with improved jobs (15 at a time: 150–215 s each
+# against 223 s alone), so 4 is the default and larger counts are the user's choice.
+GPU_JOBS_PER_DEVICE = 4
+
+
+class SlotPlan(NamedTuple):
+    """Where the jobs run: ``slots`` (one per device), ``threads`` (CPU threads of each job)
+    and ``jobs_per_device`` (jobs at once on each slot, ``auto`` resolved)."""
+
+    slots: list[Slot]
+    threads: int
+    jobs_per_device: int
+
+
+def plan_slots(devices: str, jobs_per_device: int | str, accelerator: str, concurrency_cap: int) -> SlotPlan:
+    """The device slots, the CPU threads of each job and the jobs at once on each slot.
 
     GPU accelerators (``gpu``, ``cuda``, or ``auto`` with a CUDA GPU visible): one slot per
     GPU, its jobs seeing that GPU alone (``CUDA_VISIBLE_DEVICES``), ``auto`` meaning every
     visible GPU. Otherwise CPU slots, ``auto`` meaning one (a job already uses every core
     through intra-op threads); ``N`` CPU slots share the cores, each job getting
     ``cores // (slots · jobs_per_device)`` threads (at least 1); ``concurrency_cap`` (the
-    number of jobs to run) caps the jobs counted as running at once.
+    number of jobs to run) caps the jobs counted as running at once. ``jobs_per_device``
+    ``auto`` is :data:`GPU_JOBS_PER_DEVICE` on GPU slots and 1 on CPU slots.
     """
     import torch
 
-    if jobs_per_device < 1:
-        raise InputError(f"--jobs_per_device {jobs_per_device} must be at least 1")
+    if jobs_per_device != "auto" and (not isinstance(jobs_per_device, int) or jobs_per_device < 1):
+        raise InputError(f"--jobs_per_device {jobs_per_device} must be at least 1 (or auto)")
     accelerator = str(accelerator or "auto").lower()
     gpus = torch.cuda.device_count() if accelerator in ("auto", "gpu", "cuda") else 0
     if accelerator in ("gpu", "cuda") and gpus == 0:
@@ -656,8 +675,10 @@ def plan_slots(devices: str, jobs_per_device: int, accelerator: str, concurrency
     else:
         hide = {"CUDA_VISIBLE_DEVICES": ""} if accelerator == "cpu" else {}
         slots = [Slot(f"cpu{i}", hide) for i in range(count)]
+    if jobs_per_device == "auto":
+        jobs_per_device = GPU_JOBS_PER_DEVICE if gpus else 1
     concurrent = max(1, min(count * jobs_per_device, concurrency_cap))
-    return slots, max(1, _cpu_cores() // concurrent)
+    return SlotPlan(slots, max(1, _cpu_cores() // concurrent), jobs_per_device)
 
 
 # ----------------------------------------------------------------------------- the batch
@@ -752,7 +773,7 @@ def run_batch(
     output_dir: Path,
     fit_prefix: list[str],
     devices: str = "auto",
-    jobs_per_device: int = 1,
+    jobs_per_device: int | str = "auto",
     timeout_s: float | None = None,
     seeds_per_job: int = 1,
 ) -> list[dict]:
@@ -773,7 +794,7 @@ def run_batch(
     rows, todo = scan_finished(share, output_dir)
     groups = seed_groups(todo, seeds_per_job)
     if todo:  # checked before anything is written
-        slots, threads = plan_slots(devices, jobs_per_device, settings.accelerator, len(groups))
+        slots, threads, jobs_per_device = plan_slots(devices, jobs_per_device, settings.accelerator, len(groups))
 
     parts = rank.world_size > 1
     own_summary = output_dir / (f"summary.part{rank.rank}of{rank.world_size}.csv" if parts else "summary.csv")
@@ -894,7 +915,7 @@ def batch(
     config: list[str] | None = None,
     seeds: str = "0",
     devices: str = "auto",
-    jobs_per_device: int = 1,
+    jobs_per_device: int | Literal["auto"] = "auto",
     timeout: float | None = None,
     seeds_per_job: int = 1,
     fit_options: list[str] | None = None,
@@ -911,11 +932,12 @@ def batch(
         config: fit config file(s), e.g. configs/improved.yaml (repeat --config for several).
         seeds: seeds of every image: 0-9, 0,3,5 or 3.
         devices: device slots: N or auto (every GPU, or 1 CPU slot).
-        jobs_per_device: jobs run at once on each device.
+        jobs_per_device: jobs run at once on each device: N or auto (4 per GPU, 1 per CPU slot).
         timeout: seconds after which a job is killed and marked failed.
         seeds_per_job: run up to this many seeds of an input in one process, as one batched
-            model (fit --seeds; each seed still gets its own folder and summary row). Pays on
-            GPUs, not on CPUs (docs/RESULTS.md); 1 runs every seed as a job of its own.
+            model (fit --seeds; each seed still gets its own folder and summary row). On an
+            H200 8 seeds gave 2.31x the seeds per hour, below 4 concurrent jobs' 3.7x; slower
+            on CPUs (docs/RESULTS.md); 1 runs every seed as a job of its own.
         fit_options: options passed to every job's fit (not a command-line option: the
             arguments batch does not know).
 
@@ -932,8 +954,8 @@ def batch(
         raise InputError("--kernel_size goes with --images; with --manifest, each row gives its kernel_size")
     if devices != "auto" and not (str(devices).isdigit() and int(devices) >= 1):
         raise InputError(f"--devices '{devices}' is not a number or auto; give e.g. --devices 4 or --devices auto")
-    if jobs_per_device < 1:
-        raise InputError(f"--jobs_per_device {jobs_per_device} must be at least 1")
+    if jobs_per_device != "auto" and jobs_per_device < 1:
+        raise InputError(f"--jobs_per_device {jobs_per_device} must be at least 1 (or auto)")
     if timeout is not None and timeout <= 0:
         raise InputError(f"--timeout {timeout:g} must be positive (seconds)")
     if seeds_per_job < 1:

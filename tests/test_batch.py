@@ -335,11 +335,15 @@ def test_a_slurm_rank_runs_its_share_and_its_jobs_do_not_see_the_slurm_rank(tmp_
 
 def test_cpu_workers_share_the_cores_without_oversubscribing(monkeypatch):
     monkeypatch.setattr(batch, "_cpu_cores", lambda: 16)
-    slots, threads = batch.plan_slots("4", 2, "cpu", concurrency_cap=100)
-    assert [slot.label for slot in slots] == ["cpu0", "cpu1", "cpu2", "cpu3"] and threads == 2
+    slots, threads, per_slot = batch.plan_slots("4", 2, "cpu", concurrency_cap=100)
+    assert [slot.label for slot in slots] == ["cpu0", "cpu1", "cpu2", "cpu3"] and threads == 2 and per_slot == 2
     assert all(slot.env == {"CUDA_VISIBLE_DEVICES": ""} for slot in slots)  # CPU jobs never touch a GPU
     assert batch.plan_slots("4", 2, "cpu", concurrency_cap=3)[1] == 5  # fewer jobs than slots
-    assert batch.plan_slots("auto", 1, "cpu", concurrency_cap=100) == ([batch.Slot("cpu0", slots[0].env)], 16)
+    assert batch.plan_slots("auto", 1, "cpu", concurrency_cap=100) == ([batch.Slot("cpu0", slots[0].env)], 16, 1)
+    # jobs_per_device auto: one job per CPU slot, its threads taking every core.
+    assert batch.plan_slots("auto", "auto", "cpu", concurrency_cap=100) == ([batch.Slot("cpu0", slots[0].env)], 16, 1)
+    with pytest.raises(InputError, match="at least 1"):
+        batch.plan_slots("1", 0, "cpu", concurrency_cap=100)
     assert batch.plan_slots("3", 3, "cpu", concurrency_cap=100)[1] == 1
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
@@ -374,6 +378,8 @@ def test_seed_lists():
         (["--manifest", "{cases}", "--model.colour", "grey"], "--model.colour grey is not one of full, luminance"),
         (["--manifest", "{cases}", "--devices", "many"], "not a number or auto"),
         (["--manifest", "{cases}", "--seeds_per_job", "0"], "--seeds_per_job 0 must be at least 1"),
+        (["--manifest", "{cases}", "--jobs_per_device", "0"], "--jobs_per_device 0 must be at least 1 (or auto)"),
+        (["--manifest", "{cases}", "--jobs_per_device", "many"], "--jobs_per_device many is not a valid value"),
         (["--manifest", "{cases}", "--seeds_per_job", "2", "--trainer.precision", "bf16-mixed"], "float32"),
         (["--manifest", "{cases}", "--seeds_per_job", "2", "--model.restarts", "1"], "leave --seeds_per_job at 1"),
         (["--manifest", "{cases}", "--seeds_folder", "x"], "--seeds_folder cannot be given to batch"),
@@ -460,7 +466,9 @@ def test_a_non_blind_batch_gives_each_job_the_manifest_kernel(tmp_path, no_clust
 def test_each_gpu_slot_pins_its_jobs_to_one_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3,5,7")  # the GPUs the scheduler gave this process
-    slots, _ = batch.plan_slots("auto", 2, "auto", concurrency_cap=100)
+    slots, _, _ = batch.plan_slots("auto", 2, "auto", concurrency_cap=100)
+    # jobs_per_device auto: several jobs per GPU (a job alone leaves it mostly idle).
+    assert batch.plan_slots("auto", "auto", "auto", concurrency_cap=100).jobs_per_device == batch.GPU_JOBS_PER_DEVICE > 1
     assert [(slot.label, slot.env) for slot in slots] == [
         (f"gpu{i}", {"CUDA_VISIBLE_DEVICES": i}) for i in ("2", "3", "5", "7")
     ]
@@ -497,7 +505,7 @@ def test_an_interruption_still_reports_jobs_that_had_ended():
     """A job can end (its thread handing the slot on) just before a SIGTERM reaches the
     thread that reports results; the summary must still call it done."""
     jobs = batch.build_jobs([ManifestRow(f"in{i}", f"in{i}.png", (5, 5)) for i in range(2)], [0])
-    slots, _ = batch.plan_slots("1", 2, "cpu", concurrency_cap=100)
+    slots, _, _ = batch.plan_slots("1", 2, "cpu", concurrency_cap=100)
     both_ended = threading.Barrier(3)
 
     def fake_run(job, spec, slot, processes):
