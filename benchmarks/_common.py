@@ -46,3 +46,16 @@ def save(name: str, payload: dict, folder: Path = RESULTS) -> Path:
     path = folder / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
     return path
+
+
+def write_report(description: str, report, default_output: Path) -> None:
+    """The command line of an evidence script: ``report()`` (Markdown text) written to
+    ``--output`` (default ``default_output``) and printed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=default_output)
+    args = parser.parse_args()
+    text = report()
+    args.output.write_text(text)
+    print(text)

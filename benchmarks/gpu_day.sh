@@ -14,9 +14,9 @@
 #    other (benchmarks/method_speed.py; the image is $IMAGE255, by default
 #    .gpu_data/im1_kernel4_img.png, Levin et al.'s im1 with kernel 4, copied there
 #    beforehand from ../shared/data/levin and carried)  ->  $OUT/method_speed_*.json
-# 3. jobs per minute with 1, 4 and 2 fast.yaml jobs at a time on the GPU
-#    (benchmarks/jobs_per_gpu.py, 96×96 bank input; an improved.yaml job there takes
-#    minutes even alone)  ->  $OUT/jobs_per_gpu.json
+# 3. jobs per minute with 1, 4 and 2 fast.yaml jobs at a time on the GPU (or the counts
+#    in JOBS_PER_GPU_COUNTS, e.g. "4 2"; benchmarks/jobs_per_gpu.py, 96×96 bank input; an
+#    improved.yaml job there takes minutes even alone)  ->  $OUT/jobs_per_gpu.json
 # 4. batched seeds: the step (benchmarks/batched_seeds.py)  ->  $OUT/batched_seeds_cuda_*.json;
 #    whole jobs, fast.yaml alone against 8 seeds of it as one seed batch (fit --seeds 0-7)
 #    on the 96×96 bank input, per seed  ->  $OUT/method_speed_fast_fast_seeds8_*.json

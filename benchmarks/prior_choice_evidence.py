@@ -28,7 +28,6 @@ and the three's oracle (a job that runs three priors and keeps one without a ref
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -36,7 +35,8 @@ import numpy as np
 
 from lightning_deblur.evaluate import FAILURE_ISNR_DB
 
-from start_score_evidence import final_signals_of  # noqa: E402 (a sibling script)
+from _common import write_report  # noqa: E402 (sibling scripts)
+from start_score_evidence import final_signals_of  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -126,12 +126,7 @@ def report() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, default=RESULTS / "prior_choice_evidence.md")
-    args = parser.parse_args()
-    text = report()
-    args.output.write_text(text)
-    print(text)
+    write_report(__doc__, report, RESULTS / "prior_choice_evidence.md")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ from jsonargparse import ArgumentParser
 from lightning_deblur.errors import InputError
 from lightning_deblur.imagefiles import write_csv, write_json
 from lightning_deblur.manifest import ManifestRow, read_manifest, rows_from_folder
+from lightning_deblur.pool import read_members, run_pool
 from lightning_deblur.ranks import Rank, cluster_rank, node_share, without_cluster_variables
 
 SUMMARY_FIELDS = [
@@ -918,6 +919,7 @@ def batch(
     jobs_per_device: int | Literal["auto"] = "auto",
     timeout: float | None = None,
     seeds_per_job: int = 1,
+    members: str | None = None,
     fit_options: list[str] | None = None,
 ) -> list[dict]:
     """Deblur many images with many seeds: one independent fit job per (image, seed), spread over devices
@@ -938,11 +940,14 @@ def batch(
             model (fit --seeds; each seed still gets its own folder and summary row). On an
             H200 8 seeds gave 2.31x the seeds per hour, below 4 concurrent jobs' 3.7x; slower
             on CPUs (docs/RESULTS.md); 1 runs every seed as a job of its own.
+        members: a pool file (e.g. configs/pool.yaml; instead of --config): every job is
+            run once by each member method, into OUTPUT_DIR/<member>/, and per (input, seed)
+            the result with the lowest gradient sparsity is kept (OUTPUT_DIR/pool.csv).
         fit_options: options passed to every job's fit (not a command-line option: the
             arguments batch does not know).
 
     Returns:
-        the summary rows of this process's jobs.
+        the summary rows of this process's jobs (with ``members``, the rows of pool.csv).
     """
     fit_options = list(fit_options or [])
     _check_passthrough(fit_options)
@@ -967,11 +972,21 @@ def batch(
     for path in config or []:
         if not Path(path).is_file():
             raise InputError(f"config file '{path}' not found; check the path given to --config")
+    if members and config:
+        raise InputError("--members gives each member's --config; leave --config out (or use it without --members)")
+    pool_members = read_members(members) if members else None
     # A job's stdout is a file (stdout.log), so its progress comes as a plain line every
     # 2 % of the steps (lightning_deblur/progress.py), a few kilobytes per job.
     fit_prefix = [arg for path in config or [] for arg in ("--config", str(Path(path).resolve()))] + fit_options
     jobs = build_jobs(cases, seed_list)
-    return run_batch(jobs, Path(output_dir).resolve(), fit_prefix, str(devices), jobs_per_device, timeout, seeds_per_job)
+    output = Path(output_dir).resolve()
+
+    def run_member(folder: Path, options: list[str]) -> list[dict]:
+        return run_batch(jobs, folder, options + fit_prefix, str(devices), jobs_per_device, timeout, seeds_per_job)
+
+    if pool_members:
+        return run_pool(pool_members, output, run_member)
+    return run_member(output, [])
 
 
 def make_parser() -> ArgumentParser:
