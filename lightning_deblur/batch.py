@@ -929,7 +929,7 @@ def batch(
     Args:
         output_dir: jobs go to OUTPUT_DIR/<name>/seed<k>/, the summary to OUTPUT_DIR/summary.csv.
         manifest: CSV with columns image, kernel_size (27 or 27x31), optional name, sharp, kernel.
-        images: a folder of blurred images (instead of --manifest).
+        images: a folder of blurred images, or one image file (instead of --manifest).
         kernel_size: kernel size of every image in --images: 27 or 27x31.
         config: fit config file(s), e.g. configs/improved.yaml (repeat --config for several).
         seeds: seeds of every image: 0-9, 0,3,5 or 3.

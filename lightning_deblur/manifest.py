@@ -113,15 +113,20 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
 
 
 def rows_from_folder(folder: str | Path, kernel_size: str | int, option: str = "--images") -> list[ManifestRow]:
-    """Every image of ``folder`` (PNG, JPEG, TIFF; not recursive) as a row, all with one kernel size.
+    """Every image of ``folder`` (PNG, JPEG, TIFF; not recursive) as a row, all with one kernel
+    size; ``folder`` may also be one image file (one photo, e.g. for ``batch --members``).
 
     Names are the file stems; rows are sorted by file name; paths are absolute.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{option} '{folder}' is not a folder; give a folder of images, or use --manifest")
+    one_image = folder.is_file() and folder.suffix.lower() in IMAGE_SUFFIXES
+    if not folder.is_dir() and not one_image:
+        raise InputError(
+            f"{option} '{folder}' is not a folder or an image file; give a folder of images, a PNG, JPEG or "
+            "TIFF file, or use --manifest"
+        )
     size = parse_kernel_size(kernel_size, "--kernel_size")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = [folder] if one_image else sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     rows = [ManifestRow(name=check_name(p.stem, str(p)), image=str(p.resolve()), kernel_size=size) for p in files]
     return check_unique(rows, f"rename the files in {folder} or list them in a manifest with distinct names")
 

@@ -177,6 +177,8 @@ def run_pool(members: dict[str, list[str]], output_dir: Path, run_member: Callab
         f"table in {output_dir / 'pool.csv'}",
         flush=True,
     )
+    if len(rows) == 1 and done:  # one photo: say where its result is
+        print(f"pool: kept {done[0]['kept']}: {Path(done[0]['run_dir']) / 'deblurred.png'}", flush=True)
     if failed:
         raise SystemExit(1)
     return rows

@@ -443,6 +443,11 @@ def test_images_runs_every_image_of_the_folder_and_nothing_else(tmp_path, no_clu
     ]
     assert sorted(p.name for p in output.iterdir()) == ["summary.csv", "x", "y"]
 
+    # One photo: --images takes an image file as well as a folder; anything else is refused.
+    assert batch.rows_from_folder(folder / "x.png", "5") == [ManifestRow("x", str((folder / "x.png").resolve()), (5, 5))]
+    with pytest.raises(InputError, match="is not a folder or an image file"):
+        batch.rows_from_folder(folder / "notes.txt", "5")
+
 
 def test_a_non_blind_batch_gives_each_job_the_manifest_kernel(tmp_path, no_cluster, capsys):
     manifest = make_manifest(tmp_path, ["a"], kernels=True)

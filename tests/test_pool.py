@@ -101,11 +101,19 @@ def test_a_pool_runs_every_member_and_keeps_the_sparsest_result(tmp_path, capsys
         assert row["run_dir"] == kept["run_dir"] and row["isnr"] == kept["isnr"]
         assert Path(row["run_dir"], "deblurred.png").is_file()
 
+    assert "pool: kept" not in out.replace("pool: kept the sparsest", "")  # two rows: the table says it
+
     # The same command again: every member's jobs are finished, the table is the same.
     before = (output / "pool.csv").read_text()
     main(args)
     assert (output / "pool.csv").read_text() == before
     assert capsys.readouterr().out.count("2 finished before, 0 to run") == 2
+
+    # One photo (--images with a file): the line names the kept result's image.
+    main(["batch", "--members", str(pool), "--images", str(tmp_path / "p.png"), "--kernel_size", "5",
+          "--output_dir", str(tmp_path / "one")])  # fmt: skip
+    (row,) = read_rows(tmp_path / "one" / "pool.csv")
+    assert f"pool: kept {row['kept']}: {Path(row['run_dir']) / 'deblurred.png'}" in capsys.readouterr().out
 
 
 def test_members_and_a_config_together_are_refused(tmp_path, capsys, no_cluster):
