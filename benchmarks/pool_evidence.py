@@ -8,15 +8,15 @@ as shipped) and ``fast_kl2x10`` (fast with the 10× kernel ℓ2 term, as in the 
 This script feeds those runs to the pool's own choice, per (input, seed), and prints for
 each seed set: every member alone, the pool's pick and an oracle that keeps the member
 with the best true aligned ISNR: mean, median, lowest run, failures (< 1 dB), mean
-per-input std over seeds (:func:`lightning_deblur.evaluate.mean_per_input_std`), and the
-wall time of the pool's jobs against the improved method's alone (runs of this CPU only).
+per-input std over seeds (:func:`lightning_deblur.evaluate.mean_per_input_std`); then the
+cost of the pool's jobs against the improved method's alone.
 
 The pool's members were chosen on seeds 0–1 among several pools (each member alone,
 pairs with ``improved``, and the fast members with ``fast_kl2x3`` and ``original``); the
-``improved`` runs of seeds 2 and 3 in the held-out bank were made after that choice (the
-fast members' runs there before it, for another question).
+``improved`` runs of seed 2 in the held-out bank were made after that choice (the fast
+members' runs there before it, for another question).
 
-    python benchmarks/full_fidelity_bank.py run --methods improved --seeds 2-3 --devices 2 \\
+    python benchmarks/full_fidelity_bank.py run --methods improved --seeds 2 --devices 2 \\
         --root benchmarks/results/full_fidelity_heldout
     python benchmarks/full_fidelity_bank.py evaluate --root benchmarks/results/full_fidelity_heldout
     python benchmarks/pool_evidence.py    # writes benchmarks/results/pool_evidence.md
@@ -25,6 +25,7 @@ fast members' runs there before it, for another question).
 from __future__ import annotations
 
 import csv
+import json
 import statistics
 from pathlib import Path
 
@@ -37,10 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SEED_SETS = {
     "seeds 0–1 (the pool chosen here)": (RESULTS / "full_fidelity_bank", {0, 1}),
-    "seeds 2–3 (held out)": (RESULTS / "full_fidelity_heldout", {2, 3}),
+    "seed 2 (held out)": (RESULTS / "full_fidelity_heldout", {2}),
 }
-COST_SET = "seeds 2–3 (held out)"
-"""The seed set whose runs of every member were made on the CPU machine: the one timed."""
+SPEED = RESULTS / "method_speed_improved_fast-fused-adam_kodim05_levin09_k5_t1_default.json"
+"""``improved`` and ``fast`` (fast.yaml as shipped) timed side by side on a bank input."""
+MEMBER_TIMED_AS = {"improved": "improved", "fast": "fast", "fast_kl2x10": "fast"}
 BANK_METHOD = {"improved": "improved", "fast": "fast_fused", "fast_kl2x10": "fast_kl2x10"}
 """The pool's members (configs/pool.yaml) and the bank's methods that ran the same options."""
 
@@ -52,7 +54,7 @@ def member_rows(root: Path, seeds: set[int]) -> dict[str, list[dict]]:
     return {
         member: [
             {"name": run["input"], "seed": run["seed"], "status": "done", "gradient_sparsity": run["gradient_sparsity"],
-             "aligned_isnr": run["aligned_isnr"], "run_dir": run["run_dir"], "wall_time_s": run["wall_time_s"]}
+             "aligned_isnr": run["aligned_isnr"], "run_dir": run["run_dir"]}
             for run in runs
             if run["method"] == method and int(run["seed"]) in seeds
         ]  # fmt: skip
@@ -116,19 +118,17 @@ def report() -> str:
         best = {(name, seed): value for name, seed, value in oracle}
         hits = sum(float(row["aligned_isnr"]) == best[row["name"], row["seed"]] for row in pool)
         lines.append(f"\nThe pool kept the oracle's member for {hits} of {len(pool)} (input, seed).")
-        # Wall time: the pool's jobs against the improved member's, where every member ran on this CPU.
-        wall = {
-            member: {(row["name"], row["seed"]): float(row["wall_time_s"]) for row in rows if row["wall_time_s"]}
-            for member, rows in rows_by_member.items()
-        }
-        if label == COST_SET:
-            improved = sum(wall["improved"][key] for key in keys)
-            total = sum(wall[member][key] for member in members for key in keys)
-            lines.append(
-                f"\nWall time of the pool's {len(keys)} (input, seed), all on the CPU machine (one thread per job, "
-                f"two jobs at a time): {total:.0f} s against {improved:.0f} s for `improved` alone "
-                f"(**{total / improved:.2f}×**)."
-            )
+    # Cost: the members' whole jobs, timed side by side on one CPU thread.
+    speed = json.loads(SPEED.read_text())
+    seconds = {config: timing["process_s"] for config, timing in speed["methods"].items()}
+    pool_seconds = sum(seconds[MEMBER_TIMED_AS[member]] for member in members)
+    lines.append(
+        f"\n## Cost\n\nOne (input, seed) of the pool: {pool_seconds:.0f} s against {seconds['improved']:.0f} s for "
+        f"`improved` alone (**{pool_seconds / seconds['improved']:.2f}×**): whole processes timed side by side by "
+        f"`benchmarks/method_speed.py` (`{SPEED.relative_to(ROOT)}`, {speed['machine']['cpu']}, one thread, "
+        f"improved in {speed['methods']['improved']['runs'][0]['precision']}); `fast_kl2x10` is timed as `fast` "
+        "(the same net and schedule, another loss weight)."
+    )
     return "\n".join(lines) + "\n"
 
 

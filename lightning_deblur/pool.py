@@ -86,9 +86,10 @@ def choose(member_rows: dict[str, list[dict]]) -> list[dict]:
 
     The kept member is the one whose finished run has the lowest gradient sparsity (ties:
     the first in the pool's order). A row's status is ``done`` once every member's run of
-    it is finished (done or failed) and one is kept, ``failed`` when none could be, and
-    ``pending`` while a member's run is still to come (nothing is kept yet: a pick among
-    part of the pool is not the pool's).
+    it is finished (done or failed) and one is kept, ``failed`` when every member's run
+    failed, ``unranked`` when no finished run has a gradient sparsity (results made before
+    it was recorded), and ``pending`` while a member's run is still to come (nothing is
+    kept yet: a pick among part of the pool is not the pool's).
     """
     members = list(member_rows)
     keys: list[tuple[str, str]] = []
@@ -124,8 +125,8 @@ def choose(member_rows: dict[str, list[dict]]) -> list[dict]:
             _, member, run = min(candidates, key=lambda candidate: candidate[0])
             row.update(status="done", kept=member, gradient_sparsity=run["gradient_sparsity"], run_dir=run.get("run_dir", ""))
             row.update({figure: run[figure] for figure in KEPT_FIGURES if run.get(figure) not in (None, "")})
-        else:
-            row["status"] = "failed"
+        else:  # every member failed, or none of the finished ones has a sparsity to rank by
+            row["status"] = "failed" if all(status == "failed" for status in statuses) else "unranked"
         rows.append(row)
     return rows
 
