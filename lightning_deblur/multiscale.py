@@ -19,6 +19,7 @@ from lightning_deblur.image_logging import ImageLogging
 from lightning_deblur.imagefiles import write_image, write_kernel_npy, write_kernel_png
 from lightning_deblur.planning import Scale
 from lightning_deblur.resample import gaussian_kernel, resize_image, resize_kernel
+from lightning_deblur.verdict import NO_BLUR
 
 
 @dataclass
@@ -202,7 +203,7 @@ class ScaleTransition(Callback):
         its signals, and ``restarted`` (1 when another pass follows)."""
         prefix = pl_module.log_prefix + "attempt/"
         metrics = {prefix + name: float(value) for name, value in record["verdict_signals"].items()}
-        metrics[prefix + "no_blur"] = float(record["verdict"] == "no-blur")
+        metrics[prefix + "no_blur"] = float(record["verdict"] == NO_BLUR)
         metrics[prefix + "restarted"] = float(restarted)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)

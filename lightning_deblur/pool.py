@@ -25,6 +25,7 @@ import yaml
 
 from lightning_deblur.errors import InputError
 from lightning_deblur.imagefiles import write_csv
+from lightning_deblur.verdict import NO_BLUR
 
 MEMBER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 """A member's name names its folder."""
@@ -85,7 +86,8 @@ def choose(member_rows: dict[str, list[dict]]) -> list[dict]:
     """One ``pool.csv`` row per (input, seed) of the members' summary rows.
 
     The kept member is the one whose finished run has the lowest gradient sparsity (ties:
-    the first in the pool's order). A row's status is ``done`` once every member's run of
+    the first in the pool's order), among the runs whose verdict is not ``no-blur`` (all of
+    them when every run's is). A row's status is ``done`` once every member's run of
     it is finished (done or failed) and one is kept, ``failed`` when every member's run
     failed, ``unranked`` when no finished run has a gradient sparsity (results made before
     it was recorded), and ``pending`` while a member's run is still to come (nothing is
@@ -118,6 +120,11 @@ def choose(member_rows: dict[str, list[dict]]) -> list[dict]:
                 row[f"{member}_aligned_isnr"] = run["aligned_isnr"]
             if status == "done" and math.isfinite(sparsity):
                 candidates.append((sparsity, member, run))
+        # A no-blur result (the verdict: x ≈ y, k ≈ δ) has about the input's own sparsity by
+        # construction, which can undercut a deblurred result that rings a little: it is
+        # kept only when every member's result is no-blur.
+        blurred = [candidate for candidate in candidates if candidate[2].get("verdict") != NO_BLUR]
+        candidates = blurred or candidates
         statuses = [row[f"{member}_status"] for member in members]
         if any(status not in ("done", "failed") for status in statuses):
             row["status"] = "pending"

@@ -26,7 +26,7 @@ from lightning_deblur.planning import JobPlan, Scale
 from lightning_deblur.resample import resize_image
 from lightning_deblur.starts import StartRecord, best_start, score_start
 from lightning_deblur.tiles import Box, add_tile, blended
-from lightning_deblur.verdict import judge
+from lightning_deblur.verdict import NO_BLUR, judge
 
 # Checkpoints are loaded with torch.load(weights_only=True): the classes a job stores in
 # them (its plan here, its settings in job.py) must be allowed by name.
@@ -313,7 +313,7 @@ class JobStages:
         verdict = judge(self.y, crop_to_observation(self.latest_x, scale.kernel_size), self.latest_k)
         record = {"attempt": scale.attempt, "end_step": scale.end_step, **verdict.as_metrics()}
         self.attempt_records.append(record)
-        if verdict.label == "no-blur" and scale.attempt < self.restarts:
+        if verdict.label == NO_BLUR and scale.attempt < self.restarts:
             self.plan = self.plan.with_restart()
         return record
 

@@ -30,6 +30,9 @@ import torch.nn.functional as F
 
 from lightning_deblur.centring import border_ratio
 
+NO_BLUR = "no-blur"
+"""The label of a result stuck in the no-blur solution (x ≈ y, k ≈ δ)."""
+
 NO_BLUR_PEAK = 0.6
 """Kernel peak (of a kernel summing to 1) from which a kernel counts as a near-delta."""
 
@@ -80,7 +83,7 @@ class Verdict:
         """One line for the job's summary."""
         why = {
             "ok": "a blur was found",
-            "no-blur": "the kernel is a near-delta and the image no sharper than the input (the no-blur solution)",
+            NO_BLUR: "the kernel is a near-delta and the image no sharper than the input (the no-blur solution)",
             "kernel-at-border": "the kernel fills its support up to the border (kernel size too small?)",
         }[self.label]
         return (
@@ -134,7 +137,7 @@ def judge(observation: torch.Tensor, estimate: torch.Tensor, kernel: torch.Tenso
     border = border_ratio(kernel)
     sparsity = relative_gradient_sparsity(estimate, observation)
     if peak >= NO_BLUR_PEAK and sharpness < NO_BLUR_SHARPNESS:
-        label = "no-blur"
+        label = NO_BLUR
     elif border >= BORDER_RATIO:
         label = "kernel-at-border"
     else:

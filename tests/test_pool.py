@@ -39,6 +39,10 @@ def test_the_lowest_gradient_sparsity_is_kept_once_every_member_has_finished():
     assert by_key["x", "1"]["b_aligned_isnr"] == "2.0"  # every member's figures stay in the row
     assert by_key["y", "0"]["status"] == "pending" and "kept" not in by_key["y", "0"]  # c still to run
     assert by_key["z", "0"]["status"] == "failed" and "kept" not in by_key["z", "0"]
+    # A no-blur result (sparsity ≈ the input's by construction) is kept only if every result is.
+    stuck = summary("x", 0, "done", "0.90") | {"verdict": "no-blur"}
+    assert choose({"a": [stuck], "b": [summary("x", 0, "done", "1.05") | {"verdict": "ok"}]})[0]["kept"] == "b"
+    assert choose({"a": [stuck], "b": [summary("x", 0, "done", "1.05") | {"verdict": "no-blur"}]})[0]["kept"] == "a"
     # Finished, but nothing to rank by (results from before the sparsity was recorded).
     assert choose({"a": [summary("x", 0, "done")], "b": [summary("x", 0, "failed")]})[0]["status"] == "unranked"
     # A member that has not written a row for an input yet leaves it pending too.
