@@ -57,7 +57,6 @@ from jsonargparse import ArgumentParser
 from lightning_deblur.errors import InputError
 from lightning_deblur.imagefiles import write_csv, write_json
 from lightning_deblur.manifest import ManifestRow, read_manifest, rows_from_folder
-from lightning_deblur.pool import read_members, run_pool
 from lightning_deblur.ranks import Rank, cluster_rank, node_share, without_cluster_variables
 
 SUMMARY_FIELDS = [
@@ -97,6 +96,9 @@ METRIC_FIELDS = [
 """Figures taken from each job's ``metrics.json`` (``fit_time_s`` is its ``wall_time_s``:
 the optimization alone, without process start-up; ``gradient_sparsity`` is in its
 ``verdict_signals``), and ``sparsest`` (:func:`mark_sparsest`). Other numeric keys follow, sorted."""
+
+FINISHED_STATUSES = ("done", "skipped-done")
+"""Summary statuses of a finished job (``skipped-done``: finished by an earlier run of the batch)."""
 
 FORBIDDEN_FIT_OPTIONS = {
     "data": "batch sets each job's image, kernel size and sharp reference from --manifest or --images/--kernel_size",
@@ -208,7 +210,7 @@ def summary_row(job: BatchJob, output_dir: Path, status: str, **values) -> dict:
         "status": status,
         "run_dir": str(run_dir),
     }
-    if status in ("done", "skipped-done"):
+    if status in FINISHED_STATUSES:
         metrics = read_finished(run_dir) or {}
         record = _read_json(run_dir / "batch.json")
         row["wall_time_s"] = record.get("wall_time_s", "")
@@ -974,7 +976,11 @@ def batch(
             raise InputError(f"config file '{path}' not found; check the path given to --config")
     if members and config:
         raise InputError("--members gives each member's --config; leave --config out (or use it without --members)")
-    pool_members = read_members(members) if members else None
+    # The pool is a layer over batch (it runs one batch per member and reads their
+    # summaries), so it is imported here, where batch hands over to it.
+    from lightning_deblur import pool
+
+    pool_members = pool.read_members(members) if members else None
     # A job's stdout is a file (stdout.log), so its progress comes as a plain line every
     # 2 % of the steps (lightning_deblur/progress.py), a few kilobytes per job.
     fit_prefix = [arg for path in config or [] for arg in ("--config", str(Path(path).resolve()))] + fit_options
@@ -985,7 +991,7 @@ def batch(
         return run_batch(jobs, folder, options + fit_prefix, str(devices), jobs_per_device, timeout, seeds_per_job)
 
     if pool_members:
-        return run_pool(pool_members, output, run_member)
+        return pool.run_pool(pool_members, output, run_member)
     return run_member(output, [])
 
 

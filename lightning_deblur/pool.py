@@ -15,7 +15,6 @@ reference) aligned ISNR. The members run one after another, each over every devi
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Callable
@@ -23,15 +22,13 @@ from pathlib import Path
 
 import yaml
 
+from lightning_deblur.batch import FINISHED_STATUSES, read_summary
 from lightning_deblur.errors import InputError
 from lightning_deblur.imagefiles import write_csv
 from lightning_deblur.verdict import NO_BLUR
 
 MEMBER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 """A member's name names its folder."""
-
-FINISHED = ("done", "skipped-done")
-"""Summary statuses of a finished job (``skipped-done``: finished by an earlier run)."""
 
 KEPT_FIGURES = ["aligned_isnr", "aligned_psnr", "aligned_ssim", "isnr", "psnr", "verdict", "wall_time_s"]
 """Figures of the kept run copied into ``pool.csv`` (those its member's summary has)."""
@@ -112,7 +109,7 @@ def choose(member_rows: dict[str, list[dict]]) -> list[dict]:
             run = runs.get(member, {})
             # A batch run again calls its earlier jobs skipped-done: finished all the same.
             status = run.get("status") or "pending"
-            status = "done" if status in FINISHED else status
+            status = "done" if status in FINISHED_STATUSES else status
             sparsity = _number(run.get("gradient_sparsity"))
             row[f"{member}_status"] = status
             row[f"{member}_gradient_sparsity"] = run.get("gradient_sparsity", "")
@@ -136,14 +133,6 @@ def choose(member_rows: dict[str, list[dict]]) -> list[dict]:
             row["status"] = "failed" if all(status == "failed" for status in statuses) else "unranked"
         rows.append(row)
     return rows
-
-
-def read_summary(path: Path) -> list[dict]:
-    """A member batch's ``summary.csv`` rows; none before the batch has written it."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def write_pool_summary(output_dir: Path, members: list[str]) -> list[dict]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import CONF
+from test_configs import CONFIGS as FIT_CONFIGS  # every shipped config but the pool files
 
 from lightning_deblur import __version__
 from lightning_deblur.cli import main, plain_text
@@ -85,10 +86,6 @@ def test_rest_markup_becomes_plain_text():
     assert plain_text("use ``x`` with :class:`~lightning.pytorch.Trainer`") == "use x with Trainer"
     assert plain_text(":ref:`the guide <guide-label>` and :func:`f`") == "the guide and f"
     assert plain_text("None turns it off; NoneType stays") == "null turns it off; NoneType stays"
-
-
-FIT_CONFIGS = [p for p in sorted((ROOT / "configs").glob("*.yaml")) if "members" not in yaml.safe_load(p.read_text())]
-"""Every shipped config but the pool files (``batch --members``; tests/test_configs.py)."""
 
 
 @pytest.mark.parametrize("config", FIT_CONFIGS, ids=lambda p: p.name)
