@@ -6,6 +6,8 @@ Kinds (``figures KIND --help`` lists every option; each accepts ``--config file.
                       [--metric aligned_isnr] [--bins 20] [--output isnr_histogram.png]
     figures seeds     --runs eval/runs.csv --input NAME [--methods …]
                       [--metric aligned_psnr] [--output seeds.png]
+    figures inputs    --runs eval/runs.csv [--methods …] [--metric aligned_isnr]
+                      [--output inputs.png]
     figures fit_speed (--manifest data/manifest.csv [--input NAME] | --sharp s.png --blurred b.png)
                       [--iterations 2000] [--channels 128] [--skip_channels 16] [--levels 5]
                       [--lr 0.01] [--seed 0] [--device auto] [--output fit_speed.png]
@@ -22,6 +24,10 @@ Kinds (``figures KIND --help`` lists every option; each accepts ``--config file.
 - ``seeds``: the spread over seeds on one input: per method a box plot with every run as
   a point (slightly jittered), default the aligned PSNR, with the blurred input's aligned
   PSNR as a dashed line (ISNR: the 0 dB line).
+- ``inputs``: every run of every input at once, the inputs along the axis and the
+  methods side by side within each, a point per run and a bar at each method's mean over
+  the seeds; for the ISNR, the failure threshold (1 dB) as a dashed line. It shows where
+  a method fails and how far its seeds spread, input by input.
 - ``fit_speed``: the image net alone fitted to a sharp image and to its blurred version
   (:mod:`lightning_deblur.fit_experiment`), RMSE per iteration on a log scale; the curves
   are also written as CSV next to the PNG (``iteration,rmse_sharp,rmse_blurred``). From a
@@ -51,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from lightning_deblur.errors import InputError
-from lightning_deblur.evaluate import parse_results, read_runs_csv, spread_list_option
+from lightning_deblur.evaluate import FAILURE_ISNR_DB, parse_results, read_runs_csv, spread_list_option
 from lightning_deblur.function_cli import function_parser, options_of
 from lightning_deblur.imagefiles import atomic_write, read_grey, read_image, read_kernel, write_csv
 
@@ -201,6 +207,55 @@ def seeds(
         axes.axhline(0.0, color="grey", linestyle="--", linewidth=1)
     axes.set_ylabel(LABELS.get(metric, metric))
     axes.set_title(title or f"{input}: {LABELS.get(metric, metric)} over seeds")
+    return save_figure(figure, output)
+
+
+def inputs(
+    runs: str,
+    output: str = "inputs.png",
+    methods: list[str] | str | None = None,
+    metric: str = "aligned_isnr",
+    title: str | None = None,
+) -> Path:
+    """Every run of every input: per input, each method's runs as points and their mean as a bar.
+
+    Args:
+        runs: ``runs.csv`` written by ``evaluate`` (or any CSV with its ``method``, ``input``
+            and ``metric`` columns).
+        output: the PNG to write.
+        methods: methods to show, side by side in this order (default: all, in the file's order).
+        metric: a numeric column of ``runs.csv``.
+        title: figure title (default: the run counts).
+    """
+    rows = read_runs_csv(runs)
+    values = _values_by_method(rows, metric, methods, runs)
+    if not any(values.values()):
+        raise InputError(f"no finite '{metric}' values for {', '.join(values)} in '{runs}'")
+    names = list(dict.fromkeys(row["input"] for row in rows if row["method"] in values))
+    figure = new_figure(max(6.4, 0.35 * len(names) * len(values) + 2.0), 4.2)
+    axes = figure.add_subplot()
+    width = 0.8 / len(values)
+    for index, method in enumerate(values):
+        colour = f"C{index % 10}"
+        offset = (index - (len(values) - 1) / 2) * width
+        for position, name in enumerate(names):
+            data = [
+                row[metric] for row in rows
+                if row["method"] == method and row["input"] == name and math.isfinite(row[metric])
+            ]  # fmt: skip
+            if not data:
+                continue
+            x = position + offset
+            axes.scatter(np.full(len(data), x), data, s=16, color=colour, alpha=0.75, zorder=3,
+                         label=method if position == 0 else None)  # fmt: skip
+            axes.hlines(float(np.mean(data)), x - 0.4 * width, x + 0.4 * width, color=colour, linewidth=2)
+    if metric in ("aligned_isnr", "isnr"):
+        axes.axhline(FAILURE_ISNR_DB, color="grey", linestyle="--", linewidth=1, label=f"failure ({FAILURE_ISNR_DB:g} dB)")
+    axes.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize="small")
+    axes.set_ylabel(LABELS.get(metric, metric))
+    counts = ", ".join(f"{method} {len(data)}" for method, data in values.items())
+    axes.set_title(title or f"{LABELS.get(metric, metric)} per input (runs: {counts}; bars: means)")
+    axes.legend(fontsize="small")
     return save_figure(figure, output)
 
 
@@ -568,6 +623,7 @@ def gallery(
 KINDS = {
     "histogram": histogram,
     "seeds": seeds,
+    "inputs": inputs,
     "fit_speed": fit_speed,
     "curves": curves,
     "curve_bands": curve_bands,
@@ -585,7 +641,7 @@ def command(argv: list[str]) -> None:
     parser = ArgumentParser(
         prog="python -m lightning_deblur figures",
         description=(
-            "Draw a figure (PNG): histogram, seeds, fit_speed, curves, curve_bands or gallery; "
+            "Draw a figure (PNG): histogram, seeds, inputs, fit_speed, curves, curve_bands or gallery; "
             "see `figures KIND --help`."
         ),
     )

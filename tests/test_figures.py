@@ -16,7 +16,7 @@ from PIL import Image
 from lightning_deblur.cli import main
 from lightning_deblur.errors import InputError
 from lightning_deblur.evaluate import RUN_FIELDS
-from lightning_deblur.figures import curves, histogram, seeds
+from lightning_deblur.figures import curves, histogram, inputs, seeds
 from lightning_deblur.fit_experiment import fit_rmse
 from lightning_deblur.generators import ImageNetSpec
 from lightning_deblur.imagefiles import write_image
@@ -68,6 +68,19 @@ def test_histogram_and_seeds_from_runs_csv(runs_csv, tmp_path, capsys):
         seeds(str(runs_csv), "zzz", str(tmp_path / "x.png"))
     with pytest.raises(InputError, match="no finite"):
         histogram(str(runs_csv), str(tmp_path / "x.png"), metric="error_ratio")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_inputs_figure_draws_every_input_of_the_chosen_methods(runs_csv, tmp_path, capsys):
+    main(["figures", "inputs", "--runs", str(runs_csv), "--output", str(tmp_path / "i.png"),
+          "--methods", "improved", "original"])  # fmt: skip
+    assert capsys.readouterr().out.strip() == str(tmp_path / "i.png")
+    assert_png(tmp_path / "i.png")
+    assert_png(inputs(str(runs_csv), str(tmp_path / "i2.png"), metric="aligned_psnr", methods="original"))
+    with pytest.raises(InputError, match="not in"):
+        inputs(str(runs_csv), str(tmp_path / "x.png"), methods=["nope"])
+    with pytest.raises(InputError, match="no finite"):
+        inputs(str(runs_csv), str(tmp_path / "x.png"), metric="error_ratio")
     assert not (tmp_path / "x.png").exists()
 
 
