@@ -4,11 +4,12 @@ recorded step of the finest scale, from the runs' curve.csv (no new runs).
 The curve's aligned PSNR at the finest scale is the figure metrics.json reports at the
 end (same reference, border and shift search), so ISNR(step) = aligned_psnr(step) −
 the input's aligned PSNR. Writes benchmarks/results/bank_stop_points.json (for another
-bank root, e.g. the held-out seeds', bank_stop_points_<root name>.json) and prints, per
-method, mean ISNR and failures (< 1 dB) at each step.
+bank root, e.g. the held-out seeds', bank_stop_points_<root name>.json; with ``--seeds``,
+only those seeds' runs, in ``…_seeds<seeds>.json``) and prints, per method, mean ISNR and
+failures (< 1 dB) at each step.
 
     .venv/bin/python benchmarks/bank_stop_points.py
-    .venv/bin/python benchmarks/bank_stop_points.py --root benchmarks/results/full_fidelity_heldout
+    .venv/bin/python benchmarks/bank_stop_points.py --root benchmarks/results/full_fidelity_heldout --seeds 2-3
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import save  # noqa: E402
 from full_fidelity_bank import BANK, METHODS, ROOT  # noqa: E402
 
+from lightning_deblur.batch import parse_seeds  # noqa: E402
 from lightning_deblur.curves import read_curve  # noqa: E402
 from lightning_deblur.evaluate import FAILURE_ISNR_DB  # noqa: E402
 
@@ -42,10 +44,16 @@ def finest_isnr_by_step(run: Path) -> dict[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=BANK, help="the bank's folder (default: the bank's seeds 0-1)")
-    root = parser.parse_args().root.resolve()
-    report = {"root": str(root.relative_to(ROOT))}
+    parser.add_argument("--seeds", default="", help="only these seeds' runs, e.g. 2-3 (default: every run under the root)")
+    args = parser.parse_args()
+    root = args.root.resolve()
+    seeds = set(parse_seeds(args.seeds)) if args.seeds else None
+    report = {"root": str(root.relative_to(ROOT)), "seeds": sorted(seeds) if seeds else "all"}
     for method in METHODS:
-        runs = sorted(p.parent for p in (root / method).glob("*/seed*/metrics.json"))
+        runs = sorted(
+            p.parent for p in (root / method).glob("*/seed*/metrics.json")
+            if seeds is None or int(p.parent.name.removeprefix("seed")) in seeds
+        )  # fmt: skip
         if not runs:
             continue
         curves = [finest_isnr_by_step(run) for run in runs]
@@ -70,6 +78,7 @@ def main() -> None:
             print(f"  step {row['finest_step']:5d}: mean {row['mean_isnr']:5.2f}  median {row['median_isnr']:5.2f}  "
                   f"failures {row['failures']}/{len(runs)}")
     name = "bank_stop_points" if root == BANK else f"bank_stop_points_{root.name}"
+    name += f"_seeds{args.seeds}" if args.seeds else ""
     print(f"saved {save(name, report)}")
 
 
