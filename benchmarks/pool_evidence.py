@@ -95,15 +95,11 @@ def member_rows(sources: list[tuple[Path, set[int]]]) -> dict[str, list[dict]]:
 def summary_line(label: str, picks: list[tuple[str, str, float]]) -> str:
     """One table row over (input, seed, aligned ISNR) picks."""
     values = [isnr for _, _, isnr in picks]
-    by_input: dict[str, list[float]] = {}
-    for name, _, isnr in picks:
-        by_input.setdefault(name, []).append(isnr)
-    failures = sum(value < FAILURE_ISNR_DB for value in values)
-    # One seed per input has no spread to give.
-    spread = f"{mean_per_input_std(by_input):.2f}" if any(len(v) > 1 for v in by_input.values()) else "—"
+    mean, failures, spread = stats({(name, seed): isnr for name, seed, isnr in picks})
+    one_seed_each = len({name for name, _, _ in picks}) == len(picks)  # no spread to give
     return (
-        f"| {label} | {len(values)} | {statistics.fmean(values):.2f} | {statistics.median(values):.2f} | "
-        f"{min(values):.2f} | {failures} | {spread} |"
+        f"| {label} | {len(values)} | {mean:.2f} | {statistics.median(values):.2f} | "
+        f"{min(values):.2f} | {failures} | {'—' if one_seed_each else f'{spread:.2f}'} |"
     )
 
 
@@ -133,14 +129,14 @@ def report() -> str:
             for member, rows in rows_by_member.items()
         }
         lines.append(f"\n## {label}: {len(pool)} (input, seed) run by every member\n")
-        if label != ALL_SEEDS:
+        if label != ALL_SEEDS:  # the sets before it have listed every row
             lines += [
                 "| input | seed | " + " | ".join(f"{member} ISNR" for member in members) + " | kept | kept ISNR |",
                 "|---|---|" + "---:|" * len(members) + "---|---:|",
             ]
-        for row in pool if label != ALL_SEEDS else []:  # the sets above have listed every row
-            cells = " | ".join(f"{isnr[member][row['name'], row['seed']]:.2f}" for member in members)
-            lines.append(f"| {row['name']} | {row['seed']} | {cells} | {row['kept']} | {float(row['aligned_isnr']):.2f} |")
+            for row in pool:
+                cells = " | ".join(f"{isnr[member][row['name'], row['seed']]:.2f}" for member in members)
+                lines.append(f"| {row['name']} | {row['seed']} | {cells} | {row['kept']} | {float(row['aligned_isnr']):.2f} |")
         lines += [
             "",
             "| pick | runs | mean ISNR (dB) | median | lowest run | failures | per-input std |",
@@ -191,7 +187,7 @@ def reach_lines() -> list[str]:
     oracle's: does any meet issue 14's goal (no failure, std at most half the improved method's)?"""
     rows = bank_rows(SEED_SETS[ALL_SEEDS], {method: method for method in EVERY_SEED_METHODS})
     isnr = {method: {(row["name"], row["seed"]): float(row["aligned_isnr"]) for row in found} for method, found in rows.items()}
-    keys = sorted(set.intersection(*(set(values) for values in isnr.values())))
+    keys = set.intersection(*(set(values) for values in isnr.values()))
     half = stats({key: isnr["improved"][key] for key in keys})[2] / 2
     lines = [
         f"\n## Within reach? Every pool of the {len(EVERY_SEED_METHODS)} methods banked with seeds 0–4\n",
@@ -203,7 +199,7 @@ def reach_lines() -> list[str]:
     ]
     for size in range(1, len(EVERY_SEED_METHODS) + 1):
         for members in itertools.combinations(EVERY_SEED_METHODS, size):
-            chosen = choose({member: [row for row in rows[member] if (row["name"], row["seed"]) in set(keys)] for member in members})
+            chosen = choose({member: [row for row in rows[member] if (row["name"], row["seed"]) in keys] for member in members})
             pool = stats({(row["name"], row["seed"]): float(row["aligned_isnr"]) for row in chosen})
             oracle = stats({key: max(isnr[member][key] for member in members) for key in keys})
             met = ", ".join(label for label, figures in (("pool", pool), ("oracle", oracle)) if figures[1] == 0 and figures[2] <= half)

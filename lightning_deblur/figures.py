@@ -231,6 +231,10 @@ def inputs(
     values = _values_by_method(rows, metric, methods, runs)
     if not any(values.values()):
         raise InputError(f"no finite '{metric}' values for {', '.join(values)} in '{runs}'")
+    by_run: dict[tuple[str, str], list[float]] = {}  # (method, input) → its finite values
+    for row in rows:
+        if row["method"] in values and math.isfinite(row[metric]):
+            by_run.setdefault((row["method"], row["input"]), []).append(row[metric])
     names = list(dict.fromkeys(row["input"] for row in rows if row["method"] in values))
     figure = new_figure(max(6.4, 0.35 * len(names) * len(values) + 2.0), 4.2)
     axes = figure.add_subplot()
@@ -238,17 +242,15 @@ def inputs(
     for index, method in enumerate(values):
         colour = f"C{index % 10}"
         offset = (index - (len(values) - 1) / 2) * width
+        label = method  # on the method's first group drawn, wherever that is
         for position, name in enumerate(names):
-            data = [
-                row[metric] for row in rows
-                if row["method"] == method and row["input"] == name and math.isfinite(row[metric])
-            ]  # fmt: skip
+            data = by_run.get((method, name))
             if not data:
                 continue
             x = position + offset
-            axes.scatter(np.full(len(data), x), data, s=16, color=colour, alpha=0.75, zorder=3,
-                         label=method if position == 0 else None)  # fmt: skip
+            axes.scatter(np.full(len(data), x), data, s=16, color=colour, alpha=0.75, zorder=3, label=label)
             axes.hlines(float(np.mean(data)), x - 0.4 * width, x + 0.4 * width, color=colour, linewidth=2)
+            label = None
     if metric in ("aligned_isnr", "isnr"):
         axes.axhline(FAILURE_ISNR_DB, color="grey", linestyle="--", linewidth=1, label=f"failure ({FAILURE_ISNR_DB:g} dB)")
     axes.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize="small")
