@@ -124,6 +124,9 @@ METHODS = {
     "improved_restarts1": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.restarts", "1"],
     "fast_restarts1": ["--config", str(ROOT / "configs" / "fast.yaml"), "--model.restarts", "1"],
     # The improved method with a narrower image net, full schedules: what width costs in quality.
+    # The improved method as a user on a CPU with native bf16 runs it by default (bf16-mixed
+    # autocast for the nets, the blur and the losses in float32): does it cost quality?
+    "improved_bf16": ["--config", str(ROOT / "configs" / "improved.yaml"), "--trainer.precision", "bf16-mixed"],
     "improved_ch32": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.image_net.channels", "32"],
     "improved_ch64": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.image_net.channels", "64"],
     "improved_ch96": ["--config", str(ROOT / "configs" / "improved.yaml"), "--model.image_net.channels", "96"],
@@ -160,26 +163,27 @@ def batch_command(
     manifest: Path,
     extra: list[str],
 ) -> list[str]:
-    """The `python -m lightning_deblur batch` command line of one method's slice; ``extra``
-    fit options come last (smoke runs only: a bank run changes nothing of the method)."""
+    """The `python -m lightning_deblur batch` command line of one method's slice. The
+    method's own options follow the bank's (``improved_bf16`` sets its precision);
+    ``extra`` fit options come last (smoke runs only: a bank run changes nothing of the method)."""
     command = [
         sys.executable, "-W", "ignore", "-m", "lightning_deblur", "batch", *METHODS[method][:2],
         "--manifest", str(manifest), "--output_dir", str(root / method), "--seeds", seeds, "--devices", devices, "--jobs_per_device", str(jobs_per_device),
         *(["--timeout", str(timeout)] if timeout else []),
-        *METHODS[method][2:], *BANK_OPTIONS, *extra,
+        *BANK_OPTIONS, *METHODS[method][2:], *extra,
     ]  # fmt: skip
     return command
 
 
-def input_slice(first: int, names: list[str], root: Path) -> Path:
-    """The protocol's manifest, or a slice of it written under ``root``: its first ``first``
+def input_slice(protocol: Path, first: int, names: list[str], root: Path) -> Path:
+    """The ``protocol`` manifest, or a slice of it written under ``root``: its first ``first``
     inputs (smoke runs) and/or the inputs named in ``names`` (a long method run where its
     outcome is in question first). Exits with one line on a name the protocol lacks."""
     from lightning_deblur.manifest import read_manifest, write_manifest
 
     if not first and not names:
-        return PROTOCOL / "manifest.csv"
-    rows = read_manifest(PROTOCOL / "manifest.csv")  # paths made absolute
+        return protocol
+    rows = read_manifest(protocol)  # paths made absolute
     known = [row.name for row in rows]
     unknown = [name for name in names if name not in known]
     if unknown:
@@ -197,7 +201,7 @@ def run(args, extra: list[str]) -> int:
         sys.exit(f"unknown method '{unknown[0]}': choose from {', '.join(METHODS)}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     root = Path(args.root).resolve()
-    manifest = input_slice(args.first_inputs, [n for n in args.inputs.split(",") if n], root)
+    manifest = input_slice(Path(args.protocol).resolve(), args.first_inputs, [n for n in args.inputs.split(",") if n], root)
     commands = [
         batch_command(m, args.seeds, args.devices, args.jobs_per_device, args.timeout, root, manifest, extra)
         for m in methods
@@ -255,7 +259,7 @@ def evaluate(args) -> int:
     curves = [r for m, r in zip(present, results) if m in CURVE_METHODS]
     true_kernel = ["--true_kernel_results", str((root / TRUE_KERNEL_METHOD).relative_to(ROOT))]
     out = (root / "eval").relative_to(ROOT)
-    manifest = (PROTOCOL / "manifest.csv").relative_to(ROOT)
+    manifest = Path(args.protocol).resolve().relative_to(ROOT)
     figures = ROOT / "docs" / "figures"
     suffix = "" if root == BANK else f"_{root.name}"  # another root's figures beside the bank's
     commands = [
@@ -284,10 +288,12 @@ def main() -> None:
     runner.add_argument("--timeout", type=float, default=None, help="seconds after which a job is killed")
     runner.add_argument("--concurrent", action="store_true", help="run the methods' batches side by side")
     runner.add_argument("--root", default=str(BANK), help="where the bank lives")
+    runner.add_argument("--protocol", default=str(PROTOCOL / "manifest.csv"), help="the inputs' manifest")
     runner.add_argument("--first_inputs", type=int, default=0, help="only the first N inputs (smoke runs)")
     runner.add_argument("--inputs", default="", help="comma-separated input names: only these (default: all)")
     scorer = sub.add_parser("evaluate", help="tables of every banked run (writes <root>/eval/)")
     scorer.add_argument("--root", default=str(BANK))
+    scorer.add_argument("--protocol", default=str(PROTOCOL / "manifest.csv"), help="the inputs' manifest")
     scorer.add_argument("--methods", default="", help="comma-separated (default: every banked one); leave out one still running")
     args, extra = parser.parse_known_args()
     if extra and args.action != "run":

@@ -18,7 +18,7 @@ from lightning_deblur.fitting import fit_generator
 from lightning_deblur.image_logging import ImageLogging
 from lightning_deblur.imagefiles import write_image, write_kernel_npy, write_kernel_png
 from lightning_deblur.planning import Scale
-from lightning_deblur.resample import gaussian_kernel, resize_image, resize_kernel
+from lightning_deblur.resample import gaussian_kernel, magnify
 from lightning_deblur.verdict import NO_BLUR
 
 
@@ -46,6 +46,33 @@ class RefitSpec:
     kernel_lr: float = 0.001
 
 
+def handed_up(x: torch.Tensor, k: torch.Tensor, coarse: Scale, fine: Scale) -> tuple[torch.Tensor, torch.Tensor]:
+    """The starting estimates of scale ``fine`` made from scale ``coarse``'s estimates.
+
+    Both are magnified by the factor between the two scales' *inputs* (``fine.image_size /
+    coarse.image_size`` per axis) about their centres, the common centre of the supports
+    and of the observations. The supports themselves grow by another factor (the kernel
+    margin does not scale with the image, and the kernel floor keeps coarse kernels
+    large), so resizing one support onto the other would magnify by the wrong amount and
+    hand up an estimate out of register with the finer input. The image is sampled on
+    ``fine.support`` (edges repeated where that reaches beyond the magnified estimate),
+    the kernel on ``fine.kernel_size`` (zero outside; mass beyond it cut off), kept
+    non-negative and renormalized to sum 1.
+
+    Args:
+        x: ``(1, C, *coarse.support)`` image estimate, values in [0, 1].
+        k: ``(*coarse.kernel_size)`` kernel estimate.
+        coarse, fine: consecutive blind scales of one plan.
+
+    Returns:
+        ``(1, C, *fine.support)`` float32 image and ``(*fine.kernel_size)`` float32 kernel.
+    """
+    factor = tuple(f / c for f, c in zip(fine.image_size, coarse.image_size))
+    x_up = magnify(x, factor, fine.support, padding="border")
+    k_up = magnify(k[None, None], factor, fine.kernel_size, padding="zeros")[0, 0].clamp_min(0)
+    return x_up, k_up / k_up.sum()
+
+
 class ScaleTransition(Callback):
     """Moves a :class:`DeblurJob` through its scale plan.
 
@@ -54,8 +81,8 @@ class ScaleTransition(Callback):
       (``end_start``: after the last one, the job takes back the best start's state) and
       logs its score under ``start/``; before the next start (fresh generators, drawn by
       the job), fits G_k to the initial Gaussian kernel again, with a new optimizer.
-    - At the end of every scale but the last: upsamples the image estimate to the next
-      support size and the kernel to the next kernel size, lets the job switch its data
+    - At the end of every scale but the last: magnifies the image and kernel estimates
+      onto the next scale's support and kernel size (:func:`handed_up`), lets the job switch its data
       and input noise to the next scale and give G_k an output layer of the new size,
       fits both nets to the upsampled estimates, and has the strategy set up a new
       optimizer and scheduler over the new parameters (``setup_optimizers``). The
@@ -133,8 +160,9 @@ class ScaleTransition(Callback):
         else:
             if job.centre_kernel_between_scales:
                 x_previous, k_previous, _, _ = centre_kernel(x_previous, k_previous)
-            cls._fit_image(job, resize_image(x_previous, nxt.support))
-            cls._fit_kernel(job, resize_kernel(k_previous, nxt.kernel_size))
+            x_target, k_target = handed_up(x_previous, k_previous, scale, nxt)
+            cls._fit_image(job, x_target)
+            cls._fit_kernel(job, k_target)
         return nxt
 
     # ---------------------------------------------------------------- helpers

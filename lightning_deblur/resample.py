@@ -52,6 +52,27 @@ def resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=shrinking)
 
 
+def magnify(x: torch.Tensor, factor: tuple[float, float], size: tuple[int, int], padding: str = "border") -> torch.Tensor:
+    """Bilinear magnification of ``(B, C, h, w)`` by ``factor`` (per axis, ``>= 1``) about
+    its centre, sampled on a ``size`` grid with the same centre; returns float32.
+
+    Unlike :func:`resize_image`, the scale is ``factor`` whatever the two sizes are: a
+    feature ``t`` pixels from the centre lands ``factor · t`` pixels from the new centre.
+    The new grid may be larger than the magnified input (``padding``: ``border`` repeats
+    the edge, ``zeros`` is zero outside, as for a kernel) or smaller (cropped). No
+    anti-aliasing: meant for enlarging.
+    """
+    axes = []
+    for out_size, in_size, scale in zip(size, x.shape[-2:], factor):
+        offsets = torch.arange(out_size, dtype=torch.float32, device=x.device) - (out_size - 1) / 2
+        # grid_sample's normalized coordinate (align_corners=False) of the source point
+        # offsets / scale pixels from the input's centre.
+        axes.append(2 * offsets / (scale * in_size))
+    rows, cols = torch.meshgrid(*axes, indexing="ij")
+    grid = torch.stack((cols, rows), dim=-1).expand(x.shape[0], *size, 2)
+    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode=padding, align_corners=False)
+
+
 def resize_kernel(k: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resampling of a ``(kh, kw)`` kernel to ``size``, kept non-negative and summing to 1."""
     resized = resize_image(k[None, None], size)[0, 0].clamp_min(0)

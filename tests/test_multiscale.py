@@ -203,19 +203,17 @@ def transition_rmses(image) -> dict[int, tuple[float, float]]:
     the kernel net relative to the kernel's maximum."""
     job = tiny_improved_job()
     seen = {}
-    from lightning_deblur.multiscale import ScaleTransition
-    from lightning_deblur.resample import resize_image
+    from lightning_deblur.multiscale import ScaleTransition, handed_up
 
     original = ScaleTransition.on_train_batch_end
 
     def spy(self, trainer, pl_module, outputs, batch, batch_idx):
-        before = (pl_module.latest_x, pl_module.latest_k, pl_module.scale_index)
+        before = (pl_module.latest_x, pl_module.latest_k, pl_module.scale_index, pl_module.current_scale)
         original(self, trainer, pl_module, outputs, batch, batch_idx)
         if pl_module.scale_index != before[2]:
             with torch.no_grad():
                 x, k = pl_module(perturb=False)
-            target_x = resize_image(before[0], pl_module.current_scale.support)
-            target_k = resize_kernel(before[1], pl_module.current_scale.kernel_size)
+            target_x, target_k = handed_up(before[0], before[1], before[3], pl_module.current_scale)
             seen[pl_module.scale_index] = (
                 torch.sqrt(torch.mean((x - target_x) ** 2)).item(),
                 torch.sqrt(torch.mean((k - target_k) ** 2)).item() / target_k.max().item(),
