@@ -149,15 +149,27 @@ class ResultWriter(Callback):
     @staticmethod
     def _write_estimate(folder: Path, observation, image, kernel) -> None:
         kernel_array = kernel.float().cpu().numpy()
-        source = observation.source
-        if image.shape[1] == 3:
-            pixels = image[0].permute(1, 2, 0).double().cpu().numpy()
-        else:
-            grey = image[0, 0].double().cpu().numpy()
-            pixels = replace_luminance(source.pixels, grey) if source.is_colour else grey
-        write_image(folder / "deblurred.png", pixels, source.bit_depth)
+        write_image(folder / "deblurred.png", result_pixels(observation, image), observation.source.bit_depth)
         write_kernel_npy(folder / "kernel.npy", kernel_array / kernel_array.sum(dtype=np.float64))
         write_kernel_png(folder / "kernel.png", kernel_array)
+
+
+def result_pixels(observation, image) -> np.ndarray:
+    """The deblurred image as the user gets it: float64 in [0, 1] of the input's shape.
+
+    Args:
+        observation: the job's :class:`~lightning_deblur.data.Observation`.
+        image: ``(1, C, H, W)`` full-size estimate (a job's ``estimate()``): RGB as it is;
+            one channel with a colour input takes the input's chroma.
+
+    Returns:
+        ``(H, W, 3)`` for colour inputs, ``(H, W)`` for grey ones.
+    """
+    if image.shape[1] == 3:
+        return image[0].permute(1, 2, 0).double().cpu().numpy()
+    grey = image[0, 0].double().cpu().numpy()
+    source = observation.source
+    return replace_luminance(source.pixels, grey) if source.is_colour else grey
 
 
 def training_time(trainer: Trainer) -> float:

@@ -19,7 +19,7 @@ JOB_LAYER = {
 }  # fmt: skip
 """The LightningModule, its datamodule and its callbacks."""
 
-COMMAND_LAYER = {"__main__", "cli", "batch", "pool", "synth", "evaluate", "figures", "fit_experiment", "function_cli"}
+COMMAND_LAYER = {"__init__", "__main__", "api", "cli", "batch", "pool", "synth", "evaluate", "figures", "fit_experiment", "function_cli"}
 """What the command line runs; everything else is the functional core."""
 
 WITHOUT_LIGHTNING = {"synth", "evaluate", "figures", "fit_experiment", "function_cli", "manifest"}

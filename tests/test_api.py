@@ -1,0 +1,72 @@
+"""The Python API: ``deblur(image, kernel_size, config, seed, options)``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import CONF, run_fit
+from PIL import Image
+
+from lightning_deblur import deblur
+from lightning_deblur.errors import InputError
+from lightning_deblur.imagefiles import read_image
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_a_file_through_the_api_gives_the_files_the_command_line_gives(blurred_case, tmp_path):
+    logs = tmp_path / "api_logs"
+    result = deblur(
+        blurred_case["image"], 5, config=CONF / "tiny_improved.yaml", seed=3,
+        options={"trainer.logger.init_args.save_dir": str(logs)},
+    )  # fmt: skip
+    cli_run = run_fit(tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5",
+                      "--seed_everything", "3", config=CONF / "tiny_improved.yaml")  # fmt: skip
+    assert result.folder.parent.parent == logs and result.metrics["status"] == "done"
+    for name in ("deblurred.png", "kernel.npy"):
+        assert (result.folder / name).read_bytes() == (cli_run / name).read_bytes(), name
+    assert result.image.dtype == np.float32 and result.image.shape == (37, 31)
+    # The in-memory image is the written one before its rounding to 8 bits.
+    written = np.asarray(Image.open(result.folder / "deblurred.png"), dtype=np.float64) / 255
+    assert np.abs(result.image - written).max() <= 0.5 / 255 + 1e-6
+    assert result.kernel.dtype == np.float32 and result.kernel.shape == (5, 5)
+    assert result.kernel.sum() == pytest.approx(1, abs=1e-5) and (result.kernel >= 0).all()
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_arrays_in_every_accepted_type_and_colour_come_back_in_the_inputs_shape(blurred_case, tmp_path, dtype):
+    grey = read_image(blurred_case["image"]).pixels
+    colour = np.stack([grey, grey * 0.9, grey * 0.8], axis=-1)
+    scale = {"uint8": 255, "uint16": 65535, "float32": 1}[dtype]
+    pixels = (colour * scale).round().astype(dtype) if scale > 1 else colour.astype(dtype)
+    result = deblur(
+        pixels, (5, 5), config=CONF / "tiny_improved.yaml",
+        options={"trainer.logger.init_args.save_dir": str(tmp_path), "model.iterations": 12, "model.finish.iterations": 4},
+    )  # fmt: skip
+    assert result.image.shape == (37, 31, 3) and result.image.dtype == np.float32
+    assert 0 <= result.image.min() and result.image.max() <= 1
+    assert result.metrics["iterations"] == 8 + 8 + 12 + 4
+    # The array is kept as the run's input, named by its content, in its bit depth.
+    stored = read_image(result.metrics["image"])
+    assert stored.path.parent == tmp_path / "inputs" and stored.bit_depth == (8 if dtype == "uint8" else 16)
+    assert np.abs(stored.pixels - pixels / scale).max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "image, config, message",
+    [
+        (np.zeros((4, 5, 2)), "improved", "must be (H, W) or (H, W, 3)"),
+        (np.full((40, 40), 1.5), "improved", "finite values in [0, 1]"),
+        (np.zeros((40, 40), dtype=np.int32), "improved", "uint8, uint16 or float"),
+        (np.zeros((40, 40), dtype=np.uint8), "no_such_method", "neither a shipped one"),
+    ],
+)
+def test_bad_arrays_and_configs_are_refused_with_the_fix(image, config, message, tmp_path):
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        deblur(image, 5, config=config, options={"trainer.logger.init_args.save_dir": str(tmp_path)})
+
+
+def test_an_option_that_does_not_parse_is_one_line_naming_it(blurred_case, tmp_path):
+    with pytest.raises(InputError, match="model.iterations"):
+        deblur(blurred_case["image"], 5, config=CONF / "tiny.yaml",
+               options={"trainer.logger.init_args.save_dir": str(tmp_path), "model.iterations": "many"})  # fmt: skip
