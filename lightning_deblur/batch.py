@@ -2,10 +2,8 @@
 
 Every job (one input image, one seed) is an independent ``fit`` run in a process of its
 own (``python -m lightning_deblur fit …``): a crashing job takes nothing else down, and
-each gets a clean CUDA context. Nothing is ever data-parallel. With ``--seeds_per_job R``
-up to R seeds of one input share a process as one seed batch (``fit --seeds``,
-:mod:`lightning_deblur.seed_batch`; :func:`run_seed_group`), each seed still in its own
-folder with its own summary row.
+each gets a clean CUDA context. Nothing is ever data-parallel; several jobs share a
+device with ``--jobs_per_device``.
 
 - **Jobs.** The inputs are the rows of a manifest (:mod:`lightning_deblur.manifest`) or
   the images of a folder with one kernel size. Jobs are sorted by (input name, seed); job
@@ -109,7 +107,6 @@ FORBIDDEN_FIT_OPTIONS = {
     "trainer.strategy": "batch runs every job on one device (never DDP); use --devices and --jobs_per_device",
     "print_config": "run `python -m lightning_deblur fit --print_config …` to see a job's configuration",
     "ckpt_path": "batch resumes each killed job from its own checkpoint (<output_dir>/<name>/seed<k>/checkpoints)",
-    "seeds_folder": "batch puts each seed's results in <output_dir>/<name>/seed<k>; use --seeds_per_job for seed batches",
 }
 """Fit options batch sets itself, and why they cannot be passed through."""
 
@@ -153,18 +150,6 @@ def build_jobs(cases: list[ManifestRow], seeds: list[int]) -> list[BatchJob]:
     """Every input with every seed, sorted by (name, seed) and numbered."""
     pairs = sorted(((case, seed) for case in cases for seed in seeds), key=lambda pair: (pair[0].name, pair[1]))
     return [BatchJob(index, case, seed) for index, (case, seed) in enumerate(pairs)]
-
-
-def seed_groups(todo: list[BatchJob], seeds_per_job: int) -> list[tuple[BatchJob, ...]]:
-    """``todo`` (sorted by input, then seed) cut into runs of one input's seeds, at most
-    ``seeds_per_job`` each: the jobs one ``fit --seeds`` process runs together."""
-    groups: list[tuple[BatchJob, ...]] = []
-    for job in todo:
-        if groups and groups[-1][0].case == job.case and len(groups[-1]) < seeds_per_job:
-            groups[-1] = (*groups[-1], job)
-        else:
-            groups.append((job,))
-    return groups
 
 
 # ----------------------------------------------------------------------------- results on disk
@@ -290,24 +275,6 @@ def fit_arguments(job: BatchJob, output_dir: str | Path, fit_prefix, known_kerne
         "--trainer.logger.init_args.version": f"seed{job.seed}",
     }
     return ["fit", *fit_prefix, *(part for pair in options.items() for part in pair)]
-
-
-def group_folder(jobs: tuple[BatchJob, ...], output_dir: str | Path) -> Path:
-    """The run folder of a seed batch (its logs, TensorBoard events and checkpoint):
-    ``<output_dir>/<name>/seeds<a>_<b>…``, beside its seeds' own folders."""
-    return Path(output_dir) / jobs[0].case.name / ("seeds" + "_".join(str(job.seed) for job in jobs))
-
-
-def group_fit_arguments(jobs: tuple[BatchJob, ...], output_dir: str | Path, fit_prefix, known_kernel: bool = False) -> list[str]:
-    """``fit`` arguments of a seed batch: the first job's, with every seed (``--seeds``)
-    and the group's run folder; each seed writes into its own job folder."""
-    folder = group_folder(jobs, output_dir)
-    return [
-        *fit_arguments(jobs[0], output_dir, fit_prefix, known_kernel),
-        "--seeds", ",".join(str(job.seed) for job in jobs),
-        "--seeds_folder", str(folder.parent),
-        "--trainer.logger.init_args.version", folder.name,
-    ]  # fmt: skip
 
 
 def _last_line(path: Path) -> str:
@@ -445,17 +412,15 @@ def run_fit(command: list[str], run_dir: Path, env: dict, timeout_s: float | Non
 def resume_or_start_over(
     command: list[str],
     folder: Path,
-    result_dirs: list[Path],
     resumable: bool,
     env: dict[str, str],
     spec: RunSpec,
     running: RunningProcesses,
 ) -> tuple[list[str], int, bool, float, bool]:
-    """Run a ``fit`` process (``command``, logging into ``folder``, its results in
-    ``result_dirs``) to its end: from ``folder``'s checkpoint when ``resumable``, and over
-    again at once, in emptied folders, when there is none or the resumed process did not
-    take (it exited by itself without writing any ``metrics.json``: a broken checkpoint,
-    or options that changed since).
+    """Run a ``fit`` process (``command``, writing into ``folder``) to its end: from
+    ``folder``'s checkpoint when ``resumable``, and over again at once, in the emptied
+    folder, when there is none or the resumed process did not take (it exited by itself
+    without writing ``metrics.json``: a broken checkpoint, or options that changed since).
 
     Returns:
         the command that ran last, its exit code, whether it timed out, the seconds of
@@ -469,11 +434,10 @@ def resume_or_start_over(
         resume = [*command, "--ckpt_path", str(folder / "checkpoints" / "last.ckpt")]
         code, timed_out, seconds = run_fit(resume, folder, env, spec.timeout_s, running)
         wall_time += seconds
-        if timed_out or code < 0 or any((path / "metrics.json").exists() for path in result_dirs):
+        if timed_out or code < 0 or (folder / "metrics.json").exists():
             return resume, code, timed_out, wall_time, True
-    for path in dict.fromkeys([folder, *result_dirs]):
-        if path.exists():
-            shutil.rmtree(path)
+    if folder.exists():
+        shutil.rmtree(folder)
     folder.mkdir(parents=True)
     code, timed_out, seconds = run_fit(command, folder, env, spec.timeout_s, running)
     return command, code, timed_out, wall_time + seconds, False
@@ -497,7 +461,7 @@ def run_job(job: BatchJob, spec: RunSpec, slot: Slot, running: RunningProcesses)
     # A failed run keeps its checkpoint but starts over: its metrics.json says how it ended.
     resumable = (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "metrics.json").exists()
     command, code, timed_out, wall_time, resumed = resume_or_start_over(
-        command, run_dir, [run_dir], resumable, {**spec.base_env, **slot.env}, spec, running
+        command, run_dir, resumable, {**spec.base_env, **slot.env}, spec, running
     )
     error = _failure(run_dir, code, timed_out, spec.timeout_s)
     wall_time = round(wall_time, 3)
@@ -507,64 +471,17 @@ def run_job(job: BatchJob, spec: RunSpec, slot: Slot, running: RunningProcesses)
     return {"status": "failed" if error else "done", "error": error, "wall_time_s": wall_time, "device": slot.label}
 
 
-def run_seed_group(jobs: tuple[BatchJob, ...], spec: RunSpec, slot: Slot, running: RunningProcesses) -> list[dict]:
-    """Run several seeds of one input as one seed batch (``fit --seeds``) in one ``fit``
-    subprocess; return each job's summary values, in order.
-
-    The process writes its logs and checkpoint into :func:`group_folder` and each seed's
-    results into the seed's own job folder, as a separate job would. A group whose folder
-    holds a checkpoint resumes from it (should that fail, the group starts over at once,
-    every seed's folder emptied first). Seeds the group did not finish (a seed that
-    diverged stops its whole group) are then run one at a time as separate jobs
-    (:func:`run_job`), so one bad seed costs the others nothing. A single job is run as
-    :func:`run_job` runs it.
-
-    Raises:
-        Stopped: the batch is stopping; the folders are left as they are, to resume.
-    """
-    if len(jobs) == 1:
-        return [run_job(jobs[0], spec, slot, running)]
-    folder = group_folder(jobs, spec.output_dir)
-    run_dirs = [job.run_dir(spec.output_dir) for job in jobs]
-    arguments = group_fit_arguments(jobs, spec.output_dir, spec.fit_prefix, spec.known_kernel)
-    command = [sys.executable, "-m", "lightning_deblur", *arguments]
-    resumable = (folder / "checkpoints" / "last.ckpt").is_file()
-    command, code, timed_out, wall_time, resumed = resume_or_start_over(
-        command, folder, run_dirs, resumable, {**spec.base_env, **slot.env}, spec, running
-    )
-    wall_time = round(wall_time, 3)
-    results = []
-    for job, run_dir in zip(jobs, run_dirs):
-        if read_finished(run_dir) is not None:
-            record = {"wall_time_s": wall_time, "device": slot.label, "resumed": resumed, "command": command,
-                      "seed_batch": str(folder)}  # fmt: skip
-            write_json(run_dir / "batch.json", record)
-            results.append({"status": "done", "error": None, "wall_time_s": wall_time, "device": slot.label})
-        elif timed_out:
-            # One at a time, the seeds would get no more time per process than the group had.
-            error = f"timed out after {spec.timeout_s:g} s (seed batch {folder.name})"
-            results.append({"status": "failed", "error": error, "wall_time_s": wall_time, "device": slot.label})
-        else:
-            results.append(run_job(job, spec, slot, running))
-    if all(result["status"] == "done" for result in results):
-        # Every seed is finished, some perhaps one at a time: the group's checkpoint is of no more use.
-        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-    return results
-
-
 def run_jobs(
     todo: list,
     slots: list[Slot],
     jobs_per_device: int,
     spec: RunSpec,
-    on_result: Callable[[object, dict | list[dict]], None],
-    run: Callable[[object, RunSpec, Slot, RunningProcesses], dict | list[dict]] = run_job,
+    on_result: Callable[[BatchJob, dict], None],
+    run: Callable[[BatchJob, RunSpec, Slot, RunningProcesses], dict] = run_job,
 ) -> None:
     """Run ``todo`` on ``slots``, at most ``jobs_per_device`` at once on each; call
-    ``on_result(item, values)`` in this thread as each item ends (``values``: status, error,
-    wall time, device). An item is a :class:`BatchJob` run by :func:`run_job`, or a group
-    of jobs run by :func:`run_seed_group` (values: a list, one per job); should ``run``
-    raise, ``values`` is one failure for the whole item.
+    ``on_result(job, values)`` in this thread as each job ends (``values``: status, error,
+    wall time, device; a failure should ``run`` raise).
 
     A pool of threads, each running one job process at a time: a thread takes a free slot
     (slots are handed out in turn, so fewer jobs than places still use every device), runs
@@ -714,16 +631,13 @@ class FitSettings:
     accelerator: str
 
 
-def check_fit_options(
-    fit_prefix: list[str], example: BatchJob, share: list[BatchJob], output_dir: Path, seeds_per_job: int = 1
-) -> FitSettings:
+def check_fit_options(fit_prefix: list[str], example: BatchJob, share: list[BatchJob], output_dir: Path) -> FitSettings:
     """Parse the ``fit`` arguments of job ``example`` with ``fit``'s own parser (nothing runs, no
     file is read), so that a bad option stops the batch before any job starts.
 
     Raises:
-        InputError: options that do not parse, a replaced logger, a non-blind
-            configuration with an input that has no true kernel, or seed batches asked
-            for in 16-bit precision (they run in float32) or with restarts.
+        InputError: options that do not parse, a replaced logger, or a non-blind
+            configuration with an input that has no true kernel.
     """
     # Lazy, and the one import from the command line module: only fit's parser knows
     # what fit accepts, and importing it costs Lightning's start-up.
@@ -743,11 +657,6 @@ def check_fit_options(
             "batch keeps each job in its TensorBoard run folder, but the configuration replaces the logger; "
             "remove trainer.logger from the config"
         )
-    if seeds_per_job > 1:
-        from lightning_deblur.seed_batch import check_float32, check_no_restarts  # Lightning is loaded by now
-
-        check_float32(trainer.get("precision"), "--seeds_per_job")
-        check_no_restarts(model.get("restarts", 0), "--seeds_per_job", "leave --seeds_per_job at 1")
     known_kernel = model.get("kernel_mode") == "fixed"
     missing = [job.case.name for job in share if known_kernel and not job.case.kernel]
     if missing:
@@ -778,11 +687,8 @@ def run_batch(
     devices: str = "auto",
     jobs_per_device: int | str = "auto",
     timeout_s: float | None = None,
-    seeds_per_job: int = 1,
 ) -> list[dict]:
     """Run this process's share of ``jobs``; return the summary rows of that share.
-    With ``seeds_per_job`` above 1, up to that many seeds of an input run as one seed
-    batch (:func:`run_seed_group`).
 
     Raises:
         InputError: bad options, found before anything is written.
@@ -793,11 +699,10 @@ def run_batch(
 
     rank = cluster_rank()
     share = [jobs[i] for i in node_share(len(jobs), rank)]
-    settings = check_fit_options(fit_prefix, jobs[0], share, output_dir, seeds_per_job)
+    settings = check_fit_options(fit_prefix, jobs[0], share, output_dir)
     rows, todo = scan_finished(share, output_dir)
-    groups = seed_groups(todo, seeds_per_job)
     if todo:  # checked before anything is written
-        slots, threads, jobs_per_device = plan_slots(devices, jobs_per_device, settings.accelerator, len(groups))
+        slots, threads, jobs_per_device = plan_slots(devices, jobs_per_device, settings.accelerator, len(todo))
 
     parts = rank.world_size > 1
     own_summary = output_dir / (f"summary.part{rank.rank}of{rank.world_size}.csv" if parts else "summary.csv")
@@ -828,14 +733,9 @@ def run_batch(
                 write_summary(own_summary, [rows[job.index] for job in share])
                 last_write = time.monotonic()
 
-        def record_group(group: tuple[BatchJob, ...], values: dict | list[dict]) -> None:
-            per_job = [values] * len(group) if isinstance(values, dict) else values
-            for job, job_values in zip(group, per_job, strict=True):
-                record(job, job_values)
-
         previous_handler = _raise_on_sigterm()
         try:
-            run_jobs(groups, slots, jobs_per_device, spec, record_group, run_seed_group)
+            run_jobs(todo, slots, jobs_per_device, spec, record)
         except (KeyboardInterrupt, SystemExit):
             print("batch: interrupted; run the same command again to resume", file=sys.stderr, flush=True)
             raise
@@ -920,7 +820,6 @@ def batch(
     devices: str = "auto",
     jobs_per_device: int | Literal["auto"] = "auto",
     timeout: float | None = None,
-    seeds_per_job: int = 1,
     members: str | None = None,
     fit_options: list[str] | None = None,
 ) -> list[dict]:
@@ -938,10 +837,6 @@ def batch(
         devices: device slots: N or auto (every GPU, or 1 CPU slot).
         jobs_per_device: jobs run at once on each device: N or auto (4 per GPU, 1 per CPU slot).
         timeout: seconds after which a job is killed and marked failed.
-        seeds_per_job: run up to this many seeds of an input in one process, as one batched
-            model (fit --seeds; each seed still gets its own folder and summary row). On an
-            H200 8 seeds gave 2.31x the seeds per hour, below 4 concurrent jobs' 3.7x; slower
-            on CPUs (docs/RESULTS.md); 1 runs every seed as a job of its own.
         members: a pool file (e.g. configs/pool.yaml; instead of --config): every job is
             run once by each member method, into OUTPUT_DIR/<member>/, and per (input, seed)
             the result with the lowest gradient sparsity is kept (OUTPUT_DIR/pool.csv).
@@ -965,8 +860,6 @@ def batch(
         raise InputError(f"--jobs_per_device {jobs_per_device} must be at least 1 (or auto)")
     if timeout is not None and timeout <= 0:
         raise InputError(f"--timeout {timeout:g} must be positive (seconds)")
-    if seeds_per_job < 1:
-        raise InputError(f"--seeds_per_job {seeds_per_job} must be at least 1 (1: one process per seed)")
     seed_list = parse_seeds(seeds)
     cases = read_manifest(manifest) if manifest else rows_from_folder(images, kernel_size)
     if not cases:
@@ -988,7 +881,7 @@ def batch(
     output = Path(output_dir).resolve()
 
     def run_member(folder: Path, options: list[str]) -> list[dict]:
-        return run_batch(jobs, folder, options + fit_prefix, str(devices), jobs_per_device, timeout, seeds_per_job)
+        return run_batch(jobs, folder, options + fit_prefix, str(devices), jobs_per_device, timeout)
 
     if pool_members:
         return pool.run_pool(pool_members, output, run_member)

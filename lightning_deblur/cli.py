@@ -22,7 +22,6 @@ from lightning.pytorch.callbacks import LearningRateMonitor, Timer
 from lightning.pytorch.cli import LightningCLI
 
 from lightning_deblur import __version__
-from lightning_deblur.batch import parse_seeds
 from lightning_deblur.checkpointing import JobCheckpoint, run_folder_of_checkpoint
 from lightning_deblur.curves import QualityCurve
 from lightning_deblur.data import BlurredImage, Observation, load_observation
@@ -35,7 +34,6 @@ from lightning_deblur.planning import JobPlan, plan_job_from_options
 from lightning_deblur.precision import activation_bytes, default_precision
 from lightning_deblur.progress import JobProgressBar
 from lightning_deblur.schedule import LearningRateSchedule, LossSchedule
-from lightning_deblur.seed_batch import SeedBatchJob, check_float32
 
 DEFAULT_SAVE_DIR = "logs"
 """Where run folders go (``<save_dir>/<image name>/version_<n>``) unless
@@ -176,27 +174,6 @@ class DeblurCLI(LightningCLI):
         parser.add_lightning_class_args(self._model_class, "model")
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_argument(
-            "--seeds",
-            type=str | None,
-            default=None,
-            help="run these seeds of the job as one batched model (e.g. 0-7 or 0,3,5), each into "
-            "<run folder>/seed<k>/; pays on GPUs, not on CPUs (lightning_deblur.seed_batch). "
-            "Default: one job, seeded by --seed_everything",
-        )
-        parser.add_argument(
-            "--seeds_folder",
-            type=str | None,
-            default=None,
-            help="with --seeds, the folder of the seeds' folders seed<k> (default: the run folder)",
-        )
-        parser.add_argument(
-            "--seeds_one_by_one",
-            type=bool,
-            default=False,
-            help="with --seeds, call the seeds' nets and losses one after another instead of as "
-            "batched calls: bit for bit what separate jobs compute, without the speed-up (for checking)",
-        )
         parser.add_lightning_class_args(LossSchedule, "schedule")
         # The learning-rate schedule is the job's (its LR scheduler), kept under its own key.
         parser.add_class_arguments(LearningRateSchedule, "lr_schedule")
@@ -226,20 +203,12 @@ class DeblurCLI(LightningCLI):
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
-        self.batch_seeds = None if config.get("seeds") is None else parse_seeds(config.seeds)
         if config.trainer.get("precision") is None:
-            # A seed batch runs in float32 (seed_batch.check_float32 says why).
-            config.trainer.precision = "32-true" if self.batch_seeds else default_precision(
-                config.trainer.get("accelerator"), config.model.image_net.channels
-            )
-        elif self.batch_seeds:
-            check_float32(config.trainer.precision, "--seeds")
+            config.trainer.precision = default_precision(config.trainer.get("accelerator"), config.model.image_net.channels)
         # Decode the inputs and plan the job now, once, before anything else happens
         # (seeding, the Trainer, folders): inputs the job cannot run on stop here, in one line.
         self.planned_device = planning_device(config.trainer.get("accelerator"))
-        self.planned_copies = len(self.batch_seeds) if self.batch_seeds else 1
-        """Jobs the plan shares the device's memory among: a seed batch's seeds, or 1."""
-        self.observation, self.plan = plan_from_config(config, self.planned_device, self.planned_copies)
+        self.observation, self.plan = plan_from_config(config, self.planned_device)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -267,13 +236,8 @@ class DeblurCLI(LightningCLI):
         if self.trainer.strategy.root_device != self.planned_device:
             # Only where the Trainer chose another device than the plan assumed (an
             # accelerator given as an object, say): the automatic tile size depends on it.
-            plan = self.model.plan_on(self.observation, self.trainer, copies=self.planned_copies)
+            plan = self.model.plan_on(self.observation, self.trainer)
         self.model.plan = plan
-        if self.batch_seeds is not None:
-            config = self.config[self.subcommand]
-            self.model = SeedBatchJob(
-                self.model, self.batch_seeds, folder=config.get("seeds_folder"), vectorize=not config.get("seeds_one_by_one")
-            )
 
 
 def planning_device(accelerator) -> torch.device:
@@ -287,9 +251,8 @@ def planning_device(accelerator) -> torch.device:
     return torch.device("cpu")
 
 
-def plan_from_config(config, device: torch.device | None, copies: int = 1) -> tuple[Observation, JobPlan]:
-    """Decode the job's inputs and plan it, on ``device``, from the parsed ``fit`` configuration;
-    ``copies`` jobs (a seed batch's seeds) share the device's memory.
+def plan_from_config(config, device: torch.device | None) -> tuple[Observation, JobPlan]:
+    """Decode the job's inputs and plan it, on ``device``, from the parsed ``fit`` configuration.
 
     Raises:
         InputError: unreadable inputs, or inputs the job cannot run on (see
@@ -297,8 +260,7 @@ def plan_from_config(config, device: torch.device | None, copies: int = 1) -> tu
     """
     data = config.data
     observation = load_observation(data.image, data.kernel_size, data.sharp, data.get("kernel"))
-    # R seeds hold R nets' activations at once: as many bytes per value of one net.
-    plan = plan_job_from_options(observation, config.model, device, activation_bytes(config.trainer.precision) * copies)
+    plan = plan_job_from_options(observation, config.model, device, activation_bytes(config.trainer.precision))
     return observation, plan
 
 

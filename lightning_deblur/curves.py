@@ -51,8 +51,8 @@ class QualityCurve(Callback):
         if every_n_steps < 0:
             raise ValueError(f"curve.every_n_steps must be 0 or positive, got {every_n_steps}")
         self.every_n_steps = every_n_steps
-        self.rows: dict[str, list[dict]] = {}
-        """Rows so far, per job (keyed by its ``log_prefix``: ``""`` for a job of its own)."""
+        self.rows: list[dict] = []
+        """Rows so far."""
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         if not self.every_n_steps:
@@ -61,16 +61,14 @@ class QualityCurve(Callback):
         scale = pl_module.current_scale
         last_of_scale = step == scale.start_step + scale.iterations
         if step % self.every_n_steps == 0 or last_of_scale:
-            for job in pl_module.jobs:
-                if job.latest_x is not None:
-                    self.rows.setdefault(job.log_prefix, []).append(self.row(trainer, job, step))
+            if pl_module.latest_x is not None:
+                self.rows.append(self.row(trainer, pl_module, step))
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.every_n_steps or not trainer.is_global_zero:
             return
-        for job in pl_module.jobs:
-            if self.rows.get(job.log_prefix):
-                write_curve(job.run_folder() / "curve.csv", self.rows[job.log_prefix])
+        if self.rows:
+            write_curve(pl_module.run_folder() / "curve.csv", self.rows)
 
     @staticmethod
     @torch.no_grad()
@@ -81,7 +79,7 @@ class QualityCurve(Callback):
         row = {"step": step, "scale": scale.index, "step_in_scale": step - scale.start_step}
         row["loss"] = float(pl_module.latest_loss) if pl_module.latest_loss is not None else math.nan
         for term in LOSS_TERMS:
-            value = logged.get(f"{pl_module.log_prefix}loss/{term}")
+            value = logged.get(f"loss/{term}")
             row[term] = float(value) if value is not None and pl_module.loss_weights.get(term, 0) != 0 else None
         row["kernel_peak"] = float(pl_module.latest_k.max()) if pl_module.latest_k is not None else None
         row["psnr"] = row["aligned_psnr"] = None
@@ -96,13 +94,12 @@ class QualityCurve(Callback):
         return row
 
     def state_dict(self) -> dict:
-        return {"rows_by_job": {prefix: list(rows) for prefix, rows in self.rows.items()}}
+        return {"rows": list(self.rows)}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        if "rows_by_job" in state_dict:
-            self.rows = {prefix: list(rows) for prefix, rows in state_dict["rows_by_job"].items()}
-        else:  # checkpoints of one job made before seed batches
-            self.rows = {"": list(state_dict.get("rows", []))}
+        # Checkpoints of the 0.1 series keep the rows per job of a seed batch ("" for a job
+        # of its own).
+        self.rows = list(state_dict["rows_by_job"].get("", []) if "rows_by_job" in state_dict else state_dict.get("rows", []))
 
 
 def write_curve(path: Path, rows: list[dict]) -> Path:

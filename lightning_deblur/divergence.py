@@ -27,30 +27,27 @@ class DivergenceGuard(Callback):
     def __init__(self, every_n_steps: int = 25, min_std: float = 1e-3) -> None:
         self.every_n_steps = every_n_steps
         self.min_std = min_std
-        self._last_good: dict[int, tuple[torch.Tensor, torch.Tensor, int, int]] = {}
-        """Per job (its index in ``pl_module.jobs``): estimate, kernel, step and stage of
-        its last good check."""
+        self._last_good: tuple[torch.Tensor, torch.Tensor, int, int] | None = None
+        """Estimate, kernel, step and stage of the last good check."""
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._last_good = {}
+        self._last_good = None
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step
         last_step_of_scale = step == pl_module.current_scale.end_step
         if not self.every_n_steps or (step % self.every_n_steps and not last_step_of_scale):
             return
-        for index, job in enumerate(pl_module.jobs):
-            if job.failure is None:
-                self.check(trainer, job, index, step)
+        if pl_module.failure is None:
+            self.check(trainer, pl_module, step)
 
-    def check(self, trainer: Trainer, job, index: int, step: int) -> None:
-        """Remember ``job``'s estimate as good, or fail it and stop the trainer (a seed
-        batch stops with its first failed job)."""
+    def check(self, trainer: Trainer, job, step: int) -> None:
+        """Remember ``job``'s estimate as good, or fail it and stop the trainer."""
         reason = self.problem(job)
         if reason is None:
-            self._last_good[index] = (job.latest_x.clone(), job.latest_k.clone(), step, job.scale_index)
+            self._last_good = (job.latest_x.clone(), job.latest_k.clone(), step, job.scale_index)
             return
-        last_good = self._last_good.get(index)
+        last_good = self._last_good
         if last_good is not None and last_good[3] == job.scale_index:
             job.latest_x, job.latest_k = last_good[0], last_good[1]
             kept = f"the estimate of step {last_good[2]} is kept"

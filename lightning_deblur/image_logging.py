@@ -54,21 +54,18 @@ class ImageLogging(Callback):
         writer = tensorboard_writer(trainer)
         if writer is None or not self.every_n_steps:
             return
-        job = pl_module.jobs[0]  # a seed batch's jobs share the input
-        writer.add_image("input/blurred", preview(job.y), 0)
-        if job.sharp is not None:
-            writer.add_image("input/sharp", preview(job.sharp), 0)
+        writer.add_image("input/blurred", preview(pl_module.y), 0)
+        if pl_module.sharp is not None:
+            writer.add_image("input/sharp", preview(pl_module.sharp), 0)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step  # already counts the step that just ended
         if self.every_n_steps and step % self.every_n_steps == 0:
-            for job in pl_module.jobs:
-                self.log_estimate(trainer, job, job.log_prefix + "estimate", step)
+            self.log_estimate(trainer, pl_module, "estimate", step)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.every_n_steps:
-            for job in pl_module.jobs:
-                self.log_estimate(trainer, job, job.log_prefix + "estimate", trainer.global_step)
+            self.log_estimate(trainer, pl_module, "estimate", trainer.global_step)
 
     @staticmethod
     def log_estimate(trainer: Trainer, pl_module: LightningModule, prefix: str, step: int) -> None:

@@ -82,7 +82,7 @@ class DeblurJob(JobStages, LightningModule):
             from fresh generators (new weights and inputs, the initial kernel fit redone)
             and continues with that pass; each pass's verdict goes to ``metrics.json``
             (``attempts``) and TensorBoard (``attempt/``). 0, the default, is the papers'
-            method. Not with seed batches (``--seeds``), whose seeds run in step.
+            method.
     """
 
     def __init__(
@@ -129,10 +129,9 @@ class DeblurJob(JobStages, LightningModule):
         """This job's plan on ``observation`` (see :func:`~lightning_deblur.planning.plan_job`)."""
         return plan_job_from_options(observation, self.hparams, device, bytes_per_value)
 
-    def plan_on(self, observation: Observation, trainer, copies: int = 1) -> JobPlan:
-        """The plan for the trainer's device and precision (16-bit autocast halves
-        activations), with ``copies`` jobs (a seed batch's seeds) sharing its memory."""
-        return self.plan_for(observation, trainer.strategy.root_device, activation_bytes(trainer.precision) * copies)
+    def plan_on(self, observation: Observation, trainer) -> JobPlan:
+        """The plan for the trainer's device and precision (16-bit autocast halves activations)."""
+        return self.plan_for(observation, trainer.strategy.root_device, activation_bytes(trainer.precision))
 
     def setup(self, stage: str) -> None:
         self.build(planned_observation(self, self.trainer))
@@ -225,8 +224,8 @@ class DeblurJob(JobStages, LightningModule):
 
 
 def planned_observation(module: LightningModule, trainer) -> Observation:
-    """The observation of the trainer's :class:`BlurredImage` datamodule, with ``module``
-    (a job, or a seed batch of jobs) planned on it if it is not yet: the command line
+    """The observation of the trainer's :class:`BlurredImage` datamodule, with the job
+    ``module`` planned on it if it is not yet: the command line
     plans at parse time (its input check), a Trainer used directly does not."""
     datamodule = trainer.datamodule
     if not isinstance(datamodule, BlurredImage):

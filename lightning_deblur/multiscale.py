@@ -121,11 +121,7 @@ class ScaleTransition(Callback):
     def advance(cls, trainer: Trainer, job) -> Scale | None:
         """End ``job``'s stage if this step was its last, and enter and prepare the next
         one (re-fits included); return the stage entered, or ``None`` when the job stays
-        (or has no next stage). The caller sets up the new optimizer.
-
-        A seed batch (:mod:`lightning_deblur.seed_batch`) calls this for each of its
-        jobs in turn, each within its own random stream.
-        """
+        (or has no next stage). The caller sets up the new optimizer."""
         scale = job.current_scale
         if trainer.global_step != scale.end_step or job.failure is not None:
             return None
@@ -197,28 +193,28 @@ class ScaleTransition(Callback):
     @staticmethod
     def _log_refit(trainer: Trainer, pl_module, include_image: bool) -> None:
         """Take the re-fitted nets' output as the job's latest estimate and log the
-        re-fits of the current stage (a seed batch's jobs under their ``log_prefix``)."""
+        re-fits of the current stage."""
         with torch.no_grad():
             x, k = pl_module(perturb=False)
         pl_module.latest_x, pl_module.latest_k = x.detach().float(), k.detach()
-        step, prefix = trainer.global_step, pl_module.log_prefix
+        step = trainer.global_step
         for logger in trainer.loggers:
             metrics = {"scale": float(pl_module.scale_index)}
             for name, scale_index, report in pl_module.refit_reports:
                 if scale_index == pl_module.scale_index:
-                    metrics[f"{prefix}refit/{name}_iterations"] = float(report.iterations)
-                    metrics[f"{prefix}refit/{name}_rmse"] = report.rmse
+                    metrics[f"refit/{name}_iterations"] = float(report.iterations)
+                    metrics[f"refit/{name}_rmse"] = report.rmse
             logger.log_metrics(metrics, step=step)
         if include_image:
-            ImageLogging.log_estimate(trainer, pl_module, prefix + "refit", step)
+            ImageLogging.log_estimate(trainer, pl_module, "refit", step)
         else:
-            ImageLogging.log_kernel(trainer, pl_module, prefix + "refit", step)
+            ImageLogging.log_kernel(trainer, pl_module, "refit", step)
 
     @staticmethod
     def _log_start(trainer: Trainer, pl_module, scale: Scale) -> None:
         """The ended start's score and signals under ``start/``, and after the last start
         the one chosen (``start/chosen``, 0-based)."""
-        prefix = pl_module.log_prefix + "start/"
+        prefix = "start/"
         metrics = {prefix + name: value for name, value in pl_module.start_records[-1].as_metrics().items()}
         if scale.start == pl_module.plan.starts - 1:
             metrics[prefix + "chosen"] = float(pl_module.chosen_start)
@@ -229,7 +225,7 @@ class ScaleTransition(Callback):
     def _log_attempt(trainer: Trainer, pl_module, record: dict, restarted: bool) -> None:
         """The verdict on the pass that just ended under ``attempt/``: ``no_blur`` (1 or 0),
         its signals, and ``restarted`` (1 when another pass follows)."""
-        prefix = pl_module.log_prefix + "attempt/"
+        prefix = "attempt/"
         metrics = {prefix + name: float(value) for name, value in record["verdict_signals"].items()}
         metrics[prefix + "no_blur"] = float(record["verdict"] == NO_BLUR)
         metrics[prefix + "restarted"] = float(restarted)

@@ -63,12 +63,7 @@ class ResultWriter(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        # One job, or each job of a seed batch into its own folder.
-        written = [(job.run_folder(), self.write_results(trainer, job)) for job in pl_module.jobs]
-        if self.verbose and len(written) > 1:
-            line = sparsest_line(written)
-            if line:
-                print(line, flush=True)
+        self.write_results(trainer, pl_module)
 
     def write_results(self, trainer: Trainer, pl_module: LightningModule) -> dict:
         """Write one job's result files into its run folder (``pl_module.run_folder()``);
@@ -86,7 +81,6 @@ class ResultWriter(Callback):
             "seconds_per_iteration": round(wall_time / max(trainer.global_step, 1), 5),
             "device": str(pl_module.device),
             "precision": str(trainer.precision),
-            **pl_module.batch_record,
         }
         if pl_module.failure:
             metrics["error"] = pl_module.failure
@@ -136,7 +130,7 @@ class ResultWriter(Callback):
                 metrics.update(verdict.as_metrics())
                 writer = tensorboard_writer(trainer)
                 if writer is not None:
-                    writer.add_text(pl_module.log_prefix + "verdict", verdict.sentence(), trainer.global_step)
+                    writer.add_text("verdict", verdict.sentence(), trainer.global_step)
             if pl_module.sharp_full is not None and pl_module.estimate_is_full_size:
                 metrics.update(quality_figures(grey, pl_module.y_full, pl_module.sharp_full))
                 if image.shape[1] == 3 and pl_module.sharp_colour is not None:
@@ -218,25 +212,6 @@ def colour_figures(estimate, observation, sharp) -> dict:
         return [round(float(psnr_per_image(images[:, c : c + 1], sharp[:, c : c + 1])[0]), 4) for c in range(3)]
 
     return {"psnr_rgb": per_channel(estimate), "input_psnr_rgb": per_channel(observation)}
-
-
-def sparsest_line(written: list[tuple[Path, dict]]) -> str | None:
-    """For a seed batch: which finished seed's result has the lowest gradient sparsity, the
-    one to keep without a sharp reference (docs/RESULTS.md, "Choosing among finished
-    runs"); ``None`` with fewer than two finished blind results."""
-    scored = [
-        (metrics["verdict_signals"]["gradient_sparsity"], folder)
-        for folder, metrics in written
-        if metrics.get("status") == "done" and "gradient_sparsity" in metrics.get("verdict_signals", {})
-    ]
-    if len(scored) < 2:
-        return None
-    best, folder = min(scored)
-    others = ", ".join(f"×{value:.3f}" for value, other in scored if other != folder)
-    return (
-        f"Lowest gradient sparsity: {folder} (×{best:.3f}; the other seeds {others}): "
-        "the result to keep without a sharp reference"
-    )
 
 
 def summary_line(folder: Path, metrics: dict) -> str:

@@ -63,35 +63,19 @@ class JobStages:
         self.failure: str | None = None
         """Why the job stopped early (set by DivergenceGuard), or ``None``."""
         self.stop_reason: str | None = None
-        """Why a job that did not fail stopped before its plan's end, when the reason is not
-        the trainer's (another seed of its seed batch failed), or ``None``."""
+        """Why a job that did not fail stopped before its plan's end, when the job knows it
+        better than the trainer does, or ``None``."""
         self.start_records: list[StartRecord] = []
         """The score of every start of the coarsest scale that has ended, in order."""
         self.attempt_records: list[dict] = []
         """With ``restarts``: the verdict of every pass over the blind scales that has ended,
         in order (:meth:`end_attempt`)."""
         self.best_start_image_net = self.best_start_kernel_net = None
-        self.member_folder: Path | None = None
-        """Where a seed batch's job writes its files (:mod:`~lightning_deblur.seed_batch`);
-        ``None``: the trainer's run folder."""
-        self.log_prefix = ""
-        """Prefix of this job's TensorBoard tags: empty, or ``seed<k>/`` in a seed batch."""
-        self.batch_record: dict = {}
-        """What ``metrics.json`` says of the seed batch the job ran in (its seed, all
-        the batch's seeds); empty for a job of its own."""
 
     # ------------------------------------------------------------- properties
-    @property
-    def jobs(self) -> tuple:
-        """The jobs this module trains: itself (a seed batch has one per seed). Callbacks
-        that act per job (results, curves, images, divergence) iterate over these."""
-        return (self,)
-
     def run_folder(self) -> Path:
-        """The folder of this job's result files: its own within a seed batch, else the
-        trainer's run folder (the logger's, or the root directory without a logger)."""
-        if self.member_folder is not None:
-            return self.member_folder
+        """The folder of this job's result files: the trainer's run folder (the logger's,
+        or the root directory without a logger)."""
         return Path(self.trainer.log_dir or self.trainer.default_root_dir)
 
     @property
@@ -362,12 +346,6 @@ class JobStages:
         also restore the RNG; loaded outside a fit (``load_from_checkpoint``), first build
         the job from the plan and the observation the checkpoint holds."""
         state = checkpoint.get("deblur")
-        if state is None and "seed_batch" in checkpoint:
-            seeds = ",".join(str(seed) for seed in checkpoint["seed_batch"]["seeds"])
-            raise InputError(
-                f"this checkpoint holds a seed batch (seeds {seeds}), not one job; "
-                f"resume it with `fit --seeds {seeds} --ckpt_path …`"
-            )
         if state is None:
             raise InputError("this checkpoint was not written by a deblurring job; pass a run's checkpoints/last.ckpt")
         resuming = self._trainer is not None

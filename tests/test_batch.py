@@ -377,12 +377,9 @@ def test_seed_lists():
         (["--manifest", "{cases}", "--model.iteratons", "3"], "do not parse"),
         (["--manifest", "{cases}", "--model.colour", "grey"], "--model.colour grey is not one of full, luminance"),
         (["--manifest", "{cases}", "--devices", "many"], "not a number or auto"),
-        (["--manifest", "{cases}", "--seeds_per_job", "0"], "--seeds_per_job 0 must be at least 1"),
         (["--manifest", "{cases}", "--jobs_per_device", "0"], "--jobs_per_device 0 must be at least 1 (or auto)"),
         (["--manifest", "{cases}", "--jobs_per_device", "many"], "--jobs_per_device many is not a valid value"),
-        (["--manifest", "{cases}", "--seeds_per_job", "2", "--trainer.precision", "bf16-mixed"], "float32"),
-        (["--manifest", "{cases}", "--seeds_per_job", "2", "--model.restarts", "1"], "leave --seeds_per_job at 1"),
-        (["--manifest", "{cases}", "--seeds_folder", "x"], "--seeds_folder cannot be given to batch"),
+        (["--manifest", "{cases}", "--seeds_per_job", "2"], "do not parse"),
     ],
 )
 def test_bad_batch_input_is_one_line_and_exit_code_2(tmp_path, capsys, options, message, no_cluster):
@@ -570,71 +567,6 @@ def test_batch_options_and_fit_options_are_told_apart():
     mine, fit = batch.split_arguments(argv, {"config", "seeds", "output_dir"})
     assert mine == ["--seeds", "0-2", "--output_dir", "o", "--config", '["a.yaml", "b.yaml"]']
     assert fit == ["--model.iterations", "3", "--trainer.precision", "bf16-mixed"]
-
-
-def test_seed_groups_cut_each_inputs_seeds_into_runs_of_at_most_n():
-    cases = [ManifestRow(name, f"{name}.png", (5, 5)) for name in "ab"]
-    jobs = batch.build_jobs(cases, [0, 1, 2])
-    groups = batch.seed_groups(jobs, 2)
-    assert [[(job.case.name, job.seed) for job in group] for group in groups] == [
-        [("a", 0), ("a", 1)], [("a", 2)], [("b", 0), ("b", 1)], [("b", 2)],
-    ]  # fmt: skip
-    assert batch.seed_groups(jobs, 1) == [(job,) for job in jobs]
-    # Finished jobs are not in the list: the rest of an input's seeds still go together.
-    assert [len(group) for group in batch.seed_groups([jobs[0], jobs[2], jobs[3]], 3)] == [2, 1]
-
-
-def test_seeds_per_job_gives_each_seed_the_results_of_its_own_job(tmp_path, no_cluster):
-    """Two seeds per process, the image nets called one by one (so bit for bit comparable):
-    every seed's folder holds what the same batch run one seed per process writes."""
-    manifest = make_manifest(tmp_path, ["a"])
-    one_by_one = ("--seeds_one_by_one", "true")
-    main(batch_args(manifest, tmp_path / "separate", "--seeds", "0-2", *one_by_one))
-    main(batch_args(manifest, tmp_path / "grouped", "--seeds", "0-2", "--seeds_per_job", "2", *one_by_one))
-    separate = {(r["name"], r["seed"]): r for r in read_rows(tmp_path / "separate" / "summary.csv")}
-    grouped = {(r["name"], r["seed"]): r for r in read_rows(tmp_path / "grouped" / "summary.csv")}
-    assert list(grouped) == list(separate) and {r["status"] for r in grouped.values()} == {"done"}
-    for name, seed in grouped:
-        assert grouped[(name, seed)]["final_loss"] == separate[(name, seed)]["final_loss"]
-        ours, theirs = tmp_path / "grouped" / name / f"seed{seed}", tmp_path / "separate" / name / f"seed{seed}"
-        for result in ("deblurred.png", "kernel.npy", "metrics.json"):
-            assert (ours / result).is_file()
-        np.testing.assert_array_equal(np.load(ours / "kernel.npy"), np.load(theirs / "kernel.npy"))
-        record = json.loads((ours / "batch.json").read_text())
-        if seed == "2":  # the odd one out ran as a job of its own
-            assert "seed_batch" not in record and list(ours.glob("events.out.tfevents.*"))
-        else:
-            assert record["seed_batch"] == str(tmp_path / "grouped" / name / "seeds0_1")
-            assert json.loads((ours / "metrics.json").read_text())["batched_seeds"] == [0, 1]
-    group = tmp_path / "grouped" / "a" / "seeds0_1"
-    assert (group / "stderr.log").is_file() and list(group.glob("events.out.tfevents.*"))
-    assert not (group / "checkpoints").exists()
-
-
-def test_seeds_a_group_did_not_finish_run_again_one_at_a_time(tmp_path, monkeypatch):
-    """A seed that diverges stops its whole seed batch: the group's other seeds, left
-    'stopped', and the failed one are run again as jobs of their own."""
-    (case,) = [ManifestRow("a", "a.png", (5, 5))]
-    jobs = tuple(batch.build_jobs([case], [0, 1, 2]))
-    spec = batch.RunSpec(str(tmp_path), (), {}, None)
-
-    def fake_fit(command, run_dir, env, timeout_s, running):
-        assert "--seeds" in command and command[command.index("--seeds") + 1] == "0,1,2"
-        assert run_dir == tmp_path / "a" / "seeds0_1_2"
-        statuses = {0: "done", 1: "failed", 2: "stopped"}
-        for job in jobs:
-            job.run_dir(tmp_path).mkdir(parents=True, exist_ok=True)
-            write_json(job.run_dir(tmp_path) / "metrics.json", {"status": statuses[job.seed], "final_loss": 0.1})
-        return 3, False, 2.0
-
-    alone = []
-    monkeypatch.setattr(batch, "run_fit", fake_fit)
-    monkeypatch.setattr(batch, "run_job", lambda job, *args: alone.append(job.seed) or {"status": "done", "seed": job.seed})
-    results = batch.run_seed_group(jobs, spec, batch.Slot("cpu0"), batch.RunningProcesses())
-    assert alone == [1, 2]
-    assert results[0]["status"] == "done" and results[1:] == [{"status": "done", "seed": 1}, {"status": "done", "seed": 2}]
-    assert json.loads((tmp_path / "a" / "seed0" / "batch.json").read_text())["seed_batch"].endswith("seeds0_1_2")
-
 
 
 def test_the_summary_carries_each_jobs_verdict_and_restarts(tmp_path, no_cluster):

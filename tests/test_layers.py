@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lightning_deblur"
 
 JOB_LAYER = {
     "data", "job", "stages", "multiscale", "schedule", "curves", "outputs", "image_logging", "progress",
-    "divergence", "checkpointing", "seed_batch",
+    "divergence", "checkpointing",
 }  # fmt: skip
 """The LightningModule, its datamodule and its callbacks."""
 

@@ -184,7 +184,6 @@ def test_a_job_killed_in_a_restart_resumes_to_the_same_result(blurred_case, tmp_
             ["--model.restarts", "1", "--model.kernel_mode", "fixed", "--data.kernel", "{kernel}"],
             "--model.restarts 0 with a known kernel",
         ),
-        (["--model.restarts", "1", "--seeds", "0-1"], "set --model.restarts 0, or run the seeds as separate jobs"),
     ],
 )
 def test_bad_restart_settings_are_one_line(capsys, blurred_case, args, words):
