@@ -1,9 +1,9 @@
 """The command line: ``python -m lightning_deblur fit --config configs/….yaml …``.
 
-A LightningCLI over :class:`DeblurJob` and :class:`BlurredImage`, with the job's
-callbacks always present and configurable under their own keys (``schedule``,
-``image_logging``, ``progress_bar``, ``outputs``, ``lr_monitor``, ``timer``, …), and the
-job's learning-rate schedule under ``lr_schedule``. The inputs are decoded and the job
+A LightningCLI over :class:`DeblurJob` and :class:`BlurredImage`, with the callbacks
+always present and configurable under their own keys (``image_logging``,
+``progress_bar``, ``outputs``, ``divergence``, ``lr_monitor``, ``timer``, …), and the
+job's loss and learning-rate schedules under ``schedule`` and ``lr_schedule``. The inputs are decoded and the job
 planned once, at parse time. User mistakes are reported as one line on stderr with exit
 code 2.
 """
@@ -174,8 +174,11 @@ class DeblurCLI(LightningCLI):
         parser.add_lightning_class_args(self._model_class, "model")
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(LossSchedule, "schedule")
-        # The learning-rate schedule is the job's (its LR scheduler), kept under its own key.
+        # The schedules are the job's hyperparameters, kept under keys of their own (the
+        # configs' top-level `schedule` and `lr_schedule`), as in DeblurJob.from_config.
+        parser.add_class_arguments(LossSchedule, "schedule")
+        for key in ("weights", "coarse_weights", "linear"):
+            parser.link_arguments(f"schedule.{key}", f"model.schedule.{key}", apply_on="parse")
         parser.add_class_arguments(LearningRateSchedule, "lr_schedule")
         for key in ("milestones", "gamma", "coarse_milestones"):
             parser.link_arguments(f"lr_schedule.{key}", f"model.lr_schedule.{key}", apply_on="parse")

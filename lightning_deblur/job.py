@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import torch
+import yaml
 from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import Timer
 
 from lightning_deblur.data import BlurredImage, Observation
+from lightning_deblur.divergence import DivergenceGuard
 from lightning_deblur.errors import InputError
 from lightning_deblur.generators import ImageNetSpec, KernelNetSpec, OptimizerSpec, make_adam
 from lightning_deblur.kernel_crop import KernelCropSpec
 from lightning_deblur.losses import DATA_TERMS, KERNEL_L2_REDUCTIONS, LossInputs, weighted_loss
 from lightning_deblur.metrics import psnr
 from lightning_deblur.multiscale import RefitSpec, ScaleTransition
+from lightning_deblur.outputs import ResultWriter
 from lightning_deblur.physics import blur_valid, crop_to_observation
 from lightning_deblur.planning import JobPlan, ScalesSpec, plan_job_from_options
 from lightning_deblur.precision import activation_bytes
-from lightning_deblur.schedule import LearningRateSchedule
+from lightning_deblur.schedule import LearningRateSchedule, LossSchedule
 from lightning_deblur.shock_filter import ShockFilterSpec, shock_filter
 from lightning_deblur.stages import JobStages
 from lightning_deblur.tiles import FinishSpec
@@ -28,13 +33,20 @@ class DeblurJob(JobStages, LightningModule):
 
     Each training step draws ``x = G_x(z_x + ε)`` on the support ``(H+kh-1, W+kw-1)`` of
     the current stage and ``k = G_k(z_k)``, re-blurs ``y_hat = k * x`` (valid, float32)
-    and minimizes the weighted loss terms that the schedule callbacks set in
-    :attr:`loss_weights`. The stages (scales, then finishing tiles) are planned once
+    and minimizes the loss terms weighted as ``schedule`` gives them for the step within
+    the stage. The stages (scales, then finishing tiles) are planned once
     (:mod:`~lightning_deblur.planning`); :class:`~lightning_deblur.stages.JobStages` holds
     the state that changes between them, and the :class:`ScaleTransition` callback moves
     the job from one to the next. The defaults are the improved method (3 scales,
-    re-fitted initialization); ``scales.count=1`` with ``refit.initial_kernel=none`` is the
-    original.
+    re-fitted initialization, its loss and learning-rate schedules);
+    ``configs/selfdeblur.yaml`` holds the original (:meth:`from_config` reads any config).
+
+    The job is the whole method under a plain ``lightning.Trainer``: it declares the
+    callbacks the method needs (:meth:`configure_callbacks`: the scale transitions, the
+    divergence guard, the result files and the timer they read), so
+    ``Trainer().fit(DeblurJob.from_config("configs/improved.yaml"), BlurredImage(...))``
+    runs what ``python -m lightning_deblur fit`` runs. Callbacks added from outside observe
+    (TensorBoard pictures, curves, progress, checkpoints).
 
     Args:
         image_net: shape of G_x.
@@ -70,6 +82,8 @@ class DeblurJob(JobStages, LightningModule):
             the output: the optimization is unchanged, and so is the re-blurred estimate.
         centre_kernel_between_scales: also centre the estimates the next scale's
             generators are fitted to (a variant; it changes the optimization).
+        schedule: the loss terms' weights over the steps of each stage (set on the
+            command line under ``schedule``).
         lr_schedule: the learning-rate milestones within each stage (set on the command
             line under ``lr_schedule``).
         starts: runs of the coarsest scale, each from fresh generators (new weights, new
@@ -103,6 +117,7 @@ class DeblurJob(JobStages, LightningModule):
         memory_format: Literal["auto", "channels_last", "contiguous"] = "auto",
         centre_kernel: bool = True,
         centre_kernel_between_scales: bool = False,
+        schedule: LossSchedule = LossSchedule(),
         lr_schedule: LearningRateSchedule = LearningRateSchedule(),
         starts: int = 1,
         restarts: int = 0,
@@ -116,12 +131,13 @@ class DeblurJob(JobStages, LightningModule):
         self.image_spec, self.kernel_spec, self.optimizer_spec = image_net, kernel_net, optimizer
         self.scales_spec, self.refit_spec, self.kernel_prefilter = scales, refit, kernel_prefilter
         self.kernel_mode, self.colour, self.memory_format = kernel_mode, colour, memory_format
-        self.kernel_crop_spec, self.finish_spec, self.lr_schedule = kernel_crop, finish, lr_schedule
+        self.kernel_crop_spec, self.finish_spec = kernel_crop, finish
+        self.schedule, self.lr_schedule = schedule, lr_schedule
         self.iterations, self.input_perturbation = iterations, input_perturbation
         self.kernel_l2_reduction, self.starts, self.restarts = kernel_l2_reduction, starts, restarts
         self.centre_kernel, self.centre_kernel_between_scales = centre_kernel, centre_kernel_between_scales
         self.loss_weights: dict[str, float] = {"mse": 1.0}
-        """Weight of each loss term for the current step; set by the schedule callbacks."""
+        """Weight of each loss term for the current step (from ``schedule``, before each step)."""
         self.init_stage_state()
 
     # ----------------------------------------------------------------- set-up
@@ -154,8 +170,34 @@ class DeblurJob(JobStages, LightningModule):
         optimizer = make_adam(groups, spec.fused)
         return {"optimizer": optimizer, "lr_scheduler": self.lr_schedule.scheduler(optimizer, self.is_finest_scale)}
 
+    @classmethod
+    def from_config(cls, config: str | Path | dict) -> DeblurJob:
+        """The job a ``fit`` configuration describes: a YAML file (``configs/improved.yaml``)
+        or its content as a dict. Its ``model``, ``schedule`` and ``lr_schedule`` sections
+        are read (the Trainer's, the data's and the callbacks' are not), with every value
+        a section leaves out at its default, as on the command line."""
+        from jsonargparse import ArgumentParser
+
+        content = yaml.safe_load(Path(config).read_text()) if isinstance(config, (str, Path)) else dict(config)
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_class_arguments(cls, "model")
+        # The schedules have keys of their own in a fit configuration (as on the command line).
+        model = {**(content.get("model") or {})}
+        for key in ("schedule", "lr_schedule"):
+            model[key] = {**model.get(key, {}), **(content.get(key) or {})}
+        return parser.instantiate_classes(parser.parse_object({"model": model})).model
+
     def configure_callbacks(self) -> list:
-        return [ScaleTransition()]
+        """The callbacks the method needs, in the order they act after a step: the
+        divergence guard, then the scale transition; the result writer and the timer whose
+        wall time it reports. A guard, writer or timer the Trainer already has (the
+        command line configures its own) is kept."""
+        present = {type(callback) for callback in self.trainer.callbacks} if self._trainer is not None else set()
+        needed = [Timer(interval="step"), ResultWriter(), DivergenceGuard()]
+        return [callback for callback in needed if type(callback) not in present] + [ScaleTransition()]
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self.loss_weights = self.schedule.weights_at(self.step_in_scale, self.is_finest_scale)
 
     def on_fit_start(self) -> None:
         # The device is known only now; "auto" may choose another layout than at set-up.

@@ -1,9 +1,9 @@
-"""Schedules over the steps of a stage: the loss terms' weights (a callback) and the
-learning rate (an LR scheduler).
+"""Schedules over the steps of a stage: the loss terms' weights and the learning rate
+(an LR scheduler); both are hyperparameters of the job.
 
 Both count the 0-based step within the current stage: the weights from
-:attr:`DeblurJob.step_in_scale` in ``on_train_batch_start`` (so the step that follows
-already uses them), the learning rate from the scheduler's own step count.
+:attr:`DeblurJob.step_in_scale`, read by the job before each step, the learning rate from
+the scheduler's own step count.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from functools import partial
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
-
-from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lightning_deblur.errors import InputError
 from lightning_deblur.losses import LOSS_TERMS, LossTerm
@@ -40,8 +38,9 @@ IMPROVED_COARSE_WEIGHTS = {"mse": {0: 1.0}, "kernel_l2": {0: 0.1}}
 """The improved method at coarse scales: the early regime (MSE + kernel ℓ2) throughout."""
 
 
-class LossSchedule(Callback):
-    """Sets the weight of every loss term from piecewise schedules keyed on the step within the scale.
+@dataclass
+class LossSchedule:
+    """The weight of every loss term, from piecewise schedules keyed on the step within the scale.
 
     Each term maps iteration thresholds to the weight that holds from that iteration
     on (0 before the first threshold). The original method is
@@ -56,18 +55,17 @@ class LossSchedule(Callback):
         linear: terms whose weights are interpolated linearly between thresholds.
     """
 
-    def __init__(
-        self,
-        weights: PiecewiseWeights = IMPROVED_WEIGHTS,
-        coarse_weights: PiecewiseWeights | None = IMPROVED_COARSE_WEIGHTS,
-        linear: list[LossTerm] = [],  # noqa: B006
-    ) -> None:
-        self.weights = validate_weights(weights)
-        self.coarse_weights = None if coarse_weights is None else validate_weights(coarse_weights)
-        unknown = set(linear) - set(self.weights) - set(self.coarse_weights or {})
+    weights: PiecewiseWeights = field(default_factory=lambda: IMPROVED_WEIGHTS)
+    coarse_weights: PiecewiseWeights | None = field(default_factory=lambda: IMPROVED_COARSE_WEIGHTS)
+    linear: list[LossTerm] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.weights = validate_weights(self.weights)
+        self.coarse_weights = None if self.coarse_weights is None else validate_weights(self.coarse_weights)
+        unknown = set(self.linear) - set(self.weights) - set(self.coarse_weights or {})
         if unknown:
             raise InputError(f"schedule.linear lists terms without a schedule: {', '.join(sorted(unknown))}")
-        self.linear = set(linear)
+        self.linear = sorted(set(self.linear))
 
     def weights_at(self, step: int, finest: bool = True) -> dict[str, float]:
         """Weight of every term at 0-based iteration ``step`` of a (finest or coarse) scale."""
@@ -76,9 +74,6 @@ class LossSchedule(Callback):
             name: (linear_weight_at if name in self.linear else weight_at)(breakpoints, step)
             for name, breakpoints in table.items()
         }
-
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
-        pl_module.loss_weights = self.weights_at(pl_module.step_in_scale, pl_module.is_finest_scale)
 
 
 def linear_weight_at(breakpoints: dict[int, float], step: int) -> float:

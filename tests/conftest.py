@@ -17,6 +17,13 @@ from lightning_deblur.physics import blur_valid
 CONF = Path(__file__).parent / "conf"
 
 
+@pytest.fixture(autouse=True)
+def run_in_a_temporary_folder(tmp_path_factory, monkeypatch):
+    """Every test runs in a folder of its own: a Trainer without a logger writes a job's
+    results into its working directory, which must not be the project's."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One intra-op thread for modules of tiny tensors: more threads only add

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import CONF, run_fit
@@ -70,3 +72,28 @@ def test_an_option_that_does_not_parse_is_one_line_naming_it(blurred_case, tmp_p
     with pytest.raises(InputError, match="model.iterations"):
         deblur(blurred_case["image"], 5, config=CONF / "tiny.yaml",
                options={"trainer.logger.init_args.save_dir": str(tmp_path), "model.iterations": "many"})  # fmt: skip
+
+
+def test_the_job_from_its_config_under_a_plain_trainer_writes_the_command_lines_files(blurred_case, tmp_path):
+    """The method lives in the module: built from the YAML file and run by a Trainer with
+    no callbacks of ours, the job writes the same result files as ``fit`` does."""
+    from lightning.pytorch import Trainer, seed_everything
+
+    from lightning_deblur.data import BlurredImage
+    from lightning_deblur.job import DeblurJob
+
+    cli_run = run_fit(tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5",
+                      config=CONF / "tiny_improved.yaml")  # fmt: skip
+    seed_everything(0)  # the config's seed_everything, which fit applies before it builds the job
+    job = DeblurJob.from_config(CONF / "tiny_improved.yaml")
+    folder = tmp_path / "python"
+    Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            default_root_dir=folder).fit(job, datamodule=BlurredImage(str(blurred_case["image"]), 5))  # fmt: skip
+    for name in ("deblurred.png", "kernel.npy", "kernel.png"):
+        assert (folder / name).read_bytes() == (cli_run / name).read_bytes(), name
+    ours, theirs = (json.loads((run / "metrics.json").read_text()) for run in (folder, cli_run))
+    timing = {"wall_time_s", "seconds_per_iteration"}
+    assert {k: v for k, v in ours.items() if k not in timing} == {k: v for k, v in theirs.items() if k not in timing}
+    assert ours["iterations"] == 8 + 8 + 20 and ours["status"] == "done"
+    # The last step ran with the finest scale's weights after the switch at 10.
+    assert job.loss_weights == {"mse": 0.0, "ssim": 1.0, "tv": 0.01, "kernel_l2": 0.0}

@@ -164,11 +164,13 @@ def tiny_improved_job(**overrides) -> DeblurJob:
 
 def test_transitions_refit_the_nets_and_hand_the_trainer_a_new_optimizer(blurred_case):
     watch = WatchTransitions()
-    job = tiny_improved_job()
+    job = tiny_improved_job(
+        schedule=LossSchedule({"mse": {0: 1.0, 3: 0.0}, "ssim": {3: 1.0}}, {"mse": {0: 1.0}, "kernel_l2": {0: 0.1}})
+    )
     trainer = Trainer(
         accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, max_epochs=1,
-        callbacks=[LossSchedule({"mse": {0: 1.0, 3: 0.0}, "ssim": {3: 1.0}}, {"mse": {0: 1.0}, "kernel_l2": {0: 0.1}}), watch],
+        callbacks=[watch],
     )  # fmt: skip
     optimizers_seen = []
     original_setter = type(trainer.strategy).optimizers.fset
@@ -223,7 +225,7 @@ def transition_rmses(image) -> dict[int, tuple[float, float]]:
     try:
         Trainer(
             accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, max_epochs=1, callbacks=[LossSchedule()],
+            enable_model_summary=False, max_epochs=1,
         ).fit(job, datamodule=BlurredImage(str(image), 5))  # fmt: skip
     finally:
         ScaleTransition.on_train_batch_end = original

@@ -58,6 +58,7 @@ def test_a_run_switches_loss_and_learning_rate_exactly_at_the_thresholds(blurred
         scales=ScalesSpec(count=1),
         refit=RefitSpec(initial_kernel="none"),
         lr_schedule=LearningRateSchedule([4, 9], 0.5),
+        schedule=LossSchedule({"mse": {0: 1.0, 7: 0.0}, "ssim": {7: 1.0}}),
     )
     trainer = Trainer(
         accelerator="cpu",
@@ -66,7 +67,7 @@ def test_a_run_switches_loss_and_learning_rate_exactly_at_the_thresholds(blurred
         enable_progress_bar=False,
         enable_model_summary=False,
         max_epochs=1,
-        callbacks=[LossSchedule({"mse": {0: 1.0, 7: 0.0}, "ssim": {7: 1.0}}), record],
+        callbacks=[record],
     )
     trainer.fit(job, datamodule=BlurredImage(str(blurred_case["image"]), 5))
     assert record.terms == [{"mse"}] * 7 + [{"ssim"}] * 5
