@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import machine  # noqa: E402
 
-BANK_RUNNER = Path(__file__).resolve().parent / "full_fidelity_bank.py"
+BANK_RUNNER = Path(__file__).resolve().parents[1] / "bank" / "full_fidelity_bank.py"
 
 
 def main() -> None:
