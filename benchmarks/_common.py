@@ -1,4 +1,8 @@
-"""Helpers shared by the benchmark scripts: machine description and result files."""
+"""Helpers shared by the studies under benchmarks/: paths, machine description, result files.
+
+Each study is one folder (its scripts, a README, its result files under ``results/``);
+the studies import this module and nothing of each other.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,89 @@ import json
 import os
 import platform
 import socket
+import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
-DATA = Path(os.environ.get("LIGHTNING_DEBLUR_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+"""Banked run folders, read by several studies (the full-fidelity bank, its held-out seeds, Levin 255×255)."""
+BANK, HELDOUT = RESULTS / "full_fidelity_bank", RESULTS / "full_fidelity_heldout"
+PROTOCOL = ROOT / "benchmarks" / "protocols" / "full_fidelity"
+DATA = Path(os.environ.get("LIGHTNING_DEBLUR_DATA", ROOT.parent / "shared" / "data"))
+
+
+def study_results() -> Path:
+    """``results/`` beside the running study script (where its result files are kept)."""
+    main = sys.modules["__main__"]
+    return Path(getattr(main, "__file__", sys.argv[0])).resolve().parent / "results"
+
+
+def banked_methods(root: Path) -> list[str]:
+    """The method folders under a bank root that hold runs, sorted by name."""
+    return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and any(p.glob("*/seed*/metrics.json")))
+
+
+def kernel_signals(k: torch.Tensor) -> dict:
+    """Border/peak ratio, peak (of the normalized kernel), ‖k‖² and spread of a ``(kh, kw)``
+    kernel. The spread is the root mean squared distance of the kernel's mass from its
+    centroid over half the support's mean side: about 0.4–0.7 for the protocol's true
+    kernels, near 0 for a delta (the no-blur solution)."""
+    from lightning_deblur.centring import border_ratio
+
+    mass = k / k.sum()
+    rows, columns = torch.meshgrid(*(torch.arange(side, dtype=mass.dtype) for side in mass.shape), indexing="ij")
+    centre_row, centre_column = (mass * rows).sum(), (mass * columns).sum()
+    radius = torch.sqrt((mass * ((rows - centre_row) ** 2 + (columns - centre_column) ** 2)).sum())
+    return {
+        "kernel_border": border_ratio(k),
+        "kernel_peak": float(mass.max()),
+        "kernel_l2": float((k**2).sum()),
+        "kernel_spread": float(radius / (sum(mass.shape) / 4)),
+    }
+
+
+def final_signals_of(run: dict) -> dict:
+    """The signals of one bank run's results (what a finished job returns)."""
+    import numpy as np
+
+    from lightning_deblur.imagefiles import read_image
+    from lightning_deblur.physics import blur_valid
+    from lightning_deblur.verdict import gradient_energy, relative_gradient_sparsity
+
+    folder = ROOT / run["run_dir"]
+    x = torch.from_numpy(read_image(folder / "deblurred.png").pixels).double()[None, None]
+    k = torch.from_numpy(np.load(folder / "kernel.npy")).double()
+    y = torch.from_numpy(read_image(PROTOCOL / "blurred" / f"{run['input']}.png").pixels).double()[None, None]
+    kh, kw = k.shape
+    reblurred = blur_valid(x, k)  # the result taken as the support of the valid blur's inner part
+    inner = y[..., kh // 2 : kh // 2 + reblurred.shape[-2], kw // 2 : kw // 2 + reblurred.shape[-1]]
+    return {
+        **kernel_signals(k),
+        "data_mse": float(((reblurred - inner) ** 2).mean()),
+        "sharpness_gain": float(gradient_energy(x) / gradient_energy(y)),
+        "gradient_sparsity": relative_gradient_sparsity(x, y),
+    }
+
+
+def time_blur(method: str, x, k, repeats: int) -> float:
+    """Median time of a valid blur, forward + backward, after two warm-up calls."""
+    from lightning_deblur.physics import blur_valid
+
+    times = []
+    for _ in range(repeats + 2):
+        x.grad, k.grad = None, None
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        blur_valid(x, k, method=method).square().sum().backward()
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[2:])
 
 
 def machine() -> dict:
@@ -38,10 +118,10 @@ def machine() -> dict:
     return info
 
 
-def save(name: str, payload: dict, folder: Path = RESULTS) -> Path:
+def save(name: str, payload: dict, folder: Path | None = None) -> Path:
     """Write ``payload`` plus the machine description to ``<folder>/<name>.json``
-    (``benchmarks/results/`` unless a run elsewhere, e.g. a lent GPU machine, says otherwise)."""
-    folder = Path(folder)
+    (the study's ``results/`` unless a run elsewhere, e.g. a lent GPU machine, says otherwise)."""
+    folder = Path(folder) if folder is not None else study_results()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")

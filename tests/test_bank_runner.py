@@ -1,4 +1,4 @@
-"""benchmarks/full_fidelity_bank.py run: killing the script stops the batches it started,
+"""benchmarks/bank/full_fidelity_bank.py run: killing the script stops the batches it started,
 cleanly, so a long bank run can be stopped with one `kill` and resumed later."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def fit_jobs(pid: int) -> list[int]:
 def test_a_sigterm_to_the_bank_script_stops_its_batches_and_their_jobs(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     command = [
-        sys.executable, str(ROOT / "benchmarks" / "full_fidelity_bank.py"), "run", "--root", str(tmp_path),
+        sys.executable, str(ROOT / "benchmarks" / "bank" / "full_fidelity_bank.py"), "run", "--root", str(tmp_path),
         "--methods", "improved,fast", "--concurrent", "--seeds", "0", "--first_inputs", "1", *TINY,
     ]  # fmt: skip
     script = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -69,11 +69,11 @@ def test_a_sigterm_to_the_bank_script_stops_its_batches_and_their_jobs(tmp_path)
 
 
 def test_a_slice_of_named_inputs_runs_only_those_and_an_unknown_name_is_one_line(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "benchmarks" / "bank"))
     try:
         from full_fidelity_bank import PROTOCOL, input_slice
     finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+        sys.path.remove(str(ROOT / "benchmarks" / "bank"))
     from lightning_deblur.manifest import read_manifest
 
     whole = read_manifest(input_slice(PROTOCOL / "manifest.csv", 0, [], tmp_path))
@@ -84,7 +84,7 @@ def test_a_slice_of_named_inputs_runs_only_those_and_an_unknown_name_is_one_line
     both = read_manifest(input_slice(PROTOCOL / "manifest.csv", 2, ["kodim02_levin09_k2", "kodim05_levin09_k5"], tmp_path))
     assert [row.name for row in both] == ["kodim02_levin09_k2"]
 
-    script = [sys.executable, str(ROOT / "benchmarks" / "full_fidelity_bank.py"), "run", "--root", str(tmp_path)]
+    script = [sys.executable, str(ROOT / "benchmarks" / "bank" / "full_fidelity_bank.py"), "run", "--root", str(tmp_path)]
     done = subprocess.run([*script, "--inputs", "kodim09"], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [f"unknown input 'kodim09': choose from {', '.join(r.name for r in whole)}"]

@@ -99,7 +99,7 @@ def test_tiny_blind_run_raises_psnr_on_an_easy_case(tmp_path):
     write_easy_case(tmp_path)
     run = run_fit(tmp_path, *easy_case_args(tmp_path))
     metrics = read_metrics(run)
-    # Measured on an AMD EPYC (benchmarks/test_margins.py, docs/RESULTS.md "Test margins"):
+    # Measured on an AMD EPYC (benchmarks/test_margins/test_margins.py, docs/RESULTS.md "Test margins"):
     # +2.22 to +3.39 dB over seeds 0-4 with float32 AVX-512 and AVX2 kernels and bf16-mixed
     # (the same seed moves by up to 0.25 dB between those paths). 1 dB is far inside that;
     # a run that does not deblur gains about 0.

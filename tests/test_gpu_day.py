@@ -1,4 +1,4 @@
-"""benchmarks/gpu_day.sh --smoke: the GPU-day script runs end to end on a CPU at tiny sizes,
+"""benchmarks/gpu/gpu_day.sh --smoke: the GPU-day script runs end to end on a CPU at tiny sizes,
 so it is known to work before a GPU machine is lent."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_gpu_day_script_runs_in_smoke_mode(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        ["bash", str(ROOT / "benchmarks" / "gpu_day.sh"), "--smoke"], env=env, capture_output=True, text=True, timeout=300
+        ["bash", str(ROOT / "benchmarks" / "gpu" / "gpu_day.sh"), "--smoke"], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     steps = json.loads((tmp_path / "gpu_day_steps.json").read_text())

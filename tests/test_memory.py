@@ -15,7 +15,7 @@ def test_estimate_grows_with_the_image_and_shrinks_with_half_precision():
     small, large = step_bytes(spec, (100, 100)), step_bytes(spec, (300, 300))
     assert large > 5 * small
     assert step_bytes(spec, (300, 300), bytes_per_value=2) < large
-    # measured on the development CPU (benchmarks/memory.py): 958 MiB at 255×255 + 27×27
+    # measured on the development CPU (benchmarks/memory/memory.py): 958 MiB at 255×255 + 27×27
     assert 0.7 < step_bytes(spec, (281, 281)) / (958 * 2**20) < 1.5
 
 
