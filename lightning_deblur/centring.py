@@ -11,7 +11,7 @@ Shifts are whole pixels. A sub-pixel shift would need interpolation, and interpo
 the kernel blurs it (bilinear) or gives it negative ringing (Fourier), so the re-blurred
 estimate would no longer be the one the optimization reached; an integer shift keeps
 ``blur_valid(x_shifted, k_centred)`` equal to ``blur_valid(x, k)`` exactly, as long as no
-kernel mass leaves the support (``benchmarks/kernel_centring.py`` measures both).
+kernel mass leaves the support (``benchmarks/kernel_centring/kernel_centring.py`` measures both).
 
 Conventions as in :mod:`lightning_deblur.physics`: ``x`` lives on the support
 ``(H+kh-1) × (W+kw-1)`` of an ``H × W`` observation and the result is its central crop;

@@ -56,7 +56,7 @@ Written to ``--output_dir`` (atomically):
   aligned ISNR of every input under every method; and, for the inputs with several runs
   of a method, what keeping one run per input by the lowest gradient sparsity gives (no
   reference needed) against keeping the best by ISNR (an oracle). Standard deviations are population ones
-  (``ddof = 0``), as in ``benchmarks/compare_methods.py``. Non-finite values are ``null``
+  (``ddof = 0``), as in ``benchmarks/reduced_protocol/compare_methods.py``. Non-finite values are ``null``
   in JSON and ``—`` in Markdown.
 """
 

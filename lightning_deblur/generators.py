@@ -76,7 +76,7 @@ class OptimizerSpec:
             optimizer and the re-fits' alike: the same update rule in one pass over all
             parameters instead of a loop of small operations per parameter tensor. On one
             CPU thread an update of the 146 parameter tensors takes 2.6–3.5× less time
-            (``benchmarks/optimizer_speed.py``). Its rounding differs from the default
+            (``benchmarks/cpu_step/optimizer_speed.py``). Its rounding differs from the default
             implementation's, so runs with and without it are not bit-identical. Off by
             default: the papers' configs and the banked runs use the default Adam.
     """

@@ -5,7 +5,7 @@ arithmetic) and adds up the tensors a training step keeps alive: every module ou
 (autograd saves most of them for the backward pass), the parameters with their
 gradients and the two Adam moments, and the input noise. A factor covers the
 temporaries of the backward pass; it was calibrated against measured peaks
-(``benchmarks/memory.py``, figures in docs/RESULTS.md).
+(``benchmarks/memory/memory.py``, figures in docs/RESULTS.md).
 """
 
 from __future__ import annotations

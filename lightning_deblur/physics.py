@@ -37,7 +37,7 @@ FFT_MIN_KERNEL_PIXELS = {"cpu": 5 * 5, "cuda": 41 * 41}
 """Per device type, kernels with at least this many pixels are applied by FFT under
 ``method="auto"``.
 
-CPU: measured by ``benchmarks/blur_crossover.py`` (forward + backward, one channel, see
+CPU: measured by ``benchmarks/cpu_step/blur_crossover.py`` (forward + backward, one channel, see
 docs/RESULTS.md): FFT wins from 5×5 at 64×64 and already at 3×3 at 255×255, by 10× at
 27×27. CUDA: not measured yet (no GPU so far); direct convolution below 41×41 until
 the same script is run on a GPU. Other devices use the CUDA value.

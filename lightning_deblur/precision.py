@@ -5,7 +5,7 @@ paper's image net (128 channels) 1.68× faster per step than float32 at 255×255
 with the same quality over seeds on the reduced protocol (docs/RESULTS.md). The gain
 comes from the convolutions, so it grows with the net's width: from 64 channels on it
 was 1.13–1.43×, at 32 channels none (0.88–1.11×, the casts cost as much as they save;
-``benchmarks/precision_crossover.py``). So ``bf16-mixed`` is the default for image nets
+``benchmarks/cpu_step/precision_crossover.py``). So ``bf16-mixed`` is the default for image nets
 of at least :data:`BF16_MIN_CHANNELS` channels on such CPUs. CPUs without native
 bfloat16 emulate it, and on GPUs it is not measured yet: those default to ``32-true``.
 The blur, SSIM and loss sums run in float32 under either precision. An explicit

@@ -7,7 +7,7 @@ continues to the finer scales from the start with the highest :attr:`StartRecord
 The job holds the stage state (:meth:`~lightning_deblur.stages.JobStages.end_start`);
 this module only judges one start.
 
-Why this score. On the full-fidelity bank (benchmarks/start_score_evidence.py, 16 runs
+Why this score. On the full-fidelity bank (benchmarks/no_reference_scores/start_score_evidence.py, 16 runs
 each of ``fast`` and ``improved``, two seeds per input), of the signals a job has at the
 end of its coarsest scale, the kernel's border-to-peak ratio told the better of an input's
 two seeds best: the seed with the lower ratio ended with the higher final aligned ISNR in
@@ -15,7 +15,7 @@ two seeds best: the seed with the lower ratio ended with the higher final aligne
 −0.83 and −0.39). The data term (lower wins 7/8 and 5/8) and the kernel peak (higher
 wins 6/8 and 6/8) came next; the sharpness gain and the coarse scale's own aligned PSNR
 against the sharp image (which a job does not have) told little (4–5 of 8).
-(benchmarks/results/start_score_evidence.md; measured with ``starts 3``: docs/RESULTS.md.) A kernel reaching its
+(benchmarks/no_reference_scores/results/start_score_evidence.md; measured with ``starts 3``: docs/RESULTS.md.) A kernel reaching its
 support's border at the coarsest scale is a spread kernel held by the prior, which the
 finer scales inherit. The other signals are recorded with every start, for the next
 calibration.

@@ -17,18 +17,14 @@
 # 3. jobs per minute with 1, 4 and 2 fast.yaml jobs at a time on the GPU (or the counts
 #    in JOBS_PER_GPU_COUNTS, e.g. "4 2"; benchmarks/gpu/jobs_per_gpu.py, 96×96 bank input; an
 #    improved.yaml job there takes minutes even alone)  ->  $OUT/jobs_per_gpu.json
-# 4. batched seeds: the step (benchmarks/seed_batches/batched_seeds.py)  ->  $OUT/batched_seeds_cuda_*.json;
-#    whole jobs, fast.yaml alone against 8 seeds of it as one seed batch (fit --seeds 0-7)
-#    on the 96×96 bank input, per seed  ->  $OUT/method_speed_fast_fast_seeds8_*.json
-# 5. only if COMPILE_SECONDS is set: torch.compile of the step, modes default (Inductor's
+# 4. only if COMPILE_SECONDS is set: torch.compile of the step, modes default (Inductor's
 #    kernels) then reduce-overhead (the same with CUDA graphs)  ->  $OUT/gpu_day_compile.json
 #    (on an H200 reduce-overhead alone had not finished compiling in 70 s)
 # Time limits (seconds, each part's variable): steps 50 (STEPS_SECONDS), Adam 30
-# (ADAM_SECONDS), jobs per GPU 100 (JOBS_PER_GPU_SECONDS), batched seeds 30
-# (BATCHED_STEP_SECONDS, the step) + 120 (SEED_BATCH_SECONDS, whole jobs): at most about
-# 6 minutes with the start-up, so COMPILE_SECONDS or JOB255_SECONDS fit beside them.
+# (ADAM_SECONDS), jobs per GPU 100 (JOBS_PER_GPU_SECONDS): about 4 minutes with the
+# start-up, so COMPILE_SECONDS, JOB255_SECONDS or BANK_SECONDS fit beside them.
 # A part's variable set to 0 skips it (a later GPU day need not repeat what one measured).
-# 6. only if BANK_SECONDS is set: the full-fidelity bank's jobs of BANK_METHODS (default
+# 5. only if BANK_SECONDS is set: the full-fidelity bank's jobs of BANK_METHODS (default
 #    improved_restarts1, the one the CPU cannot afford), side by side, several jobs per GPU,
 #    for that many seconds; finished runs' small files  ->  $OUT/bank.tgz
 # Missing pure-Python dependencies travel as wheels in .whl/ (see benchmarks/gpu/README.md).
@@ -101,17 +97,7 @@ else
     fi
 fi
 
-# Batched seeds: R image nets stacked into one vmapped step against R separate steps,
-# then whole jobs: one job against a seed batch of them, per seed.
-if [ $smoke = 1 ]; then
-    "$python" benchmarks/seed_batches/batched_seeds.py --out "$out" --seeds 2 --size 32 --kernel 5 --channels 8 --rounds 1
-    "$python" benchmarks/method_cost/method_speed.py --out "$out" --image lightning_deblur/examples/kodim05_blurred.png \
-        --kernel_size 13 --configs "fast_tiny=fast ${tiny[*]}" "fast_tiny_seeds2=fast ${tiny[*]} --seeds 0-1"
-else
-    runs BATCHED_STEP_SECONDS 30 && timeout "${BATCHED_STEP_SECONDS:-30}" "$python" benchmarks/seed_batches/batched_seeds.py \
-        --out "$out" --device cuda --seeds 8 --size 96 --kernel 9 --channels 128
-    runs SEED_BATCH_SECONDS 120 && timeout "${SEED_BATCH_SECONDS:-120}" "$python" benchmarks/method_cost/method_speed.py \
-        --out "$out" --configs fast "fast_seeds8=fast --seeds 0-7"
+if [ $smoke = 0 ]; then
     # Last: a compiler can take long; its limit keeps the rest safe.
     if runs COMPILE_SECONDS 0; then
         timeout "$COMPILE_SECONDS" "$python" benchmarks/gpu/gpu_day.py --parts compile \

@@ -10,11 +10,10 @@ method; saves them under results/ beside this script with the machine.
     .venv/bin/python benchmarks/method_cost/method_speed.py --configs improved fast \\
         --image benchmarks/protocols/full_fidelity/blurred/kodim05_levin09_k5.png --kernel_size 7
     .venv/bin/python benchmarks/method_cost/method_speed.py --configs fast "fast_starts3=fast --model.starts 3" --rounds 2
-    .venv/bin/python benchmarks/method_cost/method_speed.py --configs fast "fast_seeds4=fast --seeds 0-3" --rounds 2
 
 A method is a config name under configs/, or ``LABEL=CONFIG OPTIONS…``: the config with
-extra ``fit`` options, reported under LABEL. A method with ``--seeds`` runs several seeds
-in one process (a seed batch); its ratio to the first method is per seed.
+extra ``fit`` options, reported under LABEL. (Result files from before seed batches were
+removed also hold whole seed batches, ``--seeds``, timed per seed.)
 """
 
 from __future__ import annotations
@@ -69,11 +68,9 @@ def run_job(method: str, args, folder: Path) -> dict | None:
         print(f"{label} failed (exit code {done.returncode}):\n{done.stderr[-3000:]}", file=sys.stderr, flush=True)
         return None
     (run,) = sorted(folder.glob(f"{label}/version_*"))[-1:]
-    # A seed batch (``--seeds``) leaves one metrics.json per seed, in run/seed<k>/.
-    metrics_files = sorted(run.glob("metrics.json")) or sorted(run.glob("seed*/metrics.json"))
-    metrics = json.loads(metrics_files[0].read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
     return {"process_s": elapsed, "job_s": metrics["wall_time_s"], "iterations": metrics["iterations"],
-            "precision": metrics["precision"], "seeds": len(metrics_files)}  # fmt: skip
+            "precision": metrics["precision"]}  # fmt: skip
 
 
 def main() -> None:
@@ -106,9 +103,8 @@ def main() -> None:
         sys.exit("every job failed")
     ratio = "speedup_over_" + labels[0]
     for config, timing in summary.items():
-        print(f"{config}: median job {timing['job_s']:.1f} s, process {timing['process_s']:.1f} s "
-              f"({timing['process_s_per_seed']:.1f} s per seed)"
-              + (f", {timing[ratio]:.2f}x faster than {labels[0]} (whole process, per seed)" if ratio in timing else ""))
+        print(f"{config}: median job {timing['job_s']:.1f} s, process {timing['process_s']:.1f} s"
+              + (f", {timing[ratio]:.2f}x faster than {labels[0]} (whole process)" if ratio in timing else ""))
     print(f"saved {path}")
 
 
@@ -122,12 +118,10 @@ def save_summary(times: dict[str, list[dict]], args) -> tuple[Path, dict]:
         if runs:
             job = statistics.median(r["job_s"] for r in runs)
             process = statistics.median(r["process_s"] for r in runs)
-            per_seed = statistics.median(r["process_s"] / r["seeds"] for r in runs)
-            summary[config] = {"job_s": job, "process_s": process, "process_s_per_seed": per_seed, "runs": runs}
+            summary[config] = {"job_s": job, "process_s": process, "runs": runs}
     for config in summary:
         if first in summary:
-            # Per seed: a seed batch's process runs several seeds' jobs.
-            ratio = summary[first]["process_s_per_seed"] / summary[config]["process_s_per_seed"]
+            ratio = summary[first]["process_s"] / summary[config]["process_s"]
             summary[config]["speedup_over_" + first] = ratio
     size = Path(args.image).stem
     name = f"method_speed_{'_'.join(labels)}_{size}_k{args.kernel_size}_t{args.threads}_{args.precision or 'default'}"
