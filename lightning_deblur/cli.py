@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 from jsonargparse import ArgumentParser, DefaultHelpFormatter
-from lightning.pytorch.callbacks import LearningRateMonitor, Timer
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI
 
 from lightning_deblur import __version__
 from lightning_deblur.batch import parse_seeds
-from lightning_deblur.checkpointing import JobCheckpoint, run_folder_of_checkpoint
+from lightning_deblur.checkpointing import JobCheckpoint, JobTimer, run_folder_of_checkpoint
 from lightning_deblur.curves import QualityCurve
 from lightning_deblur.data import BlurredImage, Observation, load_observation
 from lightning_deblur.divergence import DivergenceGuard
@@ -204,8 +204,8 @@ class DeblurCLI(LightningCLI):
             parser.link_arguments(f"lr_schedule.{key}", f"model.lr_schedule.{key}", apply_on="parse")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
-        # The wall time of metrics.json (ResultWriter reads it).
-        parser.add_lightning_class_args(Timer, "timer")
+        # The wall time of metrics.json (ResultWriter reads it), and the time budget of a fit.
+        parser.add_lightning_class_args(JobTimer, "timer")
         parser.set_defaults({"timer.interval": "step"})  # a plain string: its enum default does not dump to YAML
         parser.add_lightning_class_args(ImageLogging, "image_logging")
         parser.add_lightning_class_args(JobProgressBar, "progress_bar")
@@ -244,6 +244,7 @@ class DeblurCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         name_run_after_image(config)
+        time_budget_on_the_timer(config)
         resume_in_the_checkpoints_run_folder(config)
         save_under_the_root_dir(config)
         if config.trainer.get("enable_progress_bar") is False:
@@ -317,7 +318,17 @@ JOB_FAILED = 3
 
 JOB_STOPPED = 4
 """Exit code of a job told to stop before its plan's end (``--timer.duration``): its
-estimate so far is written, its checkpoint resumes it, ``metrics.json`` says ``stopped``."""
+estimate so far is written, its checkpoint resumes it, ``metrics.json`` says ``stopped``.
+A job stopped by a signal exits with 128 + the signal's number instead (143 for SIGTERM,
+130 for SIGINT), as a shell reports a process the signal ended; one stopped at
+``--trainer.max_steps`` exits with 0, as any Lightning program does."""
+
+
+def stopped_exit_code(job) -> int:
+    """The exit code of a ``fit`` whose job stopped before its plan's end (see :data:`JOB_STOPPED`)."""
+    if job.reached_step_limit:
+        return 0
+    return 128 + int(job.stop_signal) if job.stop_signal is not None else JOB_STOPPED
 
 FIT_SUMMARY = "deblur one image: estimate the sharp image and the kernel"
 """The line ``fit`` gets in the top-level ``--help`` (Lightning's would describe Trainer.fit)."""
@@ -339,6 +350,24 @@ def program_name() -> str:
     script's name (``lightning-deblur``)."""
     script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     return "python -m lightning_deblur" if script in ("__main__.py", "-m", "") else script
+
+
+def time_budget_on_the_timer(config) -> None:
+    """``--trainer.max_time`` becomes ``--timer.duration``: Lightning ignores ``max_time``
+    when a :class:`Timer` is among the callbacks, as the job's always is.
+
+    Raises:
+        InputError: both given, with different values.
+    """
+    max_time = config.trainer.get("max_time")
+    if max_time is None:
+        return
+    duration = config.timer.get("duration")
+    if duration is not None and duration != max_time:
+        raise InputError(
+            f"--trainer.max_time {max_time} and --timer.duration {duration} disagree; give one of them (the same limit)"
+        )
+    config.timer.duration, config.trainer.max_time = max_time, None
 
 
 def save_under_the_root_dir(config) -> None:
@@ -381,12 +410,16 @@ def main(args: list[str] | None = None) -> None:
                 print(f"error: the job failed: {failure}", file=sys.stderr)
                 raise SystemExit(JOB_FAILED)
             if getattr(cli.model, "stopped_early", False):
-                print(
-                    f"error: the job was told to stop after {cli.trainer.global_step} of "
-                    f"{cli.model.plan.total_steps} steps (--timer.duration?), before its plan's end",
-                    file=sys.stderr,
-                )
-                raise SystemExit(JOB_STOPPED)
+                code = stopped_exit_code(cli.model)
+                if code:
+                    cause = "a signal" if cli.model.stop_signal is not None else "--timer.duration?"
+                    print(
+                        f"error: the job was told to stop after {cli.trainer.global_step} of "
+                        f"{cli.model.plan.total_steps} steps ({cause}), before its plan's end; metrics.json says "
+                        "how to resume it",
+                        file=sys.stderr,
+                    )
+                    raise SystemExit(code)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

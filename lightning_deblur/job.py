@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from lightning.pytorch import LightningModule
 
+from lightning_deblur.checkpointing import StopOnSignal
 from lightning_deblur.data import BlurredImage, Observation
 from lightning_deblur.errors import InputError
 from lightning_deblur.generators import ImageNetSpec, KernelNetSpec, OptimizerSpec, make_adam
@@ -135,6 +136,7 @@ class DeblurJob(JobStages, LightningModule):
         return self.plan_for(observation, trainer.strategy.root_device, activation_bytes(trainer.precision) * copies)
 
     def setup(self, stage: str) -> None:
+        self.take_step_limit(self.trainer)
         self.build(planned_observation(self, self.trainer))
         self.limit_steps_to_plan()
 
@@ -156,7 +158,7 @@ class DeblurJob(JobStages, LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.lr_schedule.scheduler(optimizer, self.is_finest_scale)}
 
     def configure_callbacks(self) -> list:
-        return [ScaleTransition()]
+        return [ScaleTransition(), StopOnSignal()]
 
     def on_fit_start(self) -> None:
         # The device is known only now; "auto" may choose another layout than at set-up.

@@ -41,6 +41,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch.func import functional_call, vmap
 
+from lightning_deblur.checkpointing import StopOnSignal
 from lightning_deblur.errors import InputError
 from lightning_deblur.generators import make_adam
 from lightning_deblur.job import DeblurJob, planned_observation
@@ -216,6 +217,14 @@ class SeedBatchJob(LightningModule):
         return self.failure is None and self.plan is not None and self.global_step < self.plan.total_steps
 
     @property
+    def reached_step_limit(self) -> bool:
+        return self.lead.reached_step_limit
+
+    @property
+    def stop_signal(self) -> int | None:
+        return self.lead.stop_signal
+
+    @property
     def latest_loss(self) -> torch.Tensor | None:
         """The jobs' summed loss of the latest step."""
         losses = [member.latest_loss for member in self.members]
@@ -229,6 +238,8 @@ class SeedBatchJob(LightningModule):
 
     # ------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
+        for member in self.members:
+            member.take_step_limit(self.trainer)
         observation = planned_observation(self, self.trainer)
         folder = self.folder or Path(self.trainer.log_dir or self.trainer.default_root_dir)
         if self.streams is None:
@@ -255,7 +266,7 @@ class SeedBatchJob(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.lead.lr_schedule.scheduler(optimizer, self.is_finest_scale)}
 
     def configure_callbacks(self) -> list:
-        return [SeedBatchTransition()]
+        return [SeedBatchTransition(), StopOnSignal()]
 
     def on_fit_start(self) -> None:
         for member in self.members:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -189,3 +192,79 @@ def test_a_spent_time_limit_stops_the_job_with_its_own_exit_code(blurred_case, t
     assert stopped.value.code == JOB_STOPPED
     assert "told to stop after 0 of 36 steps" in capsys.readouterr().err
     assert not list(tmp_path.glob("*/version_*/metrics.json"))  # no step ran: nothing to report as done
+
+
+def checkpoint_of(folder):
+    (run,) = list(folder.glob("*/version_*"))
+    return run, run / "checkpoints" / "last.ckpt"
+
+
+def test_trainer_max_steps_limits_the_job_and_the_advised_command_finishes_it(blurred_case, tmp_path):
+    fit(tmp_path / "limited", blurred_case["image"], "--trainer.max_steps", "12")  # exits normally, as Lightning does
+    run, checkpoint = checkpoint_of(tmp_path / "limited")
+    metrics = read_metrics(run)
+    assert metrics["iterations"] == 12 and metrics["status"] == "stopped"
+    assert "--trainer.max_steps 12" in metrics["error"] and torch.load(checkpoint, weights_only=True)["global_step"] == 12
+    advice = metrics["error"].split("resume with ", 1)[1].split()
+    main(["fit", *advice])
+    assert read_metrics(run)["status"] == "done" and read_metrics(run)["iterations"] == 36
+
+
+def test_trainer_max_time_is_the_jobs_time_budget(blurred_case, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        fit(tmp_path, blurred_case["image"], "--trainer.max_time", "00:00:00:00")
+    assert stopped.value.code == JOB_STOPPED
+    assert "told to stop after 0 of 36 steps" in capsys.readouterr().err
+
+
+def test_a_job_the_timer_stopped_resumes_to_its_end_with_the_advised_command(blurred_case, tmp_path, monkeypatch):
+    original = DeblurJob.configure_callbacks
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), StopAt(22)])
+    with pytest.raises(SystemExit):
+        fit(tmp_path / "stopped", blurred_case["image"], "--timer.duration", "00:01:00:00")
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    run, checkpoint = checkpoint_of(tmp_path / "stopped")
+    # As if the job had spent ten hours before its checkpoint: more than its one-hour budget.
+    state = torch.load(checkpoint, weights_only=True)
+    (timer,) = [key for key in state["callbacks"] if "Timer" in key]
+    state["callbacks"][timer]["time_elapsed"]["train"] = 36000.0
+    torch.save(state, checkpoint)
+    advice = read_metrics(run)["error"].split("resume with ", 1)[1].split()
+    main(["fit", *advice])  # the run's config.yaml holds the one-hour budget: this process gets it whole
+    metrics = read_metrics(run)
+    assert metrics["status"] == "done" and metrics["iterations"] == 36
+    assert metrics["wall_time_s"] >= 36000  # the job's time counts every process
+
+
+class SignalAt(Callback):
+    """Sends this process ``signum`` after step ``step``, as a scheduler or Ctrl-C would."""
+
+    def __init__(self, step: int, signum: int):
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_job_at_a_step_with_its_checkpoint_and_a_non_zero_exit(
+    blurred_case, tmp_path, monkeypatch, capsys, signum, code
+):
+    fit(tmp_path / "whole", blurred_case["image"])
+    (whole,) = [p.parent for p in (tmp_path / "whole").glob("*/version_*/metrics.json")]
+    original = DeblurJob.configure_callbacks
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), SignalAt(22, signum)])
+    with pytest.raises(SystemExit) as stopped:
+        fit(tmp_path / "signalled", blurred_case["image"])
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    assert stopped.value.code == code
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+    run, checkpoint = checkpoint_of(tmp_path / "signalled")
+    metrics = read_metrics(run)
+    step = metrics["iterations"]
+    assert metrics["status"] == "stopped" and 22 <= step <= 23 and signal.Signals(signum).name in metrics["error"]
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == step and read_finished(run) is None
+    main(["fit", *metrics["error"].split("resume with ", 1)[1].split()])
+    assert read_metrics(run)["status"] == "done"
+    np.testing.assert_array_equal(np.load(run / "kernel.npy"), np.load(whole / "kernel.npy"))
