@@ -20,9 +20,10 @@ folder with its own summary row.
   jobs ``i`` with ``i % world_size == rank`` (:mod:`lightning_deblur.ranks`).
 - **Resume.** A job is finished when its folder holds ``metrics.json`` (written last and
   atomically by :class:`~lightning_deblur.outputs.ResultWriter`) with status ``done``.
-  Finished jobs are skipped; a job killed mid-way resumes from its checkpoint if it has
-  one, any other job folder is emptied and its job run again, so failed and interrupted
-  jobs are retried by running the same command again.
+  Finished jobs are skipped; a job killed or stopped mid-way (a time budget, a signal)
+  resumes from its checkpoint if it has one (a checkpoint that does not load: over again,
+  said on stderr), any other job folder is emptied and its job run again, so failed and
+  interrupted jobs are retried by running the same command again.
 - **Summary.** ``<output_dir>/summary.csv``, rewritten atomically as jobs finish: one row
   per job, finished earlier or now, with its status, error, device, times and figures.
 
@@ -455,7 +456,7 @@ def resume_or_start_over(
     ``result_dirs``) to its end: from ``folder``'s checkpoint when ``resumable``, and over
     again at once, in emptied folders, when there is none or the resumed process did not
     take (it exited by itself without writing any ``metrics.json``: a broken checkpoint,
-    or options that changed since).
+    or options that changed since; said on stderr).
 
     Returns:
         the command that ran last, its exit code, whether it timed out, the seconds of
@@ -467,10 +468,13 @@ def resume_or_start_over(
     wall_time = 0.0
     if resumable:
         resume = [*command, "--ckpt_path", str(folder / "checkpoints" / "last.ckpt")]
+        before = [metrics_file_state(path) for path in result_dirs]
         code, timed_out, seconds = run_fit(resume, folder, env, spec.timeout_s, running)
         wall_time += seconds
-        if timed_out or code < 0 or any((path / "metrics.json").exists() for path in result_dirs):
+        if timed_out or code < 0 or before != [metrics_file_state(path) for path in result_dirs]:
             return resume, code, timed_out, wall_time, True
+        reason = _last_line(folder / "stderr.log") or f"exit code {code}"
+        print(f"{folder}: the resume from its checkpoint did not take ({reason}); starting it over", file=sys.stderr)
     for path in dict.fromkeys([folder, *result_dirs]):
         if path.exists():
             shutil.rmtree(path)
@@ -479,12 +483,31 @@ def resume_or_start_over(
     return command, code, timed_out, wall_time + seconds, False
 
 
+def metrics_file_state(run_dir: Path) -> tuple[int, int] | None:
+    """``(inode, mtime in ns)`` of the run's ``metrics.json``, or ``None`` without one: it
+    changes whenever a process writes the file (atomically: a new inode)."""
+    try:
+        stat = (run_dir / "metrics.json").stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def resumable_run(run_dir: Path) -> bool:
+    """Whether a job folder's run resumes from its checkpoint: it has ``checkpoints/last.ckpt``
+    and no ``metrics.json``, or one that says ``stopped`` (a time budget, a signal)."""
+    if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return False
+    return metrics_file_state(run_dir) is None or _read_json(run_dir / "metrics.json").get("status") == "stopped"
+
+
 def run_job(job: BatchJob, spec: RunSpec, slot: Slot, running: RunningProcesses) -> dict:
     """Run one job to its end in a ``fit`` subprocess; return its summary values.
 
-    A job folder without ``metrics.json`` but with ``checkpoints/last.ckpt`` (a job killed
-    mid-way, see :class:`~lightning_deblur.checkpointing.JobCheckpoint`) is resumed from its
-    checkpoint in the same folder; should that attempt fail, the job starts over at once.
+    A job folder with ``checkpoints/last.ckpt`` and no ``metrics.json`` (a job killed
+    mid-way, see :class:`~lightning_deblur.checkpointing.JobCheckpoint`) or one that says
+    ``stopped`` (a time budget, a signal) is resumed from its checkpoint in the same folder;
+    should that attempt fail (a corrupt checkpoint), the job starts over at once.
     Any other existing job folder (a failed or checkpoint-less killed run) is removed first,
     so no stale file mixes with the new results.
 
@@ -495,7 +518,7 @@ def run_job(job: BatchJob, spec: RunSpec, slot: Slot, running: RunningProcesses)
     arguments = fit_arguments(job, spec.output_dir, spec.fit_prefix, spec.known_kernel)
     command = [sys.executable, "-m", "lightning_deblur", *arguments]
     # A failed run keeps its checkpoint but starts over: its metrics.json says how it ended.
-    resumable = (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "metrics.json").exists()
+    resumable = resumable_run(run_dir)
     command, code, timed_out, wall_time, resumed = resume_or_start_over(
         command, run_dir, [run_dir], resumable, {**spec.base_env, **slot.env}, spec, running
     )

@@ -52,9 +52,10 @@ def load_checkpoint_file(path, map_location: Any | None = None) -> dict[str, Any
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        # torch's messages run to paragraphs; their first sentence names the fault.
+        reason = str(error).strip().split(". ")[0].splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise InputError(
-            f"checkpoint '{path}' cannot be read ({reason[:200]}); it is truncated or not a job's checkpoint: "
+            f"checkpoint '{path}' cannot be read ({reason}); it is truncated or not a job's checkpoint: "
             "start the job over without --ckpt_path"
         ) from None
 

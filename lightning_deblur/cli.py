@@ -23,7 +23,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from lightning_deblur import __version__
 from lightning_deblur.batch import parse_seeds
-from lightning_deblur.checkpointing import JobCheckpoint, JobTimer, run_folder_of_checkpoint
+from lightning_deblur.checkpointing import JobCheckpoint, JobTimer, load_checkpoint_file, run_folder_of_checkpoint
 from lightning_deblur.curves import QualityCurve
 from lightning_deblur.data import BlurredImage, Observation, load_observation
 from lightning_deblur.divergence import DivergenceGuard
@@ -234,6 +234,10 @@ class DeblurCLI(LightningCLI):
             )
         elif self.batch_seeds:
             check_float32(config.trainer.precision, "--seeds")
+        if config.get("ckpt_path"):
+            # LightningCLI reads the checkpoint right after this (for its hyperparameters): a
+            # missing or broken one is refused here, in one line naming it.
+            load_checkpoint_file(config.ckpt_path, map_location="cpu")
         # Decode the inputs and plan the job now, once, before anything else happens
         # (seeding, the Trainer, folders): inputs the job cannot run on stop here, in one line.
         self.planned_device = planning_device(config.trainer.get("accelerator"))
@@ -385,8 +389,6 @@ def resume_in_the_checkpoints_run_folder(config) -> None:
     checkpoint = config.get("ckpt_path")
     if not checkpoint:
         return
-    if not Path(checkpoint).is_file():
-        raise InputError(f"checkpoint '{checkpoint}' not found; pass a run's checkpoints/last.ckpt to --ckpt_path")
     run = run_folder_of_checkpoint(checkpoint)
     logger = config.trainer.get("logger")
     if run is None or not hasattr(logger, "init_args") or "TensorBoardLogger" not in str(logger.class_path):

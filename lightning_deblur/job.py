@@ -125,6 +125,14 @@ class DeblurJob(JobStages, LightningModule):
         """Weight of each loss term for the current step; set by the schedule callbacks."""
         self.init_stage_state()
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs):
+        """Lightning's :meth:`~lightning.pytorch.LightningModule.load_from_checkpoint`, always
+        with ``weights_only=True`` (torch 2.3-2.5 default to ``False``, under which a crafted
+        checkpoint runs code)."""
+        kwargs.pop("weights_only", None)
+        return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, weights_only=True, **kwargs)
+
     # ----------------------------------------------------------------- set-up
     def plan_for(self, observation: Observation, device: torch.device | None = None, bytes_per_value: int = 4) -> JobPlan:
         """This job's plan on ``observation`` (see :func:`~lightning_deblur.planning.plan_job`)."""

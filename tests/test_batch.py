@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import CONF, KillAt, blur, gaussian_kernel, synthetic_sharp
+from conftest import CONF, KillAt, StopAt, blur, gaussian_kernel, synthetic_sharp
 
 from lightning_deblur import batch
 from lightning_deblur.batch import parse_seeds
@@ -227,17 +227,7 @@ def test_a_job_killed_after_a_checkpoint_resumes_from_it(tmp_path, no_cluster, m
     run = output / "a" / "seed0"
     # The job as batch runs it, killed at step 7 of 10 with a checkpoint from step 5.
     (job,) = batch.build_jobs(read_manifest(manifest), [0])
-    prefix = ["--config", str(CONF / "tiny.yaml"), *FAST, "--checkpoint.every_n_steps", "5"]
-    original = DeblurJob.configure_callbacks
-    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), KillAt(7)])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the batch's jobs here (see no_cluster)
-    try:
-        with pytest.raises(RuntimeError, match="simulated kill"):
-            main(batch.fit_arguments(job, output, prefix))
-    finally:
-        torch.set_num_threads(threads)
-    monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    run_as_batch_would(job, output, monkeypatch, KillAt(7), pytest.raises(RuntimeError, match="simulated kill"))
     assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
     killed_log = set(run.glob("events.out.tfevents.*"))
 
@@ -247,6 +237,53 @@ def test_a_job_killed_after_a_checkpoint_resumes_from_it(tmp_path, no_cluster, m
     assert killed_log < set(run.glob("events.out.tfevents.*"))  # same run folder, the first log kept
     assert not (run / "checkpoints").exists()  # a finished job drops its checkpoint
     assert read_rows(output / "summary.csv")[0]["status"] == "done"
+
+
+def run_as_batch_would(job, output, monkeypatch, callback, raises) -> None:
+    """Run ``job`` in-process as batch runs it (checkpoints every 5 steps), with ``callback``
+    among the job's callbacks, expecting ``raises``."""
+    prefix = ["--config", str(CONF / "tiny.yaml"), *FAST, "--checkpoint.every_n_steps", "5"]
+    original = DeblurJob.configure_callbacks
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), callback])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the batch's jobs here (see no_cluster)
+    try:
+        with raises:
+            main(batch.fit_arguments(job, output, prefix))
+    finally:
+        torch.set_num_threads(threads)
+        monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+
+
+def test_a_stopped_job_resumes_from_its_checkpoint(tmp_path, no_cluster, monkeypatch):
+    manifest = make_manifest(tmp_path, ["a"])
+    output = tmp_path / "out"
+    run = output / "a" / "seed0"
+    (job,) = batch.build_jobs(read_manifest(manifest), [0])
+    # Stopped at step 7 of 10 (a time budget, a signal): results so far, checkpoint at step 7.
+    run_as_batch_would(job, output, monkeypatch, StopAt(7), pytest.raises(SystemExit))
+    assert json.loads((run / "metrics.json").read_text())["status"] == "stopped"
+
+    main(batch_args(manifest, output, "--checkpoint.every_n_steps", "5"))
+    assert json.loads((run / "batch.json").read_text())["resumed"] is True
+    assert json.loads((run / "metrics.json").read_text())["status"] == "done"
+    assert read_rows(output / "summary.csv")[0]["status"] == "done"
+
+
+def test_a_corrupt_checkpoint_starts_the_job_over_and_says_so(tmp_path, no_cluster, monkeypatch, capsys):
+    manifest = make_manifest(tmp_path, ["a"])
+    output = tmp_path / "out"
+    run = output / "a" / "seed0"
+    (job,) = batch.build_jobs(read_manifest(manifest), [0])
+    run_as_batch_would(job, output, monkeypatch, KillAt(7), pytest.raises(RuntimeError, match="simulated kill"))
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated, as by a full disk
+
+    main(batch_args(manifest, output, "--checkpoint.every_n_steps", "5"))
+    err = capsys.readouterr().err
+    assert "did not take" in err and "cannot be read" in err and "starting it over" in err
+    assert json.loads((run / "batch.json").read_text())["resumed"] is False
+    assert json.loads((run / "metrics.json").read_text())["status"] == "done"
 
 
 RANK_SCHEMES = {

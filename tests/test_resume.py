@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import CONF, KillAt, blur, gaussian_kernel, read_metrics, synthetic_sharp
+from conftest import CONF, KillAt, StopAt, blur, gaussian_kernel, read_metrics, synthetic_sharp
 from lightning.pytorch import Callback
 
 from lightning_deblur.batch import read_finished
@@ -142,18 +144,6 @@ def test_a_checkpoint_reloads_as_a_job_with_its_settings_and_estimates(blurred_c
     assert float(k.sum()) == pytest.approx(1, abs=1e-5)
 
 
-class StopAt(Callback):
-    """Tells the Trainer to stop right after step ``step``, as ``--timer.duration`` does when
-    its time is up (a normal end of fit, before the plan's last step)."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
-            trainer.should_stop = True
-
-
 def test_a_job_told_to_stop_early_says_so_and_resumes_to_the_uninterrupted_result(blurred_case, tmp_path, monkeypatch):
     fit(tmp_path / "whole", blurred_case["image"])
     (whole,) = [p.parent for p in (tmp_path / "whole").glob("*/version_*/metrics.json")]
@@ -268,3 +258,58 @@ def test_a_signal_stops_the_job_at_a_step_with_its_checkpoint_and_a_non_zero_exi
     main(["fit", *metrics["error"].split("resume with ", 1)[1].split()])
     assert read_metrics(run)["status"] == "done"
     np.testing.assert_array_equal(np.load(run / "kernel.npy"), np.load(whole / "kernel.npy"))
+
+
+def test_a_corrupt_checkpoint_is_one_line_naming_it(blurred_case, tmp_path, capsys):
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(SystemExit) as exit_info:
+        fit(tmp_path / "logs", blurred_case["image"], "--ckpt_path", str(checkpoint))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert str(checkpoint) in line and "cannot be read" in line
+
+
+def test_every_checkpoint_read_is_weights_only(blurred_case, tmp_path, monkeypatch):
+    original = DeblurJob.configure_callbacks
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), KillAt(12)])
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        fit(tmp_path / "killed", blurred_case["image"])
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    run, checkpoint = checkpoint_of(tmp_path / "killed")
+    asked = []
+    load = torch.load
+
+    def recording_load(*args, **kwargs):
+        asked.append(kwargs.get("weights_only"))  # torch 2.3-2.5 take None as False: code may run
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    DeblurJob.load_from_checkpoint(checkpoint)
+    fit(tmp_path / "ignored", blurred_case["image"], "--ckpt_path", str(checkpoint))
+    assert asked and all(value is True for value in asked)
+
+
+def test_a_checkpoint_write_that_fails_leaves_the_last_one_whole(blurred_case, tmp_path, monkeypatch):
+    saved = []
+    save = torch.save
+
+    def full_disk_on_the_second(payload, target, *args, **kwargs):
+        saved.append(target)
+        if len(saved) == 2:
+            if isinstance(target, (str, os.PathLike)):
+                Path(target).write_bytes(b"PK\x03\x04 partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(payload, target, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk_on_the_second)
+    with pytest.raises(OSError, match="No space left"):
+        fit(tmp_path, blurred_case["image"])
+    run, checkpoint = checkpoint_of(tmp_path)
+    # Written beside its final name (a rename, never a copy across filesystems), and the
+    # failed write left neither a partial file nor a broken last.ckpt.
+    assert all(isinstance(path, (str, os.PathLike)) and Path(path).parent == checkpoint.parent for path in saved)
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["last.ckpt"]
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == 5
