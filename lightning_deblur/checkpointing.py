@@ -99,7 +99,7 @@ class JobCheckpoint(ModelCheckpoint):
         if pl_module.stopped_early and self.every_n_steps and self.dirpath:
             # Stopped before the plan's end (a time budget, a signal, --trainer.max_steps):
             # keep where it got to, not the last periodic checkpoint, so a resume loses nothing.
-            trainer.save_checkpoint(Path(self.dirpath) / "last.ckpt")
+            trainer.save_checkpoint(Path(self.dirpath) / "last.ckpt", weights_only=False)  # the whole state
             return
         finished = pl_module.failure is None and trainer.global_step >= pl_module.plan.total_steps
         if finished and self.dirpath and trainer.is_global_zero:

@@ -28,6 +28,7 @@ from lightning_deblur.curves import QualityCurve
 from lightning_deblur.data import BlurredImage, Observation, load_observation
 from lightning_deblur.divergence import DivergenceGuard
 from lightning_deblur.errors import InputError
+from lightning_deblur.imagefiles import check_writable_folder
 from lightning_deblur.image_logging import ImageLogging
 from lightning_deblur.job import DeblurJob
 from lightning_deblur.outputs import ResultWriter
@@ -267,6 +268,8 @@ class DeblurCLI(LightningCLI):
     def before_fit(self) -> None:
         """Hand the decoded inputs to the datamodule and the plan to the job (which stops
         the Trainer after the plan's last step, ``max_steps``, once the fit sets it up)."""
+        # After every class is built (their own checks), before anything is written.
+        check_writable_folder(*output_root(self.config[self.subcommand]))
         self.datamodule.observation = self.observation
         plan = self.plan
         if self.trainer.strategy.root_device != self.planned_device:
@@ -372,6 +375,14 @@ def time_budget_on_the_timer(config) -> None:
             f"--trainer.max_time {max_time} and --timer.duration {duration} disagree; give one of them (the same limit)"
         )
     config.timer.duration, config.trainer.max_time = max_time, None
+
+
+def output_root(config) -> tuple[str, str]:
+    """The folder a ``fit`` writes its run folder into, and the option that sets it."""
+    logger = config.trainer.get("logger")
+    if hasattr(logger, "init_args") and logger.init_args.get("save_dir") is not None:
+        return str(logger.init_args.save_dir), "--trainer.logger.init_args.save_dir"
+    return str(config.trainer.get("default_root_dir") or "."), "--trainer.default_root_dir"
 
 
 def save_under_the_root_dir(config) -> None:

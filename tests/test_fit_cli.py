@@ -161,6 +161,19 @@ def test_results_json_is_complete_json(blurred_case, tmp_path):
     assert not list(run.glob(".*"))  # no temporary files left behind
 
 
+def test_a_diverged_loss_is_written_as_valid_json(tmp_path):
+    from lightning_deblur.imagefiles import write_json
+
+    write_json(tmp_path / "metrics.json", {"final_loss": float("nan"), "curve": [1.0, float("inf")]})
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    assert json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse) == {
+        "final_loss": None, "curve": [1.0, None]
+    }
+
+
 def non_blind_args(folder) -> tuple[str, ...]:
     """A non-blind run on :func:`write_easy_case`'s files with the true kernel: 200
     iterations of a 16-channel net, MSE then 1 − SSIM at 100."""
