@@ -56,7 +56,7 @@ from typing import Literal, NamedTuple
 from jsonargparse import ArgumentParser
 
 from lightning_deblur.errors import InputError
-from lightning_deblur.imagefiles import write_csv, write_json
+from lightning_deblur.imagefiles import check_writable_folder, write_csv, write_json
 from lightning_deblur.manifest import ManifestRow, read_manifest, rows_from_folder
 from lightning_deblur.ranks import Rank, cluster_rank, node_share, without_cluster_variables
 
@@ -278,6 +278,10 @@ def fit_arguments(job: BatchJob, output_dir: str | Path, fit_prefix, known_kerne
     ``known_kernel``: pass the case's true kernel (``--data.kernel``), for non-blind jobs.
     """
     kh, kw = job.case.kernel_size
+    # The name goes into the run folder through save_dir, never as a value of its own: fit
+    # reads an option value `null` as None and one starting with `-` as an option. The
+    # absolute folders keep every value a plain path (a relative "null" would parse as None too).
+    folder = Path(output_dir).absolute() / job.case.name
     options = {
         "--data.image": job.case.image,
         "--data.kernel_size": f"[{kh}, {kw}]",
@@ -286,8 +290,8 @@ def fit_arguments(job: BatchJob, output_dir: str | Path, fit_prefix, known_kerne
         "--seed_everything": str(job.seed),
         "--trainer.devices": "1",
         "--trainer.num_nodes": "1",
-        "--trainer.logger.init_args.save_dir": str(output_dir),
-        "--trainer.logger.init_args.name": job.case.name,
+        "--trainer.logger.init_args.save_dir": str(folder),
+        "--trainer.logger.init_args.name": "",
         "--trainer.logger.init_args.version": f"seed{job.seed}",
     }
     return ["fit", *fit_prefix, *(part for pair in options.items() for part in pair)]
@@ -306,7 +310,7 @@ def group_fit_arguments(jobs: tuple[BatchJob, ...], output_dir: str | Path, fit_
     return [
         *fit_arguments(jobs[0], output_dir, fit_prefix, known_kernel),
         "--seeds", ",".join(str(job.seed) for job in jobs),
-        "--seeds_folder", str(folder.parent),
+        "--seeds_folder", str(folder.parent.absolute()),
         "--trainer.logger.init_args.version", folder.name,
     ]  # fmt: skip
 
@@ -824,7 +828,7 @@ def run_batch(
 
     parts = rank.world_size > 1
     own_summary = output_dir / (f"summary.part{rank.rank}of{rank.world_size}.csv" if parts else "summary.csv")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(output_dir, "--output_dir")
     write_summary(own_summary, [rows[job.index] for job in share])
     where = f"rank {rank.rank} of {rank.world_size} ({rank.source}): " if parts else ""
     print(

@@ -434,6 +434,36 @@ def test_bad_batch_input_is_one_line_and_exit_code_2(tmp_path, capsys, options, 
     assert not (tmp_path / "out").exists()  # nothing started
 
 
+def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, no_cluster):
+    manifest = make_manifest(tmp_path, ["a"])
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        main(batch_args(manifest, tmp_path / "a_file" / "out"))
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.startswith("error: cannot write into") and "--output_dir" in err
+    assert "\n" not in err
+
+
+def test_manifest_text_is_read_as_written(tmp_path):
+    rows = "name,image,kernel_size\nnull,a.png,5\n-dash,b.png,5\n"
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + rows.encode())  # as spreadsheets save UTF-8
+    assert [row.name for row in read_manifest(tmp_path / "bom.csv")] == ["null", "-dash"]
+    (tmp_path / "latin1.csv").write_bytes(b"name,image,kernel_size\nok,a.png,5\ncaf\xe9,b.png,5\n")
+    with pytest.raises(InputError, match="line 3 of .*latin1.csv.* is not UTF-8"):
+        read_manifest(tmp_path / "latin1.csv")
+
+
+def test_names_that_read_as_null_or_as_options_get_their_own_folders(tmp_path, no_cluster):
+    manifest = make_manifest(tmp_path, ["null", "-dash"])
+    output = tmp_path / "out"
+    main(batch_args(manifest, output))
+    for name in ("null", "-dash"):
+        metrics = json.loads((output / name / "seed0" / "metrics.json").read_text())
+        assert metrics["status"] == "done" and metrics["image"].endswith(f"{name}.png")
+    assert sorted(p.name for p in output.iterdir() if p.is_dir()) == ["-dash", "null"]
+    assert {row["status"] for row in read_rows(output / "summary.csv")} == {"done"}
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes for a job that never ends")
 def test_a_job_past_the_timeout_is_killed_and_failed_while_the_others_finish(tmp_path, no_cluster, capsys):
     manifest = make_manifest(tmp_path, ["fine", "stuck"], hanging=("stuck",))
