@@ -20,6 +20,7 @@ import torch
 from jsonargparse import ArgumentParser, DefaultHelpFormatter
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from lightning_deblur import __version__
 from lightning_deblur.batch import parse_seeds
@@ -270,6 +271,7 @@ class DeblurCLI(LightningCLI):
         the Trainer after the plan's last step, ``max_steps``, once the fit sets it up)."""
         # After every class is built (their own checks), before anything is written.
         check_writable_folder(*output_root(self.config[self.subcommand]))
+        self.claim_run_folder()
         self.datamodule.observation = self.observation
         plan = self.plan
         if self.trainer.strategy.root_device != self.planned_device:
@@ -282,6 +284,36 @@ class DeblurCLI(LightningCLI):
             self.model = SeedBatchJob(
                 self.model, self.batch_seeds, folder=config.get("seeds_folder"), vectorize=not config.get("seeds_one_by_one")
             )
+
+    def claim_run_folder(self) -> None:
+        """Give a TensorBoard logger without a version its run folder now, made with an
+        exclusive create (:func:`claim_version`), in place of the one Lightning would pick by
+        listing the folder: two jobs starting at once never share one. The logger is built
+        again from its options with that version; ``config.yaml`` keeps ``version: null``, so
+        it repeats the run in a new folder."""
+        logger, config = self.trainer.logger, self.config[self.subcommand]
+        options = config.trainer.get("logger")
+        if not isinstance(logger, TensorBoardLogger) or not hasattr(options, "init_args"):
+            return
+        if options.init_args.get("version") is not None:
+            return
+        version = claim_version(Path(logger.root_dir))
+        self.trainer.logger = type(logger)(**{**options.init_args.as_dict(), "version": version})
+
+
+def claim_version(root: Path) -> int:
+    """The next free ``n`` of the run folders ``root/version_<n>``, its folder made by this
+    call: ``mkdir`` without ``exist_ok`` fails when another process made it first, and the
+    next number is tried."""
+    root.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name.removeprefix("version_")) for p in root.glob("version_*") if p.name[8:].isdigit()]
+    version = max(taken, default=-1) + 1
+    while True:
+        try:
+            (root / f"version_{version}").mkdir()
+            return version
+        except FileExistsError:
+            version += 1
 
 
 def planning_device(accelerator) -> torch.device:
