@@ -11,6 +11,7 @@ code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import re
 import sys
@@ -60,15 +61,16 @@ TRAINER_DEFAULTS = {
 
 
 JOBLESS_TRAINER_OPTIONS = (
-    "strategy", "num_nodes", "fast_dev_run", "max_epochs", "min_epochs", "max_steps", "min_steps",
+    "strategy", "num_nodes", "fast_dev_run", "max_epochs", "min_epochs", "min_steps",
     "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches", "overfit_batches",
     "val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps", "enable_checkpointing",
     "accumulate_grad_batches", "inference_mode", "use_distributed_sampler", "barebones", "plugins",
     "sync_batchnorm", "reload_dataloaders_every_n_epochs", "enable_autolog_hparams", "model_registry",
 )  # fmt: skip
-"""Trainer options left out of ``fit --help``: a job runs the steps its plan gives
-(``max_steps``) on one image, on one device, without validation, and checkpoints itself;
-these would only break that. They still parse, so configs that set them keep working."""
+"""Trainer options left out of ``fit --help``: a job runs the steps its plan gives (or
+fewer, with ``--trainer.max_steps``) on one image, on one device, without validation, and
+checkpoints itself; these would only break that. They still parse, so configs that set
+them keep working."""
 
 _REST_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?(?:([^`<]*?)\s*<[^>]*>|([^`]*))`")
 
@@ -468,6 +470,12 @@ def main(args: list[str] | None = None) -> None:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Files are written atomically: the last checkpoint and results are still whole.
+        print(f"error: {error}; free some space, then resume the job from its last checkpoint", file=sys.stderr)
+        raise SystemExit(1) from None
     except argparse.ArgumentError as error:
         command = f"{program_name()} {argv[0]}" if argv and argv[0] == "fit" else program_name()
         print(f"error: {parse_error_line(str(error))}; see `{command} --help`", file=sys.stderr)

@@ -292,7 +292,7 @@ def test_every_checkpoint_read_is_weights_only(blurred_case, tmp_path, monkeypat
     assert asked and all(value is True for value in asked)
 
 
-def test_a_checkpoint_write_that_fails_leaves_the_last_one_whole(blurred_case, tmp_path, monkeypatch):
+def test_a_checkpoint_write_that_fails_leaves_the_last_one_whole(blurred_case, tmp_path, monkeypatch, capsys):
     saved = []
     save = torch.save
 
@@ -305,8 +305,11 @@ def test_a_checkpoint_write_that_fails_leaves_the_last_one_whole(blurred_case, t
         return save(payload, target, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", full_disk_on_the_second)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(SystemExit) as exit_info:
         fit(tmp_path, blurred_case["image"])
+    assert exit_info.value.code == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert "No space left" in line and "resume" in line
     run, checkpoint = checkpoint_of(tmp_path)
     # Written beside its final name (a rename, never a copy across filesystems), and the
     # failed write left neither a partial file nor a broken last.ckpt.
