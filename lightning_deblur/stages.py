@@ -152,8 +152,8 @@ class JobStages:
     @property
     def stopped_early(self) -> bool:
         """Whether the job ended before its plan's last step without failing: the Trainer
-        was told to stop (``--timer.duration``, another callback). The run is then
-        resumable from its checkpoint and not complete."""
+        was told to stop (``--timer.duration``, a signal, ``--trainer.max_steps``, another
+        callback). The run is then resumable from its checkpoint and not complete."""
         return self.failure is None and self.plan is not None and self.global_step < self.plan.total_steps
 
     @property
