@@ -18,9 +18,10 @@ device with ``--jobs_per_device``.
   jobs ``i`` with ``i % world_size == rank`` (:mod:`lightning_deblur.ranks`).
 - **Resume.** A job is finished when its folder holds ``metrics.json`` (written last and
   atomically by :class:`~lightning_deblur.outputs.ResultWriter`) with status ``done``.
-  Finished jobs are skipped; a job killed mid-way resumes from its checkpoint if it has
-  one, any other job folder is emptied and its job run again, so failed and interrupted
-  jobs are retried by running the same command again.
+  Finished jobs are skipped; a job killed or stopped mid-way (a time budget, a signal)
+  resumes from its checkpoint if it has one (a checkpoint that does not load: over again,
+  said on stderr), any other job folder is emptied and its job run again, so failed and
+  interrupted jobs are retried by running the same command again.
 - **Summary.** ``<output_dir>/summary.csv``, rewritten atomically as jobs finish: one row
   per job, finished earlier or now, with its status, error, device, times and figures.
 
@@ -53,7 +54,7 @@ from typing import Literal, NamedTuple
 from jsonargparse import ArgumentParser
 
 from lightning_deblur.errors import InputError
-from lightning_deblur.imagefiles import write_csv, write_json
+from lightning_deblur.imagefiles import check_writable_folder, write_csv, write_json
 from lightning_deblur.manifest import ManifestRow, read_manifest, rows_from_folder
 from lightning_deblur.ranks import Rank, cluster_rank, node_share, without_cluster_variables
 
@@ -262,6 +263,10 @@ def fit_arguments(job: BatchJob, output_dir: str | Path, fit_prefix, known_kerne
     ``known_kernel``: pass the case's true kernel (``--data.kernel``), for non-blind jobs.
     """
     kh, kw = job.case.kernel_size
+    # The name goes into the run folder through save_dir, never as a value of its own: fit
+    # reads an option value `null` as None and one starting with `-` as an option. The
+    # absolute folders keep every value a plain path (a relative "null" would parse as None too).
+    folder = Path(output_dir).absolute() / job.case.name
     options = {
         "--data.image": job.case.image,
         "--data.kernel_size": f"[{kh}, {kw}]",
@@ -270,8 +275,8 @@ def fit_arguments(job: BatchJob, output_dir: str | Path, fit_prefix, known_kerne
         "--seed_everything": str(job.seed),
         "--trainer.devices": "1",
         "--trainer.num_nodes": "1",
-        "--trainer.logger.init_args.save_dir": str(output_dir),
-        "--trainer.logger.init_args.name": job.case.name,
+        "--trainer.logger.init_args.save_dir": str(folder),
+        "--trainer.logger.init_args.name": "",
         "--trainer.logger.init_args.version": f"seed{job.seed}",
     }
     return ["fit", *fit_prefix, *(part for pair in options.items() for part in pair)]
@@ -420,7 +425,8 @@ def resume_or_start_over(
     """Run a ``fit`` process (``command``, writing into ``folder``) to its end: from
     ``folder``'s checkpoint when ``resumable``, and over again at once, in the emptied
     folder, when there is none or the resumed process did not take (it exited by itself
-    without writing ``metrics.json``: a broken checkpoint, or options that changed since).
+    without writing ``metrics.json``: a broken checkpoint, or options that changed since;
+    said on stderr).
 
     Returns:
         the command that ran last, its exit code, whether it timed out, the seconds of
@@ -432,10 +438,13 @@ def resume_or_start_over(
     wall_time = 0.0
     if resumable:
         resume = [*command, "--ckpt_path", str(folder / "checkpoints" / "last.ckpt")]
+        before = metrics_file_state(folder)
         code, timed_out, seconds = run_fit(resume, folder, env, spec.timeout_s, running)
         wall_time += seconds
-        if timed_out or code < 0 or (folder / "metrics.json").exists():
+        if timed_out or code < 0 or before != metrics_file_state(folder):
             return resume, code, timed_out, wall_time, True
+        reason = _last_line(folder / "stderr.log") or f"exit code {code}"
+        print(f"{folder}: the resume from its checkpoint did not take ({reason}); starting it over", file=sys.stderr)
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -443,12 +452,31 @@ def resume_or_start_over(
     return command, code, timed_out, wall_time + seconds, False
 
 
+def metrics_file_state(run_dir: Path) -> tuple[int, int] | None:
+    """``(inode, mtime in ns)`` of the run's ``metrics.json``, or ``None`` without one: it
+    changes whenever a process writes the file (atomically: a new inode)."""
+    try:
+        stat = (run_dir / "metrics.json").stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def resumable_run(run_dir: Path) -> bool:
+    """Whether a job folder's run resumes from its checkpoint: it has ``checkpoints/last.ckpt``
+    and no ``metrics.json``, or one that says ``stopped`` (a time budget, a signal)."""
+    if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return False
+    return metrics_file_state(run_dir) is None or _read_json(run_dir / "metrics.json").get("status") == "stopped"
+
+
 def run_job(job: BatchJob, spec: RunSpec, slot: Slot, running: RunningProcesses) -> dict:
     """Run one job to its end in a ``fit`` subprocess; return its summary values.
 
-    A job folder without ``metrics.json`` but with ``checkpoints/last.ckpt`` (a job killed
-    mid-way, see :class:`~lightning_deblur.checkpointing.JobCheckpoint`) is resumed from its
-    checkpoint in the same folder; should that attempt fail, the job starts over at once.
+    A job folder with ``checkpoints/last.ckpt`` and no ``metrics.json`` (a job killed
+    mid-way, see :class:`~lightning_deblur.checkpointing.JobCheckpoint`) or one that says
+    ``stopped`` (a time budget, a signal) is resumed from its checkpoint in the same folder;
+    should that attempt fail (a corrupt checkpoint), the job starts over at once.
     Any other existing job folder (a failed or checkpoint-less killed run) is removed first,
     so no stale file mixes with the new results.
 
@@ -459,7 +487,7 @@ def run_job(job: BatchJob, spec: RunSpec, slot: Slot, running: RunningProcesses)
     arguments = fit_arguments(job, spec.output_dir, spec.fit_prefix, spec.known_kernel)
     command = [sys.executable, "-m", "lightning_deblur", *arguments]
     # A failed run keeps its checkpoint but starts over: its metrics.json says how it ended.
-    resumable = (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "metrics.json").exists()
+    resumable = resumable_run(run_dir)
     command, code, timed_out, wall_time, resumed = resume_or_start_over(
         command, run_dir, resumable, {**spec.base_env, **slot.env}, spec, running
     )
@@ -706,7 +734,7 @@ def run_batch(
 
     parts = rank.world_size > 1
     own_summary = output_dir / (f"summary.part{rank.rank}of{rank.world_size}.csv" if parts else "summary.csv")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(output_dir, "--output_dir")
     write_summary(own_summary, [rows[job.index] for job in share])
     where = f"rank {rank.rank} of {rank.world_size} ({rank.source}): " if parts else ""
     print(

@@ -11,6 +11,7 @@ code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import re
 import sys
@@ -18,15 +19,17 @@ from pathlib import Path
 
 import torch
 from jsonargparse import ArgumentParser, DefaultHelpFormatter
-from lightning.pytorch.callbacks import LearningRateMonitor, Timer
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from lightning_deblur import __version__
-from lightning_deblur.checkpointing import JobCheckpoint, run_folder_of_checkpoint
+from lightning_deblur.checkpointing import JobCheckpoint, JobTimer, load_checkpoint_file, run_folder_of_checkpoint
 from lightning_deblur.curves import QualityCurve
 from lightning_deblur.data import BlurredImage, Observation, load_observation
 from lightning_deblur.divergence import DivergenceGuard
 from lightning_deblur.errors import InputError
+from lightning_deblur.imagefiles import check_writable_folder
 from lightning_deblur.image_logging import ImageLogging
 from lightning_deblur.job import DeblurJob
 from lightning_deblur.outputs import ResultWriter
@@ -56,15 +59,16 @@ TRAINER_DEFAULTS = {
 
 
 JOBLESS_TRAINER_OPTIONS = (
-    "strategy", "num_nodes", "fast_dev_run", "max_epochs", "min_epochs", "max_steps", "min_steps",
+    "strategy", "num_nodes", "fast_dev_run", "max_epochs", "min_epochs", "min_steps",
     "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches", "overfit_batches",
     "val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps", "enable_checkpointing",
     "accumulate_grad_batches", "inference_mode", "use_distributed_sampler", "barebones", "plugins",
     "sync_batchnorm", "reload_dataloaders_every_n_epochs", "enable_autolog_hparams", "model_registry",
 )  # fmt: skip
-"""Trainer options left out of ``fit --help``: a job runs the steps its plan gives
-(``max_steps``) on one image, on one device, without validation, and checkpoints itself;
-these would only break that. They still parse, so configs that set them keep working."""
+"""Trainer options left out of ``fit --help``: a job runs the steps its plan gives (or
+fewer, with ``--trainer.max_steps``) on one image, on one device, without validation, and
+checkpoints itself; these would only break that. They still parse, so configs that set
+them keep working."""
 
 _REST_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?(?:([^`<]*?)\s*<[^>]*>|([^`]*))`")
 
@@ -184,8 +188,8 @@ class DeblurCLI(LightningCLI):
             parser.link_arguments(f"lr_schedule.{key}", f"model.lr_schedule.{key}", apply_on="parse")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
-        # The wall time of metrics.json (ResultWriter reads it).
-        parser.add_lightning_class_args(Timer, "timer")
+        # The wall time of metrics.json (ResultWriter reads it), and the time budget of a fit.
+        parser.add_lightning_class_args(JobTimer, "timer")
         parser.set_defaults({"timer.interval": "step"})  # a plain string: its enum default does not dump to YAML
         parser.add_lightning_class_args(ImageLogging, "image_logging")
         parser.add_lightning_class_args(JobProgressBar, "progress_bar")
@@ -208,6 +212,10 @@ class DeblurCLI(LightningCLI):
         config = self.config[subcommand] if subcommand else self.config
         if config.trainer.get("precision") is None:
             config.trainer.precision = default_precision(config.trainer.get("accelerator"), config.model.image_net.channels)
+        if config.get("ckpt_path"):
+            # LightningCLI reads the checkpoint right after this (for its hyperparameters): a
+            # missing or broken one is refused here, in one line naming it.
+            load_checkpoint_file(config.ckpt_path, map_location="cpu")
         # Decode the inputs and plan the job now, once, before anything else happens
         # (seeding, the Trainer, folders): inputs the job cannot run on stop here, in one line.
         self.planned_device = planning_device(config.trainer.get("accelerator"))
@@ -216,6 +224,7 @@ class DeblurCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         name_run_after_image(config)
+        time_budget_on_the_timer(config)
         resume_in_the_checkpoints_run_folder(config)
         save_under_the_root_dir(config)
         if config.trainer.get("enable_progress_bar") is False:
@@ -234,6 +243,9 @@ class DeblurCLI(LightningCLI):
     def before_fit(self) -> None:
         """Hand the decoded inputs to the datamodule and the plan to the job (which stops
         the Trainer after the plan's last step, ``max_steps``, once the fit sets it up)."""
+        # After every class is built (their own checks), before anything is written.
+        check_writable_folder(*output_root(self.config[self.subcommand]))
+        self.claim_run_folder()
         self.datamodule.observation = self.observation
         plan = self.plan
         if self.trainer.strategy.root_device != self.planned_device:
@@ -241,6 +253,36 @@ class DeblurCLI(LightningCLI):
             # accelerator given as an object, say): the automatic tile size depends on it.
             plan = self.model.plan_on(self.observation, self.trainer)
         self.model.plan = plan
+
+    def claim_run_folder(self) -> None:
+        """Give a TensorBoard logger without a version its run folder now, made with an
+        exclusive create (:func:`claim_version`), in place of the one Lightning would pick by
+        listing the folder: two jobs starting at once never share one. The logger is built
+        again from its options with that version; ``config.yaml`` keeps ``version: null``, so
+        it repeats the run in a new folder."""
+        logger, config = self.trainer.logger, self.config[self.subcommand]
+        options = config.trainer.get("logger")
+        if not isinstance(logger, TensorBoardLogger) or not hasattr(options, "init_args"):
+            return
+        if options.init_args.get("version") is not None:
+            return
+        version = claim_version(Path(logger.root_dir))
+        self.trainer.logger = type(logger)(**{**options.init_args.as_dict(), "version": version})
+
+
+def claim_version(root: Path) -> int:
+    """The next free ``n`` of the run folders ``root/version_<n>``, its folder made by this
+    call: ``mkdir`` without ``exist_ok`` fails when another process made it first, and the
+    next number is tried."""
+    root.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name.removeprefix("version_")) for p in root.glob("version_*") if p.name[8:].isdigit()]
+    version = max(taken, default=-1) + 1
+    while True:
+        try:
+            (root / f"version_{version}").mkdir()
+            return version
+        except FileExistsError:
+            version += 1
 
 
 def planning_device(accelerator) -> torch.device:
@@ -282,7 +324,17 @@ JOB_FAILED = 3
 
 JOB_STOPPED = 4
 """Exit code of a job told to stop before its plan's end (``--timer.duration``): its
-estimate so far is written, its checkpoint resumes it, ``metrics.json`` says ``stopped``."""
+estimate so far is written, its checkpoint resumes it, ``metrics.json`` says ``stopped``.
+A job stopped by a signal exits with 128 + the signal's number instead (143 for SIGTERM,
+130 for SIGINT), as a shell reports a process the signal ended; one stopped at
+``--trainer.max_steps`` exits with 0, as any Lightning program does."""
+
+
+def stopped_exit_code(job) -> int:
+    """The exit code of a ``fit`` whose job stopped before its plan's end (see :data:`JOB_STOPPED`)."""
+    if job.reached_step_limit:
+        return 0
+    return 128 + int(job.stop_signal) if job.stop_signal is not None else JOB_STOPPED
 
 FIT_SUMMARY = "deblur one image: estimate the sharp image and the kernel"
 """The line ``fit`` gets in the top-level ``--help`` (Lightning's would describe Trainer.fit)."""
@@ -306,6 +358,32 @@ def program_name() -> str:
     return "python -m lightning_deblur" if script in ("__main__.py", "-m", "") else script
 
 
+def time_budget_on_the_timer(config) -> None:
+    """``--trainer.max_time`` becomes ``--timer.duration``: Lightning ignores ``max_time``
+    when a :class:`Timer` is among the callbacks, as the job's always is.
+
+    Raises:
+        InputError: both given, with different values.
+    """
+    max_time = config.trainer.get("max_time")
+    if max_time is None:
+        return
+    duration = config.timer.get("duration")
+    if duration is not None and duration != max_time:
+        raise InputError(
+            f"--trainer.max_time {max_time} and --timer.duration {duration} disagree; give one of them (the same limit)"
+        )
+    config.timer.duration, config.trainer.max_time = max_time, None
+
+
+def output_root(config) -> tuple[str, str]:
+    """The folder a ``fit`` writes its run folder into, and the option that sets it."""
+    logger = config.trainer.get("logger")
+    if hasattr(logger, "init_args") and logger.init_args.get("save_dir") is not None:
+        return str(logger.init_args.save_dir), "--trainer.logger.init_args.save_dir"
+    return str(config.trainer.get("default_root_dir") or "."), "--trainer.default_root_dir"
+
+
 def save_under_the_root_dir(config) -> None:
     """With ``--trainer.default_root_dir D``, a TensorBoard logger left at the default
     save_dir writes its run folders under ``D``."""
@@ -321,8 +399,6 @@ def resume_in_the_checkpoints_run_folder(config) -> None:
     checkpoint = config.get("ckpt_path")
     if not checkpoint:
         return
-    if not Path(checkpoint).is_file():
-        raise InputError(f"checkpoint '{checkpoint}' not found; pass a run's checkpoints/last.ckpt to --ckpt_path")
     run = run_folder_of_checkpoint(checkpoint)
     logger = config.trainer.get("logger")
     if run is None or not hasattr(logger, "init_args") or "TensorBoardLogger" not in str(logger.class_path):
@@ -346,15 +422,25 @@ def main(args: list[str] | None = None) -> None:
                 print(f"error: the job failed: {failure}", file=sys.stderr)
                 raise SystemExit(JOB_FAILED)
             if getattr(cli.model, "stopped_early", False):
-                print(
-                    f"error: the job was told to stop after {cli.trainer.global_step} of "
-                    f"{cli.model.plan.total_steps} steps (--timer.duration?), before its plan's end",
-                    file=sys.stderr,
-                )
-                raise SystemExit(JOB_STOPPED)
+                code = stopped_exit_code(cli.model)
+                if code:
+                    cause = "a signal" if cli.model.stop_signal is not None else "--timer.duration?"
+                    print(
+                        f"error: the job was told to stop after {cli.trainer.global_step} of "
+                        f"{cli.model.plan.total_steps} steps ({cause}), before its plan's end; metrics.json says "
+                        "how to resume it",
+                        file=sys.stderr,
+                    )
+                    raise SystemExit(code)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Files are written atomically: the last checkpoint and results are still whole.
+        print(f"error: {error}; free some space, then resume the job from its last checkpoint", file=sys.stderr)
+        raise SystemExit(1) from None
     except argparse.ArgumentError as error:
         command = f"{program_name()} {argv[0]}" if argv and argv[0] == "fit" else program_name()
         print(f"error: {parse_error_line(str(error))}; see `{command} --help`", file=sys.stderr)

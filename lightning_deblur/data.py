@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
@@ -71,7 +72,7 @@ def _colour_tensor(pixels) -> torch.Tensor | None:
 
 def load_observation(
     image: str,
-    kernel_size: int | tuple[int, int] | None,
+    kernel_size: int | tuple[int, int] | str | None,
     sharp: str | None = None,
     kernel: str | None = None,
 ) -> Observation:
@@ -79,17 +80,25 @@ def load_observation(
 
     Args:
         image: blurred image path (or ``example:NAME``).
-        kernel_size: odd size or ``(kh, kw)``; may be ``None`` when ``kernel`` is given.
+        kernel_size: odd size, ``(kh, kw)`` or text (``"27x31"``); may be ``None`` when
+            ``kernel`` is given.
         sharp: optional sharp reference of the same size.
         kernel: optional known kernel (``.npy`` or image), for non-blind jobs.
 
     Raises:
-        InputError: unreadable files, a bad kernel size, or a sharp reference whose size
-            differs from the blurred image.
+        InputError: unreadable files, a bad kernel size or kernel, a blurred image of one
+            flat colour, or a sharp reference whose size differs from the blurred image.
     """
     known_kernel = None
     if kernel is not None:
         known_kernel = read_kernel(resolve_path(kernel), "--data.kernel")
+        height, width = known_kernel.shape
+        if min(height, width) < 3 or height % 2 == 0 or width % 2 == 0:
+            padded = "×".join(str(max(side + 1 - side % 2, 3)) for side in (height, width))
+            raise InputError(
+                f"the kernel in '{kernel}' is {height}×{width}, but a kernel needs odd sides of at least 3 (a centre "
+                f"pixel); pad it with zeros to {padded}, centred, and give that to --data.kernel"
+            )
         if kernel_size is None:
             kernel_size = known_kernel.shape
         if tuple(parse_kernel_size(kernel_size)) != tuple(known_kernel.shape):
@@ -99,8 +108,13 @@ def load_observation(
             )
     if kernel_size is None:
         raise InputError("the blur size is missing; pass --data.kernel_size (an odd number of pixels, e.g. 27)")
-    kernel_size = parse_kernel_size(tuple(kernel_size) if not isinstance(kernel_size, int) else kernel_size)
+    kernel_size = parse_kernel_size(kernel_size if isinstance(kernel_size, (int, str)) else tuple(kernel_size))
     source = read_image(resolve_path(image), "--data.image")
+    if np.ptp(source.pixels) == 0:
+        raise InputError(
+            f"'{source.path}' is one flat colour (every pixel {source.pixels.flat[0]:.3g}): there is nothing to "
+            "deblur; give --data.image a photo"
+        )
     observation = Observation(
         y=_to_tensor(source.pixels), kernel_size=kernel_size, source=source, y_colour=_colour_tensor(source.pixels)
     )
@@ -143,8 +157,9 @@ class BlurredImage(LightningDataModule):
     Args:
         image: path of the blurred image (PNG, JPEG or TIFF; 8 or 16 bit; grey or RGB),
             or ``example:NAME`` for a bundled example.
-        kernel_size: blur size in pixels: one odd number, or ``[kh, kw]``. An upper bound
-            of the true blur is safe. May be left out when ``kernel`` is given.
+        kernel_size: blur size in pixels: one odd number, or ``[kh, kw]`` (also written
+            ``KHxKW``, as in a manifest). An upper bound of the true blur is safe. May be left
+            out when ``kernel`` is given.
         sharp: optional sharp reference of the same size, for PSNR/SSIM/ISNR.
         kernel: optional known kernel (``.npy``, or an image scaled to any maximum), in
             physical orientation; used by non-blind jobs (``model.kernel_mode: fixed``).
@@ -153,7 +168,7 @@ class BlurredImage(LightningDataModule):
     def __init__(
         self,
         image: str,
-        kernel_size: int | tuple[int, int] | None = None,
+        kernel_size: int | tuple[int, int] | str | None = None,
         sharp: str | None = None,
         kernel: str | None = None,
     ) -> None:

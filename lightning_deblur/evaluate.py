@@ -73,7 +73,7 @@ import torch
 
 from lightning_deblur.errors import InputError
 from lightning_deblur.function_cli import function_parser, options_of
-from lightning_deblur.imagefiles import atomic_write, read_csv, read_grey, read_kernel, write_csv
+from lightning_deblur.imagefiles import atomic_write, finite_or_null, read_csv, read_grey, read_kernel, write_csv
 from lightning_deblur.manifest import ManifestRow, read_manifest
 from lightning_deblur.metrics import (
     SSIM_WINDOW,
@@ -448,15 +448,6 @@ def pick_scores(jobs: list[FoundRun], failure_db: float) -> dict:
     }
 
 
-def _clean(value):
-    """JSON-safe: non-finite floats become ``None``."""
-    if isinstance(value, dict):
-        return {key: _clean(item) for key, item in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _cell(value: float | None, pattern: str = "{:.2f}") -> str:
     return "—" if value is None or not math.isfinite(value) else pattern.format(value)
 
@@ -636,7 +627,7 @@ def evaluate(
     out = Path(output_dir)
     write_runs_csv(out / "runs.csv", jobs)
     # Not imagefiles.write_json: that sorts keys, and methods and inputs keep their given order here.
-    payload = json.dumps(_clean(summary), indent=2, allow_nan=False) + "\n"
+    payload = json.dumps(finite_or_null(summary), indent=2, allow_nan=False) + "\n"
     atomic_write(out / "summary.json", lambda temporary: temporary.write_text(payload))
     text = markdown(summary)
     atomic_write(out / "summary.md", lambda temporary: temporary.write_text(text))

@@ -8,6 +8,7 @@ from typing import Literal
 
 import torch
 
+from lightning_deblur.errors import check_at_least
 from lightning_deblur.nets import KernelNet, SkipNet
 
 
@@ -33,6 +34,11 @@ class ImageNetSpec:
     non_local_from_level: int = 3
     upsample_mode: Literal["bilinear", "nearest"] = "bilinear"
     noise_scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        # Values below these build no net (or a broken one, failing later with a traceback).
+        for name, least in (("input_channels", 1), ("channels", 1), ("skip_channels", 0), ("levels", 1)):
+            check_at_least(getattr(self, name), least, f"--model.image_net.{name}", getattr(ImageNetSpec, name))
 
     def build(self, output_channels: int = 1) -> SkipNet:
         return SkipNet(
@@ -60,6 +66,10 @@ class KernelNetSpec:
     input_size: int = 200
     hidden: int = 1000
     noise_scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("input_size", "hidden"):
+            check_at_least(getattr(self, name), 1, f"--model.kernel_net.{name}", getattr(KernelNetSpec, name))
 
     def build(self, kernel_size: tuple[int, int]) -> KernelNet:
         return KernelNet(kernel_size, input_size=self.input_size, hidden=self.hidden)

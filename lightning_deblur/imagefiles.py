@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -67,6 +68,14 @@ def read_image(path: str | os.PathLike, option: str = "--data.image") -> LoadedI
     try:
         if is_deep_colour(path):  # Pillow would decode these to 8 bits per channel
             return LoadedImage(read_deep_colour(path), 16, path)
+    except OSError as error:
+        raise InputError(f"cannot read '{path}' ({error}); check the file and its permissions") from None
+    except Exception as error:  # noqa: BLE001 - pypng and tifffile raise many kinds on a damaged file
+        raise InputError(
+            f"'{path}' is damaged or not the image it claims to be ({str(error)[:200] or type(error).__name__}); "
+            f"give {option} a whole PNG, JPEG or TIFF file"
+        ) from None
+    try:
         with Image.open(path) as opened:
             image = ImageOps.exif_transpose(opened)
             image.load()
@@ -108,6 +117,26 @@ def _decode(image: Image.Image, path: Path) -> tuple[np.ndarray, int]:
     return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0, 8
 
 
+def check_writable_folder(folder: str | os.PathLike, option: str) -> Path:
+    """Create ``folder`` (with its parents) if need be and check that files can be made in
+    it, so that a job refuses an unwritable output folder before any work, in one line.
+
+    Raises:
+        InputError: the folder cannot be created or written into (``option`` names where
+            it came from, for the message).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise InputError(
+            f"cannot write into '{folder}' ({error.strerror or error}); give {option} a folder you can write to"
+        ) from None
+    return folder
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(temporary_path)`` then rename the result onto ``path``.
 
@@ -144,8 +173,16 @@ def read_csv(path: str | os.PathLike, required: Sequence[str], not_found: str, m
     path = Path(path)
     if not path.is_file():
         raise InputError(not_found)
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    data = path.read_bytes()
+    try:
+        # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the first column's name.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise InputError(
+            f"line {line} of '{path}' is not UTF-8 text (byte {data[error.start]:#04x}); save the table as UTF-8"
+        ) from None
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     if not rows or any(column not in rows[0] for column in required):
         raise InputError(malformed)
     return rows
@@ -224,9 +261,21 @@ def write_kernel_png(path: str | os.PathLike, kernel: np.ndarray) -> Path:
 
 
 def write_json(path: str | os.PathLike, payload: dict) -> Path:
-    """Write ``payload`` as indented JSON, atomically."""
-    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+    """Write ``payload`` as indented JSON, atomically; non-finite floats (a diverged
+    loss) as ``null``, since JSON has no NaN or Infinity and strict readers refuse them."""
+    text = json.dumps(finite_or_null(payload), indent=2, sort_keys=True, allow_nan=False) + "\n"
     return atomic_write(path, lambda temporary: temporary.write_text(text))
+
+
+def finite_or_null(value):
+    """``value`` with every non-finite float in it (nested in dicts, lists, tuples) replaced by ``None``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(item) for item in value]
+    return value
 
 
 def read_kernel(path: str | os.PathLike, option: str = "--data.kernel") -> np.ndarray:
@@ -241,8 +290,11 @@ def read_kernel(path: str | os.PathLike, option: str = "--data.kernel") -> np.nd
             raise InputError(f"cannot read kernel '{path}' ({error}); give {option} a .npy array or an image") from None
     else:
         kernel = luminance(read_image(path, option).pixels)
-    if kernel.ndim != 2 or kernel.min() < 0 or kernel.sum() <= 0:
-        raise InputError(f"'{path}' is not a kernel (a 2-D, non-negative array with a positive sum)")
+    if kernel.ndim != 2 or not np.isfinite(kernel).all() or kernel.min() < 0 or kernel.sum() <= 0:
+        raise InputError(
+            f"'{path}' is not a kernel (a 2-D array of finite, non-negative values with a positive sum); "
+            f"give {option} another file"
+        )
     return kernel / kernel.sum()
 
 
@@ -296,10 +348,10 @@ def check_job_sizes(
     """
     (height, width), (kh, kw) = image_size, kernel_size
     if kh >= height or kw >= width:
-        raise InputError(
-            f"kernel {kh}×{kw} is not smaller than the {what} {height}×{width}; "
-            f"use a smaller --data.kernel_size or {enlarge}"
-        )
+        # 3 is the smallest kernel: past that, only a larger image helps.
+        can_shrink = (kh >= height and kh > 3) or (kw >= width and kw > 3)
+        fix = f"use a smaller --data.kernel_size or {enlarge}" if can_shrink else f"use {enlarge}"
+        raise InputError(f"kernel {kh}×{kw} is not smaller than the {what} {height}×{width}; {fix}")
     support = (height + kh - 1, width + kw - 1)
     if min(support) < min_support:
         raise InputError(

@@ -10,6 +10,7 @@ import yaml
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import Timer
 
+from lightning_deblur.checkpointing import JobTimer, StopOnSignal
 from lightning_deblur.data import BlurredImage, Observation
 from lightning_deblur.divergence import DivergenceGuard
 from lightning_deblur.errors import InputError
@@ -140,6 +141,14 @@ class DeblurJob(JobStages, LightningModule):
         """Weight of each loss term for the current step (from ``schedule``, before each step)."""
         self.init_stage_state()
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs):
+        """Lightning's :meth:`~lightning.pytorch.LightningModule.load_from_checkpoint`, always
+        with ``weights_only=True`` (torch 2.3-2.5 default to ``False``, under which a crafted
+        checkpoint runs code)."""
+        kwargs.pop("weights_only", None)
+        return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, weights_only=True, **kwargs)
+
     # ----------------------------------------------------------------- set-up
     def plan_for(self, observation: Observation, device: torch.device | None = None, bytes_per_value: int = 4) -> JobPlan:
         """This job's plan on ``observation`` (see :func:`~lightning_deblur.planning.plan_job`)."""
@@ -150,6 +159,7 @@ class DeblurJob(JobStages, LightningModule):
         return self.plan_for(observation, trainer.strategy.root_device, activation_bytes(trainer.precision))
 
     def setup(self, stage: str) -> None:
+        self.take_step_limit(self.trainer)
         self.build(planned_observation(self, self.trainer))
         self.limit_steps_to_plan()
 
@@ -189,12 +199,13 @@ class DeblurJob(JobStages, LightningModule):
 
     def configure_callbacks(self) -> list:
         """The callbacks the method needs, in the order they act after a step: the
-        divergence guard, then the scale transition; the result writer and the timer whose
-        wall time it reports. A guard, writer or timer the Trainer already has (the
-        command line configures its own) is kept."""
-        present = {type(callback) for callback in self.trainer.callbacks} if self._trainer is not None else set()
-        needed = [Timer(interval="step"), ResultWriter(), DivergenceGuard()]
-        return [callback for callback in needed if type(callback) not in present] + [ScaleTransition()]
+        divergence guard, the scale transition, the stop on SIGTERM/SIGINT; the result
+        writer and the timer whose wall time it reports. A guard, writer or timer the
+        Trainer already has (the command line configures its own) is kept."""
+        present = self.trainer.callbacks if self._trainer is not None else []
+        makers = {Timer: lambda: JobTimer(interval="step"), ResultWriter: ResultWriter, DivergenceGuard: DivergenceGuard}
+        missing = [make() for kind, make in makers.items() if not any(isinstance(c, kind) for c in present)]
+        return missing + [ScaleTransition(), StopOnSignal()]
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self.loss_weights = self.schedule.weights_at(self.step_in_scale, self.is_finest_scale)

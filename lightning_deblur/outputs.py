@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import Timer
 
-from lightning_deblur.checkpointing import JobCheckpoint
+from lightning_deblur.checkpointing import JobCheckpoint, JobTimer
 from lightning_deblur.colour import luminance, replace_luminance
 from lightning_deblur.errors import InputError
 from lightning_deblur.image_logging import tensorboard_writer
@@ -85,15 +86,7 @@ class ResultWriter(Callback):
         if pl_module.failure:
             metrics["error"] = pl_module.failure
         elif pl_module.stopped_early:
-            stopped = f"stopped after {trainer.global_step} of {pl_module.plan.total_steps} steps"
-            # JobCheckpoint saves the step reached (after this writer) unless checkpoints are off.
-            checkpoints = [c for c in trainer.callbacks if isinstance(c, JobCheckpoint) and c.every_n_steps]
-            if pl_module.stop_reason:
-                metrics["error"] = f"{stopped}: {pl_module.stop_reason}"
-            elif checkpoints:
-                metrics["error"] = f"{stopped}; resume with --ckpt_path {Path(checkpoints[0].dirpath) / 'last.ckpt'}"
-            else:
-                metrics["error"] = f"{stopped} (no checkpoint to resume from: --checkpoint.every_n_steps is 0)"
+            metrics["error"] = stop_record(trainer, pl_module)
         if pl_module.latest_loss is not None:
             metrics["final_loss"] = float(pl_module.latest_loss)
         inputs = {p.resolve() for p in (observation.source.path, getattr(observation.sharp_source, "path", None)) if p}
@@ -166,13 +159,34 @@ def result_pixels(observation, image) -> np.ndarray:
     return replace_luminance(source.pixels, grey) if source.is_colour else grey
 
 
+def stop_record(trainer: Trainer, pl_module: LightningModule) -> str:
+    """The ``error`` of a job stopped before its plan's end: where it stopped, why, and the
+    command line options that resume it (the run's ``config.yaml`` holds the others)."""
+    stopped = f"stopped after {trainer.global_step} of {pl_module.plan.total_steps} steps"
+    if pl_module.stop_reason:
+        return f"{stopped}: {pl_module.stop_reason}"
+    resume = ""
+    if pl_module.reached_step_limit:
+        stopped += f" (--trainer.max_steps {pl_module.requested_max_steps})"
+        resume = " --trainer.max_steps -1"
+    elif pl_module.stop_signal is not None:
+        stopped += f" by {signal.Signals(pl_module.stop_signal).name}"
+    # JobCheckpoint saves the step reached (after this writer) unless checkpoints are off.
+    checkpoints = [c for c in trainer.callbacks if isinstance(c, JobCheckpoint) and c.every_n_steps]
+    if not checkpoints:
+        return f"{stopped} (no checkpoint to resume from: --checkpoint.every_n_steps is 0)"
+    config = Path(trainer.log_dir or trainer.default_root_dir) / "config.yaml"
+    return f"{stopped}; resume with --config {config} --ckpt_path {Path(checkpoints[0].dirpath) / 'last.ckpt'}{resume}"
+
+
 def training_time(trainer: Trainer) -> float:
     """Seconds of training so far, from the trainer's :class:`Timer` (a resumed job counts
-    the time before its checkpoint too)."""
+    the time before its checkpoint too: :meth:`JobTimer.job_time`)."""
     timers = [callback for callback in trainer.callbacks if isinstance(callback, Timer)]
     if not timers:
         raise RuntimeError("ResultWriter needs a lightning.pytorch.callbacks.Timer among the trainer's callbacks")
-    return timers[0].time_elapsed("train")
+    timer = timers[0]
+    return timer.job_time() if isinstance(timer, JobTimer) else timer.time_elapsed("train")
 
 
 ALIGNED_BORDER = 15

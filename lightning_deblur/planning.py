@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from lightning_deblur.errors import InputError
+from lightning_deblur.errors import InputError, check_at_least
 from lightning_deblur.generators import ImageNetSpec
 from lightning_deblur.imagefiles import check_job_sizes
 from lightning_deblur.kernel_crop import KernelCropSpec, choose_crop
@@ -42,6 +42,9 @@ class ScalesSpec:
     ratio: float = math.sqrt(2)
     min_kernel_size: int = 7
     coarse_iterations: int = 500
+
+    def __post_init__(self) -> None:
+        check_at_least(self.count, 1, "--model.scales.count", ScalesSpec.count)
 
 
 @dataclass(frozen=True)
@@ -196,8 +199,6 @@ def plan_scales(
     has ``start=k``), so step counts and ``max_steps`` include every start; the job
     refuses several starts with one scale.
     """
-    if spec.count < 1:
-        raise ValueError(f"the number of scales must be at least 1, got {spec.count}")
     scales, start = [], 0
     for index in range(spec.count):
         factor = spec.ratio ** -(spec.count - 1 - index)

@@ -65,6 +65,12 @@ class JobStages:
         self.stop_reason: str | None = None
         """Why a job that did not fail stopped before its plan's end, when the job knows it
         better than the trainer does, or ``None``."""
+        self.stop_signal: int | None = None
+        """The signal (SIGTERM, SIGINT) that stopped the job at a step boundary
+        (:class:`~lightning_deblur.checkpointing.StopOnSignal`), or ``None``."""
+        self.requested_max_steps: int | None = None
+        """The Trainer's own ``max_steps`` (``None``: no limit), read by :meth:`take_step_limit`
+        before the plan's step count replaces it."""
         self.start_records: list[StartRecord] = []
         """The score of every start of the coarsest scale that has ended, in order."""
         self.attempt_records: list[dict] = []
@@ -89,13 +95,24 @@ class JobStages:
         self._plan = plan
         self.limit_steps_to_plan()
 
+    def take_step_limit(self, trainer) -> None:
+        """Read the Trainer's own ``max_steps`` (``--trainer.max_steps``; -1: none) into
+        :attr:`requested_max_steps`, before :meth:`limit_steps_to_plan` replaces it. Called
+        first thing in ``setup``."""
+        requested = trainer.fit_loop.epoch_loop.max_steps
+        self.requested_max_steps = None if requested is None or requested < 0 else requested
+
     def limit_steps_to_plan(self) -> None:
-        """Stop the Trainer after the plan's last step (its ``max_steps``), whenever the
-        plan is set or grows while a Trainer holds the job; ``setup`` calls it for a plan
-        set before the fit. The data loader holds more steps than that where restarts may
-        add some, so this limit, not the loader's length, ends a fit."""
+        """Stop the Trainer after the plan's last step, or at the Trainer's own ``max_steps``
+        when that comes first, whenever the plan is set or grows while a Trainer holds the
+        job; ``setup`` calls it for a plan set before the fit. The data loader holds more
+        steps than that where restarts may add some, so this limit, not the loader's
+        length, ends a fit."""
         if self._trainer is not None and self._plan is not None:
-            self._trainer.fit_loop.epoch_loop.max_steps = self._plan.total_steps
+            steps = self._plan.total_steps
+            if self.requested_max_steps is not None:
+                steps = min(steps, self.requested_max_steps)
+            self._trainer.fit_loop.epoch_loop.max_steps = steps
 
     @property
     def current_scale(self) -> Scale:
@@ -119,9 +136,15 @@ class JobStages:
     @property
     def stopped_early(self) -> bool:
         """Whether the job ended before its plan's last step without failing: the Trainer
-        was told to stop (``--timer.duration``, another callback). The run is then
-        resumable from its checkpoint and not complete."""
+        was told to stop (``--timer.duration``, a signal, ``--trainer.max_steps``, another
+        callback). The run is then resumable from its checkpoint and not complete."""
         return self.failure is None and self.plan is not None and self.global_step < self.plan.total_steps
+
+    @property
+    def reached_step_limit(self) -> bool:
+        """Whether the job stopped early at the Trainer's own ``max_steps``, as asked."""
+        limit = self.requested_max_steps
+        return self.stopped_early and limit is not None and self.global_step >= limit
 
     @property
     def most_steps(self) -> int:

@@ -98,6 +98,18 @@ class KillAt(Callback):
             raise RuntimeError("simulated kill")
 
 
+class StopAt(Callback):
+    """Tells the Trainer to stop right after step ``step``, as ``--timer.duration`` does when
+    its time is up (a normal end of fit, before the plan's last step)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            trainer.should_stop = True
+
+
 def write_easy_case(folder: Path) -> None:
     """A 40×36 picture under a 7×7 Gaussian blur (σ 2): ``blurred.png``, ``sharp.png`` and
     ``true_kernel.npy`` in ``folder``. Blind runs from the Gaussian initialization gain

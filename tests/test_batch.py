@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import CONF, KillAt, blur, gaussian_kernel, synthetic_sharp
+from conftest import CONF, KillAt, StopAt, blur, gaussian_kernel, synthetic_sharp
 
 from lightning_deblur import batch
 from lightning_deblur.batch import parse_seeds
@@ -227,17 +227,7 @@ def test_a_job_killed_after_a_checkpoint_resumes_from_it(tmp_path, no_cluster, m
     run = output / "a" / "seed0"
     # The job as batch runs it, killed at step 7 of 10 with a checkpoint from step 5.
     (job,) = batch.build_jobs(read_manifest(manifest), [0])
-    prefix = ["--config", str(CONF / "tiny.yaml"), *FAST, "--checkpoint.every_n_steps", "5"]
-    original = DeblurJob.configure_callbacks
-    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), KillAt(7)])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the batch's jobs here (see no_cluster)
-    try:
-        with pytest.raises(RuntimeError, match="simulated kill"):
-            main(batch.fit_arguments(job, output, prefix))
-    finally:
-        torch.set_num_threads(threads)
-    monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    run_as_batch_would(job, output, monkeypatch, KillAt(7), pytest.raises(RuntimeError, match="simulated kill"))
     assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
     killed_log = set(run.glob("events.out.tfevents.*"))
 
@@ -247,6 +237,53 @@ def test_a_job_killed_after_a_checkpoint_resumes_from_it(tmp_path, no_cluster, m
     assert killed_log < set(run.glob("events.out.tfevents.*"))  # same run folder, the first log kept
     assert not (run / "checkpoints").exists()  # a finished job drops its checkpoint
     assert read_rows(output / "summary.csv")[0]["status"] == "done"
+
+
+def run_as_batch_would(job, output, monkeypatch, callback, raises) -> None:
+    """Run ``job`` in-process as batch runs it (checkpoints every 5 steps), with ``callback``
+    among the job's callbacks, expecting ``raises``."""
+    prefix = ["--config", str(CONF / "tiny.yaml"), *FAST, "--checkpoint.every_n_steps", "5"]
+    original = DeblurJob.configure_callbacks
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), callback])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the batch's jobs here (see no_cluster)
+    try:
+        with raises:
+            main(batch.fit_arguments(job, output, prefix))
+    finally:
+        torch.set_num_threads(threads)
+        monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+
+
+def test_a_stopped_job_resumes_from_its_checkpoint(tmp_path, no_cluster, monkeypatch):
+    manifest = make_manifest(tmp_path, ["a"])
+    output = tmp_path / "out"
+    run = output / "a" / "seed0"
+    (job,) = batch.build_jobs(read_manifest(manifest), [0])
+    # Stopped at step 7 of 10 (a time budget, a signal): results so far, checkpoint at step 7.
+    run_as_batch_would(job, output, monkeypatch, StopAt(7), pytest.raises(SystemExit))
+    assert json.loads((run / "metrics.json").read_text())["status"] == "stopped"
+
+    main(batch_args(manifest, output, "--checkpoint.every_n_steps", "5"))
+    assert json.loads((run / "batch.json").read_text())["resumed"] is True
+    assert json.loads((run / "metrics.json").read_text())["status"] == "done"
+    assert read_rows(output / "summary.csv")[0]["status"] == "done"
+
+
+def test_a_corrupt_checkpoint_starts_the_job_over_and_says_so(tmp_path, no_cluster, monkeypatch, capsys):
+    manifest = make_manifest(tmp_path, ["a"])
+    output = tmp_path / "out"
+    run = output / "a" / "seed0"
+    (job,) = batch.build_jobs(read_manifest(manifest), [0])
+    run_as_batch_would(job, output, monkeypatch, KillAt(7), pytest.raises(RuntimeError, match="simulated kill"))
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated, as by a full disk
+
+    main(batch_args(manifest, output, "--checkpoint.every_n_steps", "5"))
+    err = capsys.readouterr().err
+    assert "did not take" in err and "cannot be read" in err and "starting it over" in err
+    assert json.loads((run / "batch.json").read_text())["resumed"] is False
+    assert json.loads((run / "metrics.json").read_text())["status"] == "done"
 
 
 RANK_SCHEMES = {
@@ -392,6 +429,36 @@ def test_bad_batch_input_is_one_line_and_exit_code_2(tmp_path, capsys, options, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert not (tmp_path / "out").exists()  # nothing started
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, no_cluster):
+    manifest = make_manifest(tmp_path, ["a"])
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        main(batch_args(manifest, tmp_path / "a_file" / "out"))
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.startswith("error: cannot write into") and "--output_dir" in err
+    assert "\n" not in err
+
+
+def test_manifest_text_is_read_as_written(tmp_path):
+    rows = "name,image,kernel_size\nnull,a.png,5\n-dash,b.png,5\n"
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + rows.encode())  # as spreadsheets save UTF-8
+    assert [row.name for row in read_manifest(tmp_path / "bom.csv")] == ["null", "-dash"]
+    (tmp_path / "latin1.csv").write_bytes(b"name,image,kernel_size\nok,a.png,5\ncaf\xe9,b.png,5\n")
+    with pytest.raises(InputError, match="line 3 of .*latin1.csv.* is not UTF-8"):
+        read_manifest(tmp_path / "latin1.csv")
+
+
+def test_names_that_read_as_null_or_as_options_get_their_own_folders(tmp_path, no_cluster):
+    manifest = make_manifest(tmp_path, ["null", "-dash"])
+    output = tmp_path / "out"
+    main(batch_args(manifest, output))
+    for name in ("null", "-dash"):
+        metrics = json.loads((output / name / "seed0" / "metrics.json").read_text())
+        assert metrics["status"] == "done" and metrics["image"].endswith(f"{name}.png")
+    assert sorted(p.name for p in output.iterdir() if p.is_dir()) == ["-dash", "null"]
+    assert {row["status"] for row in read_rows(output / "summary.csv")} == {"done"}
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes for a job that never ends")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,6 +162,19 @@ def test_results_json_is_complete_json(blurred_case, tmp_path):
     assert not list(run.glob(".*"))  # no temporary files left behind
 
 
+def test_a_diverged_loss_is_written_as_valid_json(tmp_path):
+    from lightning_deblur.imagefiles import write_json
+
+    write_json(tmp_path / "metrics.json", {"final_loss": float("nan"), "curve": [1.0, float("inf")]})
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    assert json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse) == {
+        "final_loss": None, "curve": [1.0, None]
+    }
+
+
 def non_blind_args(folder) -> tuple[str, ...]:
     """A non-blind run on :func:`write_easy_case`'s files with the true kernel: 200
     iterations of a 16-channel net, MSE then 1 − SSIM at 100."""
@@ -229,3 +243,20 @@ def test_the_run_folder_goes_under_the_default_root_dir(blurred_case, tmp_path):
           "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5"])  # fmt: skip
     (run,) = [p.parent for p in root.glob("*/version_*/metrics.json")]
     assert run.parent.name == "blurred" and read_metrics(run)["iterations"] == 20
+
+
+def test_a_run_folder_is_claimed_with_an_exclusive_create(blurred_case, tmp_path, monkeypatch):
+    """Another job makes version_0 between this one's look at the folder and its own create:
+    this job must not write into it."""
+    make_folder = Path.mkdir
+    other_jobs = tmp_path / "logs" / "blurred" / "version_0"
+
+    def racing_mkdir(self, *args, **kwargs):
+        if self == other_jobs and not self.exists():
+            make_folder(self)  # the other job's, a moment earlier
+        return make_folder(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", racing_mkdir)
+    run = run_fit(tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5")
+    assert run.name == "version_1" and not any(other_jobs.iterdir())
+    assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["logger"]["init_args"]["version"] is None

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from conftest import CONF, KillAt, blur, gaussian_kernel, read_metrics, synthetic_sharp
+from conftest import CONF, KillAt, StopAt, blur, gaussian_kernel, read_metrics, synthetic_sharp
 from lightning.pytorch import Callback
 
 from lightning_deblur.batch import read_finished
@@ -139,18 +144,6 @@ def test_a_checkpoint_reloads_as_a_job_with_its_settings_and_estimates(blurred_c
     assert float(k.sum()) == pytest.approx(1, abs=1e-5)
 
 
-class StopAt(Callback):
-    """Tells the Trainer to stop right after step ``step``, as ``--timer.duration`` does when
-    its time is up (a normal end of fit, before the plan's last step)."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
-            trainer.should_stop = True
-
-
 def test_a_job_told_to_stop_early_says_so_and_resumes_to_the_uninterrupted_result(blurred_case, tmp_path, monkeypatch):
     fit(tmp_path / "whole", blurred_case["image"])
     (whole,) = [p.parent for p in (tmp_path / "whole").glob("*/version_*/metrics.json")]
@@ -189,3 +182,137 @@ def test_a_spent_time_limit_stops_the_job_with_its_own_exit_code(blurred_case, t
     assert stopped.value.code == JOB_STOPPED
     assert "told to stop after 0 of 36 steps" in capsys.readouterr().err
     assert not list(tmp_path.glob("*/version_*/metrics.json"))  # no step ran: nothing to report as done
+
+
+def checkpoint_of(folder):
+    (run,) = list(folder.glob("*/version_*"))
+    return run, run / "checkpoints" / "last.ckpt"
+
+
+def test_trainer_max_steps_limits_the_job_and_the_advised_command_finishes_it(blurred_case, tmp_path):
+    fit(tmp_path / "limited", blurred_case["image"], "--trainer.max_steps", "12")  # exits normally, as Lightning does
+    run, checkpoint = checkpoint_of(tmp_path / "limited")
+    metrics = read_metrics(run)
+    assert metrics["iterations"] == 12 and metrics["status"] == "stopped"
+    assert "--trainer.max_steps 12" in metrics["error"] and torch.load(checkpoint, weights_only=True)["global_step"] == 12
+    advice = metrics["error"].split("resume with ", 1)[1].split()
+    main(["fit", *advice])
+    assert read_metrics(run)["status"] == "done" and read_metrics(run)["iterations"] == 36
+
+
+def test_trainer_max_time_is_the_jobs_time_budget(blurred_case, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        fit(tmp_path, blurred_case["image"], "--trainer.max_time", "00:00:00:00")
+    assert stopped.value.code == JOB_STOPPED
+    assert "told to stop after 0 of 36 steps" in capsys.readouterr().err
+
+
+def test_a_job_the_timer_stopped_resumes_to_its_end_with_the_advised_command(blurred_case, tmp_path, monkeypatch):
+    original = DeblurJob.configure_callbacks
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), StopAt(22)])
+    with pytest.raises(SystemExit):
+        fit(tmp_path / "stopped", blurred_case["image"], "--timer.duration", "00:01:00:00")
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    run, checkpoint = checkpoint_of(tmp_path / "stopped")
+    # As if the job had spent ten hours before its checkpoint: more than its one-hour budget.
+    state = torch.load(checkpoint, weights_only=True)
+    (timer,) = [key for key in state["callbacks"] if "Timer" in key]
+    state["callbacks"][timer]["time_elapsed"]["train"] = 36000.0
+    torch.save(state, checkpoint)
+    advice = read_metrics(run)["error"].split("resume with ", 1)[1].split()
+    main(["fit", *advice])  # the run's config.yaml holds the one-hour budget: this process gets it whole
+    metrics = read_metrics(run)
+    assert metrics["status"] == "done" and metrics["iterations"] == 36
+    assert metrics["wall_time_s"] >= 36000  # the job's time counts every process
+
+
+class SignalAt(Callback):
+    """Sends this process ``signum`` after step ``step``, as a scheduler or Ctrl-C would."""
+
+    def __init__(self, step: int, signum: int):
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_job_at_a_step_with_its_checkpoint_and_a_non_zero_exit(
+    blurred_case, tmp_path, monkeypatch, capsys, signum, code
+):
+    fit(tmp_path / "whole", blurred_case["image"])
+    (whole,) = [p.parent for p in (tmp_path / "whole").glob("*/version_*/metrics.json")]
+    original = DeblurJob.configure_callbacks
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), SignalAt(22, signum)])
+    with pytest.raises(SystemExit) as stopped:
+        fit(tmp_path / "signalled", blurred_case["image"])
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    assert stopped.value.code == code
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+    run, checkpoint = checkpoint_of(tmp_path / "signalled")
+    metrics = read_metrics(run)
+    step = metrics["iterations"]
+    assert metrics["status"] == "stopped" and 22 <= step <= 23 and signal.Signals(signum).name in metrics["error"]
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == step and read_finished(run) is None
+    main(["fit", *metrics["error"].split("resume with ", 1)[1].split()])
+    assert read_metrics(run)["status"] == "done"
+    np.testing.assert_array_equal(np.load(run / "kernel.npy"), np.load(whole / "kernel.npy"))
+
+
+def test_a_corrupt_checkpoint_is_one_line_naming_it(blurred_case, tmp_path, capsys):
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(SystemExit) as exit_info:
+        fit(tmp_path / "logs", blurred_case["image"], "--ckpt_path", str(checkpoint))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert str(checkpoint) in line and "cannot be read" in line
+
+
+def test_every_checkpoint_read_is_weights_only(blurred_case, tmp_path, monkeypatch):
+    original = DeblurJob.configure_callbacks
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), KillAt(12)])
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        fit(tmp_path / "killed", blurred_case["image"])
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    run, checkpoint = checkpoint_of(tmp_path / "killed")
+    asked = []
+    load = torch.load
+
+    def recording_load(*args, **kwargs):
+        asked.append(kwargs.get("weights_only"))  # torch 2.3-2.5 take None as False: code may run
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    DeblurJob.load_from_checkpoint(checkpoint)
+    fit(tmp_path / "ignored", blurred_case["image"], "--ckpt_path", str(checkpoint))
+    assert asked and all(value is True for value in asked)
+
+
+def test_a_checkpoint_write_that_fails_leaves_the_last_one_whole(blurred_case, tmp_path, monkeypatch, capsys):
+    saved = []
+    save = torch.save
+
+    def full_disk_on_the_second(payload, target, *args, **kwargs):
+        saved.append(target)
+        if len(saved) == 2:
+            if isinstance(target, (str, os.PathLike)):
+                Path(target).write_bytes(b"PK\x03\x04 partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(payload, target, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk_on_the_second)
+    with pytest.raises(SystemExit) as exit_info:
+        fit(tmp_path, blurred_case["image"])
+    assert exit_info.value.code == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert "No space left" in line and "resume" in line
+    run, checkpoint = checkpoint_of(tmp_path)
+    # Written beside its final name (a rename, never a copy across filesystems), and the
+    # failed write left neither a partial file nor a broken last.ckpt.
+    assert all(isinstance(path, (str, os.PathLike)) and Path(path).parent == checkpoint.parent for path in saved)
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["last.ckpt"]
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == 5
