@@ -154,5 +154,11 @@ def test_centring_between_scales_centres_the_refit_targets(blurred_case, tmp_pat
         tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5",
         "--model.centre_kernel_between_scales", str(between_scales).lower(), config=CONF / "tiny_improved.yaml",
     )  # fmt: skip
-    # Targets: the initial Gaussian, then the planted kernel carried to the second scale.
-    assert kernel_centroid_offset(targets[1]) == pytest.approx((0, 0) if between_scales else (-1, 1), abs=1e-6)
+    # Targets: the initial Gaussian, then the planted kernel carried to the second scale:
+    # centred, or as planted one pixel up and right, magnified with the input (19×16 px to
+    # 26×22: 1.37×; bilinear sampling of the delta puts its centroid at 1.42-1.43 px).
+    offset = kernel_centroid_offset(targets[1])
+    if between_scales:
+        assert offset == pytest.approx((0, 0), abs=1e-6)
+    else:
+        assert -1.5 < offset[0] < -1.3 and 1.3 < offset[1] < 1.5
