@@ -41,7 +41,7 @@ def kernel_signals(k: torch.Tensor) -> dict:
     kernel. The spread is the root mean squared distance of the kernel's mass from its
     centroid over half the support's mean side: about 0.4–0.7 for the protocol's true
     kernels, near 0 for a delta (the no-blur solution)."""
-    from lightning_deblur.centring import border_ratio
+    from lightning_deblur.core.centring import border_ratio
 
     mass = k / k.sum()
     rows, columns = torch.meshgrid(*(torch.arange(side, dtype=mass.dtype) for side in mass.shape), indexing="ij")
@@ -59,9 +59,9 @@ def final_signals_of(run: dict) -> dict:
     """The signals of one bank run's results (what a finished job returns)."""
     import numpy as np
 
-    from lightning_deblur.imagefiles import read_image
-    from lightning_deblur.physics import blur_valid
-    from lightning_deblur.verdict import gradient_energy, relative_gradient_sparsity
+    from lightning_deblur.core.imagefiles import read_image
+    from lightning_deblur.core.physics import blur_valid
+    from lightning_deblur.core.verdict import gradient_energy, relative_gradient_sparsity
 
     folder = ROOT / run["run_dir"]
     x = torch.from_numpy(read_image(folder / "deblurred.png").pixels).double()[None, None]
@@ -80,7 +80,7 @@ def final_signals_of(run: dict) -> dict:
 
 def time_blur(method: str, x, k, repeats: int) -> float:
     """Median time of a valid blur, forward + backward, after two warm-up calls."""
-    from lightning_deblur.physics import blur_valid
+    from lightning_deblur.core.physics import blur_valid
 
     times = []
     for _ in range(repeats + 2):

@@ -1,3 +1,3 @@
-from lightning_deblur.cli import main
+from lightning_deblur.commands.fit import main
 
 main()

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightning_deblur.colour import luminance
-from lightning_deblur.imagefiles import read_image, write_image, write_kernel_npy
-from lightning_deblur.physics import blur_valid
+from lightning_deblur.core.colour import luminance
+from lightning_deblur.core.imagefiles import read_image, write_image, write_kernel_npy
+from lightning_deblur.core.physics import blur_valid
 
 IMAGE, TOP, LEFT, SIZE = "kodim05.png", 110, 330, 96
 KERNEL = "levin09_k5.npy"

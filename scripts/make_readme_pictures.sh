@@ -40,7 +40,7 @@ import sys
 
 from PIL import Image
 
-from lightning_deblur.imagefiles import atomic_write
+from lightning_deblur.core.imagefiles import atomic_write
 
 source, output, scale, colours = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 with Image.open(source) as opened:

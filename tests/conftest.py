@@ -10,9 +10,9 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
-from lightning_deblur.cli import main
-from lightning_deblur.imagefiles import write_image
-from lightning_deblur.physics import blur_valid
+from lightning_deblur.commands.fit import main
+from lightning_deblur.core.imagefiles import write_image
+from lightning_deblur.core.physics import blur_valid
 
 CONF = Path(__file__).parent / "conf"
 

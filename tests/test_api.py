@@ -10,8 +10,8 @@ from conftest import CONF, run_fit
 from PIL import Image
 
 from lightning_deblur import deblur
-from lightning_deblur.errors import InputError
-from lightning_deblur.imagefiles import read_image
+from lightning_deblur.core.errors import InputError
+from lightning_deblur.core.imagefiles import read_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,8 +79,8 @@ def test_the_job_from_its_config_under_a_plain_trainer_writes_the_command_lines_
     no callbacks of ours, the job writes the same result files as ``fit`` does."""
     from lightning.pytorch import Trainer, seed_everything
 
-    from lightning_deblur.data import BlurredImage
-    from lightning_deblur.job import DeblurJob
+    from lightning_deblur.job.data import BlurredImage
+    from lightning_deblur.job.deblur_job import DeblurJob
 
     cli_run = run_fit(tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5",
                       config=CONF / "tiny_improved.yaml")  # fmt: skip

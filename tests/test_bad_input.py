@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import CONF
 
-from lightning_deblur.cli import main
-from lightning_deblur.imagefiles import write_image
+from lightning_deblur.commands.fit import main
+from lightning_deblur.core.imagefiles import write_image
 
 
 def run_expecting_error(capsys, *args: str) -> str:
@@ -201,7 +201,7 @@ def broken_deep_colour_files(folder):
     """A 16-bit RGB PNG and TIFF cut short, and a 'TIFF' that is only its signature."""
     import tifffile
 
-    from lightning_deblur.high_bit_depth import write_deep_colour_png
+    from lightning_deblur.core.high_bit_depth import write_deep_colour_png
 
     pixels = (np.random.default_rng(0).random((40, 40, 3)) * 65535).astype(np.uint16)
     write_deep_colour_png(folder / "whole.png", pixels)

@@ -74,7 +74,7 @@ def test_a_slice_of_named_inputs_runs_only_those_and_an_unknown_name_is_one_line
         from full_fidelity_bank import PROTOCOL, input_slice
     finally:
         sys.path.remove(str(ROOT / "benchmarks" / "bank"))
-    from lightning_deblur.manifest import read_manifest
+    from lightning_deblur.core.manifest import read_manifest
 
     whole = read_manifest(input_slice(PROTOCOL / "manifest.csv", 0, [], tmp_path))
     assert len(whole) == 8

@@ -23,14 +23,18 @@ import torch
 import yaml
 from conftest import CONF, KillAt, StopAt, blur, gaussian_kernel, synthetic_sharp
 
-from lightning_deblur import batch
-from lightning_deblur.batch import parse_seeds
-from lightning_deblur.cli import main
-from lightning_deblur.errors import InputError
-from lightning_deblur.imagefiles import read_image, write_image, write_json
-from lightning_deblur.job import DeblurJob
-from lightning_deblur.manifest import ManifestRow, read_manifest
-from lightning_deblur.ranks import CLUSTER_VARIABLES, cluster_rank, node_share
+from lightning_deblur.commands.batch import command as batch_command
+from lightning_deblur.commands.batch import jobs as batch_jobs
+from lightning_deblur.commands.batch import processes as batch_processes
+from lightning_deblur.commands.batch import slots as batch_slots
+from lightning_deblur.commands.batch import summary as batch_summary
+from lightning_deblur.commands.batch.jobs import parse_seeds
+from lightning_deblur.commands.fit import main
+from lightning_deblur.core.errors import InputError
+from lightning_deblur.core.imagefiles import read_image, write_image, write_json
+from lightning_deblur.job.deblur_job import DeblurJob
+from lightning_deblur.core.manifest import ManifestRow, read_manifest, rows_from_folder
+from lightning_deblur.commands.ranks import CLUSTER_VARIABLES, cluster_rank, node_share
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model.iterations", "10"]  # passed through to every job's fit
@@ -226,7 +230,7 @@ def test_a_job_killed_after_a_checkpoint_resumes_from_it(tmp_path, no_cluster, m
     output = tmp_path / "out"
     run = output / "a" / "seed0"
     # The job as batch runs it, killed at step 7 of 10 with a checkpoint from step 5.
-    (job,) = batch.build_jobs(read_manifest(manifest), [0])
+    (job,) = batch_jobs.build_jobs(read_manifest(manifest), [0])
     run_as_batch_would(job, output, monkeypatch, KillAt(7), pytest.raises(RuntimeError, match="simulated kill"))
     assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
     killed_log = set(run.glob("events.out.tfevents.*"))
@@ -249,7 +253,7 @@ def run_as_batch_would(job, output, monkeypatch, callback, raises) -> None:
     torch.set_num_threads(1)  # as the batch's jobs here (see no_cluster)
     try:
         with raises:
-            main(batch.fit_arguments(job, output, prefix))
+            main(batch_jobs.fit_arguments(job, output, prefix))
     finally:
         torch.set_num_threads(threads)
         monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
@@ -259,7 +263,7 @@ def test_a_stopped_job_resumes_from_its_checkpoint(tmp_path, no_cluster, monkeyp
     manifest = make_manifest(tmp_path, ["a"])
     output = tmp_path / "out"
     run = output / "a" / "seed0"
-    (job,) = batch.build_jobs(read_manifest(manifest), [0])
+    (job,) = batch_jobs.build_jobs(read_manifest(manifest), [0])
     # Stopped at step 7 of 10 (a time budget, a signal): results so far, checkpoint at step 7.
     run_as_batch_would(job, output, monkeypatch, StopAt(7), pytest.raises(SystemExit))
     assert json.loads((run / "metrics.json").read_text())["status"] == "stopped"
@@ -274,7 +278,7 @@ def test_a_corrupt_checkpoint_starts_the_job_over_and_says_so(tmp_path, no_clust
     manifest = make_manifest(tmp_path, ["a"])
     output = tmp_path / "out"
     run = output / "a" / "seed0"
-    (job,) = batch.build_jobs(read_manifest(manifest), [0])
+    (job,) = batch_jobs.build_jobs(read_manifest(manifest), [0])
     run_as_batch_would(job, output, monkeypatch, KillAt(7), pytest.raises(RuntimeError, match="simulated kill"))
     checkpoint = run / "checkpoints" / "last.ckpt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated, as by a full disk
@@ -371,24 +375,24 @@ def test_a_slurm_rank_runs_its_share_and_its_jobs_do_not_see_the_slurm_rank(tmp_
 
 
 def test_cpu_workers_share_the_cores_without_oversubscribing(monkeypatch):
-    monkeypatch.setattr(batch, "_cpu_cores", lambda: 16)
-    slots, threads, per_slot = batch.plan_slots("4", 2, "cpu", concurrency_cap=100)
+    monkeypatch.setattr(batch_slots, "_cpu_cores", lambda: 16)
+    slots, threads, per_slot = batch_slots.plan_slots("4", 2, "cpu", concurrency_cap=100)
     assert [slot.label for slot in slots] == ["cpu0", "cpu1", "cpu2", "cpu3"] and threads == 2 and per_slot == 2
     assert all(slot.env == {"CUDA_VISIBLE_DEVICES": ""} for slot in slots)  # CPU jobs never touch a GPU
-    assert batch.plan_slots("4", 2, "cpu", concurrency_cap=3)[1] == 5  # fewer jobs than slots
-    assert batch.plan_slots("auto", 1, "cpu", concurrency_cap=100) == ([batch.Slot("cpu0", slots[0].env)], 16, 1)
+    assert batch_slots.plan_slots("4", 2, "cpu", concurrency_cap=3)[1] == 5  # fewer jobs than slots
+    assert batch_slots.plan_slots("auto", 1, "cpu", concurrency_cap=100) == ([batch_processes.Slot("cpu0", slots[0].env)], 16, 1)
     # jobs_per_device auto: one job per CPU slot, its threads taking every core.
-    assert batch.plan_slots("auto", "auto", "cpu", concurrency_cap=100) == ([batch.Slot("cpu0", slots[0].env)], 16, 1)
+    assert batch_slots.plan_slots("auto", "auto", "cpu", concurrency_cap=100) == ([batch_processes.Slot("cpu0", slots[0].env)], 16, 1)
     with pytest.raises(InputError, match="at least 1"):
-        batch.plan_slots("1", 0, "cpu", concurrency_cap=100)
-    assert batch.plan_slots("3", 3, "cpu", concurrency_cap=100)[1] == 1
+        batch_slots.plan_slots("1", 0, "cpu", concurrency_cap=100)
+    assert batch_slots.plan_slots("3", 3, "cpu", concurrency_cap=100)[1] == 1
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RANK", "3")
-    env = batch._job_environment(5)
+    env = batch_slots._job_environment(5)
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "5" and "RANK" not in env
     monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's choice wins, for MKL too
-    env = batch._job_environment(5)
+    env = batch_slots._job_environment(5)
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "7"
 
 
@@ -508,9 +512,9 @@ def test_images_runs_every_image_of_the_folder_and_nothing_else(tmp_path, no_clu
     assert sorted(p.name for p in output.iterdir()) == ["summary.csv", "x", "y"]
 
     # One photo: --images takes an image file as well as a folder; anything else is refused.
-    assert batch.rows_from_folder(folder / "x.png", "5") == [ManifestRow("x", str((folder / "x.png").resolve()), (5, 5))]
+    assert rows_from_folder(folder / "x.png", "5") == [ManifestRow("x", str((folder / "x.png").resolve()), (5, 5))]
     with pytest.raises(InputError, match="is not a folder or an image file"):
-        batch.rows_from_folder(folder / "notes.txt", "5")
+        rows_from_folder(folder / "notes.txt", "5")
 
 
 def test_a_non_blind_batch_gives_each_job_the_manifest_kernel(tmp_path, no_cluster, capsys):
@@ -535,22 +539,22 @@ def test_a_non_blind_batch_gives_each_job_the_manifest_kernel(tmp_path, no_clust
 def test_each_gpu_slot_pins_its_jobs_to_one_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3,5,7")  # the GPUs the scheduler gave this process
-    slots, _, _ = batch.plan_slots("auto", 2, "auto", concurrency_cap=100)
+    slots, _, _ = batch_slots.plan_slots("auto", 2, "auto", concurrency_cap=100)
     # jobs_per_device auto: several jobs per GPU (a job alone leaves it mostly idle).
-    assert batch.plan_slots("auto", "auto", "auto", concurrency_cap=100).jobs_per_device == batch.GPU_JOBS_PER_DEVICE > 1
+    assert batch_slots.plan_slots("auto", "auto", "auto", concurrency_cap=100).jobs_per_device == batch_slots.GPU_JOBS_PER_DEVICE > 1
     assert [(slot.label, slot.env) for slot in slots] == [
         (f"gpu{i}", {"CUDA_VISIBLE_DEVICES": i}) for i in ("2", "3", "5", "7")
     ]
-    assert [slot.label for slot in batch.plan_slots("2", 1, "gpu", concurrency_cap=100)[0]] == ["gpu2", "gpu3"]
-    assert [slot.label for slot in batch.plan_slots("auto", 1, "cpu", concurrency_cap=100)[0]] == ["cpu0"]
+    assert [slot.label for slot in batch_slots.plan_slots("2", 1, "gpu", concurrency_cap=100)[0]] == ["gpu2", "gpu3"]
+    assert [slot.label for slot in batch_slots.plan_slots("auto", 1, "cpu", concurrency_cap=100)[0]] == ["cpu0"]
     with pytest.raises(InputError, match="only 4 CUDA GPUs"):
-        batch.plan_slots("5", 1, "auto", concurrency_cap=100)
+        batch_slots.plan_slots("5", 1, "auto", concurrency_cap=100)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     with pytest.raises(InputError, match="no CUDA GPU is visible"):
-        batch.plan_slots("auto", 1, "gpu", concurrency_cap=100)
+        batch_slots.plan_slots("auto", 1, "gpu", concurrency_cap=100)
 
     # The pool: every job runs with one slot's variable, never more than 2 at once per GPU.
-    jobs = batch.build_jobs([ManifestRow(f"in{i}", f"in{i}.png", (5, 5)) for i in range(10)], [0])
+    jobs = batch_jobs.build_jobs([ManifestRow(f"in{i}", f"in{i}.png", (5, 5)) for i in range(10)], [0])
     lock, running, seen, peak = threading.Lock(), {}, {}, {}
 
     def fake_run(job, spec, slot, processes):
@@ -563,8 +567,8 @@ def test_each_gpu_slot_pins_its_jobs_to_one_gpu(monkeypatch):
             running[slot.label] -= 1
         return {"status": "done", "error": None, "wall_time_s": 0.05, "device": env["CUDA_VISIBLE_DEVICES"]}
 
-    spec = batch.RunSpec("out", (), {"CUDA_VISIBLE_DEVICES": "2,3,5,7"}, None)
-    batch.run_jobs(jobs, slots, 2, spec, lambda job, values: seen.update({job.index: values["device"]}), fake_run)
+    spec = batch_processes.RunSpec("out", (), {"CUDA_VISIBLE_DEVICES": "2,3,5,7"}, None)
+    batch_processes.run_jobs(jobs, slots, 2, spec, lambda job, values: seen.update({job.index: values["device"]}), fake_run)
     assert sorted(seen) == list(range(10))  # every job ran once
     assert set(seen.values()) == {"2", "3", "5", "7"}  # each with a single GPU, every GPU used
     assert max(peak.values()) <= 2
@@ -573,8 +577,8 @@ def test_each_gpu_slot_pins_its_jobs_to_one_gpu(monkeypatch):
 def test_an_interruption_still_reports_jobs_that_had_ended():
     """A job can end (its thread handing the slot on) just before a SIGTERM reaches the
     thread that reports results; the summary must still call it done."""
-    jobs = batch.build_jobs([ManifestRow(f"in{i}", f"in{i}.png", (5, 5)) for i in range(2)], [0])
-    slots, _, _ = batch.plan_slots("1", 2, "cpu", concurrency_cap=100)
+    jobs = batch_jobs.build_jobs([ManifestRow(f"in{i}", f"in{i}.png", (5, 5)) for i in range(2)], [0])
+    slots, _, _ = batch_slots.plan_slots("1", 2, "cpu", concurrency_cap=100)
     both_ended = threading.Barrier(3)
 
     def fake_run(job, spec, slot, processes):
@@ -589,10 +593,10 @@ def test_an_interruption_still_reports_jobs_that_had_ended():
             time.sleep(0.3)  # the other job's thread returns meanwhile: its future is done, unreported
             raise SystemExit(143)  # the SIGTERM handler's exception, in the reporting thread
 
-    spec = batch.RunSpec("out", (), {}, None)
+    spec = batch_processes.RunSpec("out", (), {}, None)
     threading.Thread(target=both_ended.wait, kwargs={"timeout": 10}).start()
     with pytest.raises(SystemExit):
-        batch.run_jobs(jobs, slots, 2, spec, on_result, fake_run)
+        batch_processes.run_jobs(jobs, slots, 2, spec, on_result, fake_run)
     assert set(reported) == {0, 1}
 
 
@@ -631,7 +635,7 @@ def test_sigterm_kills_running_jobs_keeps_finished_ones_and_the_batch_resumes(tm
 def test_batch_options_and_fit_options_are_told_apart():
     argv = ["--config", "a.yaml", "--model.iterations", "3", "--config+", "b.yaml", "--seeds=0-2",
             "--trainer.precision", "bf16-mixed", "--output_dir", "o"]  # fmt: skip
-    mine, fit = batch.split_arguments(argv, {"config", "seeds", "output_dir"})
+    mine, fit = batch_command.split_arguments(argv, {"config", "seeds", "output_dir"})
     assert mine == ["--seeds", "0-2", "--output_dir", "o", "--config", '["a.yaml", "b.yaml"]']
     assert fit == ["--model.iterations", "3", "--trainer.precision", "bf16-mixed"]
 
@@ -657,6 +661,6 @@ def test_the_summary_marks_each_images_sparsest_run(tmp_path):
         {"name": "c", "seed": 0, "status": "done", "gradient_sparsity": 0.99, "sparsest": 1},  # a stale mark
         {"name": "c", "seed": 1, "status": "done", "gradient_sparsity": "0.95"},  # another rank's CSV part: text
     ]
-    batch.write_summary(tmp_path / "summary.csv", rows)
+    batch_summary.write_summary(tmp_path / "summary.csv", rows)
     marks = {(row["name"], row["seed"]): row["sparsest"] for row in read_rows(tmp_path / "summary.csv")}
     assert marks == {("a", "0"): "0", ("a", "1"): "1", ("a", "2"): "", ("b", "0"): "", ("c", "0"): "0", ("c", "1"): "1"}

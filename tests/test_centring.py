@@ -8,11 +8,11 @@ import torch
 from conftest import CONF, blur, gaussian_kernel, read_metrics, run_fit, synthetic_sharp
 from lightning.pytorch import Callback
 
-from lightning_deblur.centring import border_ratio, centre_kernel, kernel_centroid_offset, nearest_shift
-from lightning_deblur.imagefiles import read_image, write_image
-from lightning_deblur.job import DeblurJob
-from lightning_deblur.multiscale import ScaleTransition
-from lightning_deblur.physics import blur_valid, crop_to_observation
+from lightning_deblur.core.centring import border_ratio, centre_kernel, kernel_centroid_offset, nearest_shift
+from lightning_deblur.core.imagefiles import read_image, write_image
+from lightning_deblur.job.deblur_job import DeblurJob
+from lightning_deblur.job.multiscale import ScaleTransition
+from lightning_deblur.core.physics import blur_valid, crop_to_observation
 
 
 def off_centre_kernel(size=(9, 11), centre=(2.6, 7.3), sigma=1.2) -> torch.Tensor:

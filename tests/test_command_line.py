@@ -13,7 +13,7 @@ from conftest import CONF
 from test_configs import CONFIGS as FIT_CONFIGS  # every shipped config but the pool files
 
 from lightning_deblur import __version__
-from lightning_deblur.cli import main, plain_text
+from lightning_deblur.commands.fit import main, plain_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_deblur.cli import parse_fit_arguments
-from lightning_deblur.pool import read_members
+from lightning_deblur.commands.fit import parse_fit_arguments
+from lightning_deblur.commands.pool import read_members
 
 SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 POOLS = [path for path in SHIPPED if "members" in (yaml.safe_load(path.read_text()) or {})]

@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import CONF, read_metrics, run_fit
 
-from lightning_deblur.curves import CURVE_COLUMNS, read_curve
-from lightning_deblur.losses import kernel_l2
+from lightning_deblur.core.curve_table import CURVE_COLUMNS, read_curve
+from lightning_deblur.core.losses import kernel_l2
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,8 +10,8 @@ import torch
 from conftest import CONF
 from lightning.pytorch import Callback
 
-from lightning_deblur.cli import JOB_FAILED, main
-from lightning_deblur.imagefiles import read_image
+from lightning_deblur.commands.fit import JOB_FAILED, main
+from lightning_deblur.core.imagefiles import read_image
 
 
 class PoisonAt(Callback):
@@ -31,7 +31,7 @@ class PoisonAt(Callback):
 
 def test_nan_stops_the_job_and_keeps_the_last_good_estimate(blurred_case, tmp_path, capsys, monkeypatch):
     poison = PoisonAt(keep=10, poison=12)
-    from lightning_deblur.job import DeblurJob
+    from lightning_deblur.job.deblur_job import DeblurJob
 
     original = DeblurJob.configure_callbacks
     monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), poison])
@@ -55,7 +55,7 @@ def test_nan_stops_the_job_and_keeps_the_last_good_estimate(blurred_case, tmp_pa
 def test_a_collapsed_image_is_detected():
     from types import SimpleNamespace
 
-    from lightning_deblur.divergence import DivergenceGuard
+    from lightning_deblur.job.divergence import DivergenceGuard
 
     guard = DivergenceGuard()
     flat = SimpleNamespace(latest_loss=torch.tensor(0.1), latest_x=torch.zeros(1, 1, 9, 9))

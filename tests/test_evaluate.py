@@ -14,12 +14,14 @@ import pytest
 import torch
 from conftest import blur, gaussian_kernel, synthetic_sharp
 
-from lightning_deblur.cli import main
-from lightning_deblur.errors import InputError
-from lightning_deblur.evaluate import FoundRun, evaluate, parse_results, pick_scores, read_runs_csv, spread_list_option
-from lightning_deblur.imagefiles import read_grey, read_image, write_image, write_json, write_kernel_npy
-from lightning_deblur.metrics import aligned_psnr, error_ratio, kernel_error, psnr_per_image
-from lightning_deblur.manifest import ManifestRow, write_manifest
+from lightning_deblur.commands.fit import main
+from lightning_deblur.core.errors import InputError
+from lightning_deblur.commands.evaluate import evaluate, parse_results, spread_list_option
+from lightning_deblur.commands.evaluate_tables import FoundRun, pick_scores, read_runs_csv
+from lightning_deblur.core.imagefiles import read_grey, read_image, write_image, write_json, write_kernel_npy
+from lightning_deblur.core.metrics import psnr_per_image
+from lightning_deblur.core.alignment import aligned_psnr, error_ratio, kernel_error
+from lightning_deblur.core.manifest import ManifestRow, write_manifest
 
 SIZE = 48
 SEEDS = (0, 1)

@@ -13,13 +13,14 @@ import torch
 from conftest import blur, gaussian_kernel, synthetic_sharp
 from PIL import Image
 
-from lightning_deblur.cli import main
-from lightning_deblur.errors import InputError
-from lightning_deblur.evaluate import RUN_FIELDS
-from lightning_deblur.figures import curves, histogram, inputs, seeds
-from lightning_deblur.fit_experiment import fit_rmse
-from lightning_deblur.generators import ImageNetSpec
-from lightning_deblur.imagefiles import write_image
+from lightning_deblur.commands.fit import main
+from lightning_deblur.core.errors import InputError
+from lightning_deblur.commands.evaluate_tables import RUN_FIELDS
+from lightning_deblur.commands.figures.curves import curves
+from lightning_deblur.commands.figures.evaluated import histogram, inputs, seeds
+from lightning_deblur.core.fit_experiment import fit_rmse
+from lightning_deblur.core.generators import ImageNetSpec
+from lightning_deblur.core.imagefiles import write_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -117,7 +118,7 @@ def test_fit_speed_fits_sharp_and_blurred_and_writes_curves(tmp_path, capsys):
 
 
 def test_fit_speed_from_a_manifest_row(tmp_path):
-    from lightning_deblur.manifest import ManifestRow, write_manifest
+    from lightning_deblur.core.manifest import ManifestRow, write_manifest
 
     support = synthetic_sharp(44, 44, seed=3)
     write_image(tmp_path / "s.png", support[2:-2, 2:-2])
@@ -167,7 +168,7 @@ def test_missing_matplotlib_is_a_one_line_error(runs_csv, tmp_path, monkeypatch,
 
 
 def test_curve_bands_draw_median_and_quartiles_from_the_runs_curves(tmp_path, capsys):
-    from lightning_deblur.curves import write_curve
+    from lightning_deblur.core.curve_table import write_curve
 
     for method, offset in (("a", 0.0), ("b", 2.0)):
         for seed in range(3):

@@ -11,9 +11,9 @@ import yaml
 from conftest import CONF, blur, gaussian_kernel, read_metrics, run_fit, synthetic_sharp, write_easy_case
 from PIL import Image
 
-from lightning_deblur.cli import main
-from lightning_deblur.colour import rgb_to_ycbcr
-from lightning_deblur.imagefiles import read_image, write_image
+from lightning_deblur.commands.fit import main
+from lightning_deblur.core.colour import rgb_to_ycbcr
+from lightning_deblur.core.imagefiles import read_image, write_image
 
 
 def test_fit_writes_every_result_file(blurred_case, tmp_path):
@@ -163,7 +163,7 @@ def test_results_json_is_complete_json(blurred_case, tmp_path):
 
 
 def test_a_diverged_loss_is_written_as_valid_json(tmp_path):
-    from lightning_deblur.imagefiles import write_json
+    from lightning_deblur.core.imagefiles import write_json
 
     write_json(tmp_path / "metrics.json", {"final_loss": float("nan"), "curve": [1.0, float("inf")]})
 

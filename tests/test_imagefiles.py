@@ -10,10 +10,10 @@ import torch
 from conftest import read_metrics, run_fit
 from PIL import Image, ImageOps
 
-from lightning_deblur.errors import InputError
-from lightning_deblur.high_bit_depth import orient
-from lightning_deblur.colour import luminance
-from lightning_deblur.imagefiles import read_grey, read_image, write_csv, write_image
+from lightning_deblur.core.errors import InputError
+from lightning_deblur.core.high_bit_depth import orient
+from lightning_deblur.core.colour import luminance
+from lightning_deblur.core.imagefiles import read_grey, read_image, write_csv, write_image
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -120,7 +120,7 @@ def test_paths_with_spaces_and_unicode_work(blurred_case, tmp_path):
 def test_results_never_overwrite_an_input(blurred_case, tmp_path, capsys):
     from conftest import CONF
 
-    from lightning_deblur.cli import main
+    from lightning_deblur.commands.fit import main
 
     run = tmp_path / "logs" / "x" / "v"
     run.mkdir(parents=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_deblur.losses import LossInputs, kernel_l2, ssim, total_variation, weighted_loss
+from lightning_deblur.core.losses import LossInputs, kernel_l2, ssim, total_variation, weighted_loss
 
 
 def ssim_reference(a: np.ndarray, b: np.ndarray) -> float:

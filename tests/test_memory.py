@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import CONF
 
-from lightning_deblur.cli import main
-from lightning_deblur.generators import ImageNetSpec
-from lightning_deblur.memory import step_bytes
+from lightning_deblur.commands.fit import main
+from lightning_deblur.core.generators import ImageNetSpec
+from lightning_deblur.core.memory import step_bytes
 
 
 def test_estimate_grows_with_the_image_and_shrinks_with_half_precision():
@@ -20,7 +20,7 @@ def test_estimate_grows_with_the_image_and_shrinks_with_half_precision():
 
 
 def test_a_job_that_cannot_fit_is_refused_with_the_memory_it_needs(blurred_case, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("lightning_deblur.memory.available_bytes", lambda device: 1024)
+    monkeypatch.setattr("lightning_deblur.core.memory.available_bytes", lambda device: 1024)
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(CONF / "tiny.yaml"), "--data.image", str(blurred_case["image"]),
               "--data.kernel_size", "5", "--trainer.logger.init_args.save_dir", str(tmp_path)])  # fmt: skip

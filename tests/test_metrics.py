@@ -1,4 +1,4 @@
-"""Shift-aligned (Levin et al. 2009) image and kernel figures of ``lightning_deblur.metrics``."""
+"""Shift-aligned (Levin et al. 2009) image and kernel figures of ``lightning_deblur.core.metrics``."""
 
 import math
 
@@ -6,19 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_deblur.losses import ssim
-from lightning_deblur.metrics import (
-    AlignedPair,
-    align_to_reference,
-    aligned_isnr,
-    aligned_psnr,
-    aligned_ssim,
-    error_ratio,
-    kernel_error,
-    psnr_per_image,
-    ssim_map,
-    ssim_per_image,
-)
+from lightning_deblur.core.losses import ssim
+from lightning_deblur.core.metrics import psnr_per_image, ssim_map, ssim_per_image
+from lightning_deblur.core.alignment import AlignedPair, align_to_reference, aligned_isnr, aligned_psnr, aligned_ssim, error_ratio, kernel_error
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

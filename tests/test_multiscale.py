@@ -10,14 +10,14 @@ import torch
 from conftest import CONF, read_metrics, run_fit
 from lightning.pytorch import Callback, Trainer
 
-from lightning_deblur.data import BlurredImage
-from lightning_deblur.fitting import fit_generator
-from lightning_deblur.generators import ImageNetSpec, KernelNetSpec, OptimizerSpec
-from lightning_deblur.job import DeblurJob
-from lightning_deblur.multiscale import RefitSpec
-from lightning_deblur.planning import ScalesSpec, plan_scales
-from lightning_deblur.resample import gaussian_kernel, odd_size, resize_kernel
-from lightning_deblur.schedule import LossSchedule, linear_weight_at
+from lightning_deblur.job.data import BlurredImage
+from lightning_deblur.core.fitting import fit_generator
+from lightning_deblur.core.generators import ImageNetSpec, KernelNetSpec, OptimizerSpec
+from lightning_deblur.job.deblur_job import DeblurJob
+from lightning_deblur.job.multiscale import RefitSpec
+from lightning_deblur.core.planning import ScalesSpec, plan_scales
+from lightning_deblur.core.resample import gaussian_kernel, odd_size, resize_kernel
+from lightning_deblur.core.schedule import LossSchedule, linear_weight_at
 
 
 def test_odd_rounding():
@@ -205,7 +205,7 @@ def transition_rmses(image) -> dict[int, tuple[float, float]]:
     the kernel net relative to the kernel's maximum."""
     job = tiny_improved_job()
     seen = {}
-    from lightning_deblur.multiscale import ScaleTransition, handed_up
+    from lightning_deblur.job.multiscale import ScaleTransition, handed_up
 
     original = ScaleTransition.on_train_batch_end
 
@@ -276,8 +276,8 @@ def test_shock_filter_prefilter_and_combined_data_term_run(blurred_case, tmp_pat
 
 
 def test_prefilter_routes_the_kernel_gradient_through_the_sharpened_image():
-    from lightning_deblur.physics import blur_valid
-    from lightning_deblur.shock_filter import ShockFilterSpec, shock_filter
+    from lightning_deblur.core.physics import blur_valid
+    from lightning_deblur.core.shock_filter import ShockFilterSpec, shock_filter
 
     spec = ShockFilterSpec()
     job = tiny_improved_job(kernel_prefilter=spec)

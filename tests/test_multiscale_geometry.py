@@ -15,12 +15,12 @@ import math
 import pytest
 import torch
 
-from lightning_deblur.data import Observation
-from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
-from lightning_deblur.job import DeblurJob
-from lightning_deblur.multiscale import handed_up
-from lightning_deblur.physics import blur_valid
-from lightning_deblur.planning import ScalesSpec
+from lightning_deblur.job.data import Observation
+from lightning_deblur.core.generators import ImageNetSpec, KernelNetSpec
+from lightning_deblur.job.deblur_job import DeblurJob
+from lightning_deblur.job.multiscale import handed_up
+from lightning_deblur.core.physics import blur_valid
+from lightning_deblur.core.planning import ScalesSpec
 
 SUBSAMPLES = 8
 """Sub-samples per pixel and axis when a kernel's density is integrated over its pixels."""

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lightning_deblur.nets import KernelNet, NonLocalBlock, SkipNet
+from lightning_deblur.core.nets import KernelNet, NonLocalBlock, SkipNet
 
 
 def count(module: torch.nn.Module, kind: type) -> int:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_deblur.physics import blur_valid, crop_to_observation, support_size
+from lightning_deblur.core.physics import blur_valid, crop_to_observation, support_size
 
 
 def fft_true_convolution_valid(x: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -41,7 +41,7 @@ def test_both_blur_paths_agree_with_the_reference_and_in_gradients(method):
 
 
 def test_auto_blur_picks_fft_for_large_kernels(monkeypatch):
-    from lightning_deblur import physics
+    from lightning_deblur.core import physics
 
     calls = []
     monkeypatch.setattr(physics, "_blur_valid_fft", lambda x, k: calls.append(k.shape) or x[..., : x.shape[-2] - k.shape[-2] + 1, : x.shape[-1] - k.shape[-1] + 1])

@@ -8,9 +8,9 @@ import pytest
 from conftest import CONF
 from test_batch import make_manifest, no_cluster, read_rows  # noqa: F401 (no_cluster: a fixture)
 
-from lightning_deblur.cli import main
-from lightning_deblur.errors import InputError
-from lightning_deblur.pool import choose, read_members
+from lightning_deblur.commands.fit import main
+from lightning_deblur.core.errors import InputError
+from lightning_deblur.commands.pool import choose, read_members
 
 
 def summary(name: str, seed: int, status: str, sparsity: str = "", isnr: str = "") -> dict:

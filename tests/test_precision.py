@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import read_metrics, run_fit
 
-from lightning_deblur import precision
+from lightning_deblur.core import precision
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):

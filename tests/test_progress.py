@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import run_fit
 
-from lightning_deblur.progress import LINES_PER_JOB, logs_step
+from lightning_deblur.job.progress import LINES_PER_JOB, logs_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

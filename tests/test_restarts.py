@@ -9,13 +9,13 @@ from conftest import CONF, KillAt, read_metrics, run_fit
 from test_bad_input import run_expecting_error
 from test_resume import large_case
 
-from lightning_deblur import stages
-from lightning_deblur.centring import centre_kernel
-from lightning_deblur.cli import main
-from lightning_deblur.imagefiles import read_image
-from lightning_deblur.job import DeblurJob
-from lightning_deblur.planning import JobPlan, Scale, ScalesSpec, plan_scales
-from lightning_deblur.verdict import Verdict
+from lightning_deblur.job import stages
+from lightning_deblur.core.centring import centre_kernel
+from lightning_deblur.commands.fit import main
+from lightning_deblur.core.imagefiles import read_image
+from lightning_deblur.job.deblur_job import DeblurJob
+from lightning_deblur.core.planning import JobPlan, Scale, ScalesSpec, plan_scales
+from lightning_deblur.core.verdict import Verdict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -138,7 +138,7 @@ def test_a_trainer_used_directly_stops_at_the_end_of_the_plan(blurred_case, monk
     from lightning import Trainer
     from test_multiscale import tiny_improved_job
 
-    from lightning_deblur.data import BlurredImage
+    from lightning_deblur.job.data import BlurredImage
 
     monkeypatch.setattr(stages, "judge", judge_as(["no-blur"] * restarted, []))
     job = tiny_improved_job(restarts=2)

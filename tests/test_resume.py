@@ -13,10 +13,10 @@ import torch
 from conftest import CONF, KillAt, StopAt, blur, gaussian_kernel, read_metrics, synthetic_sharp
 from lightning.pytorch import Callback
 
-from lightning_deblur.batch import read_finished
-from lightning_deblur.cli import JOB_STOPPED, main
-from lightning_deblur.imagefiles import read_image, write_image
-from lightning_deblur.job import DeblurJob
+from lightning_deblur.commands.batch.summary import read_finished
+from lightning_deblur.commands.fit import JOB_STOPPED, main
+from lightning_deblur.core.imagefiles import read_image, write_image
+from lightning_deblur.job.deblur_job import DeblurJob
 
 
 def fit(logs, image, *extra):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from lightning.pytorch import Callback, Trainer
 
-from lightning_deblur.data import BlurredImage
-from lightning_deblur.errors import InputError
-from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
-from lightning_deblur.job import DeblurJob
-from lightning_deblur.multiscale import RefitSpec
-from lightning_deblur.planning import ScalesSpec
-from lightning_deblur.schedule import LearningRateSchedule, LossSchedule, weight_at
+from lightning_deblur.job.data import BlurredImage
+from lightning_deblur.core.errors import InputError
+from lightning_deblur.core.generators import ImageNetSpec, KernelNetSpec
+from lightning_deblur.job.deblur_job import DeblurJob
+from lightning_deblur.job.multiscale import RefitSpec
+from lightning_deblur.core.planning import ScalesSpec
+from lightning_deblur.core.schedule import LearningRateSchedule, LossSchedule, weight_at
 
 
 def test_weight_at_is_piecewise_constant_and_zero_before_the_first_threshold():

@@ -8,11 +8,11 @@ import torch
 from conftest import CONF, read_metrics, run_fit
 from test_bad_input import run_expecting_error
 
-from lightning_deblur.data import Observation
-from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
-from lightning_deblur.imagefiles import write_image
-from lightning_deblur.job import DeblurJob
-from lightning_deblur.planning import ScalesSpec, plan_scales
+from lightning_deblur.job.data import Observation
+from lightning_deblur.core.generators import ImageNetSpec, KernelNetSpec
+from lightning_deblur.core.imagefiles import write_image
+from lightning_deblur.job.deblur_job import DeblurJob
+from lightning_deblur.core.planning import ScalesSpec, plan_scales
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import blur, gaussian_kernel, synthetic_sharp
 
-from lightning_deblur.cli import main
-from lightning_deblur.imagefiles import read_image, write_image
-from lightning_deblur.manifest import read_manifest
+from lightning_deblur.commands.fit import main
+from lightning_deblur.core.imagefiles import read_image, write_image
+from lightning_deblur.core.manifest import read_manifest
 
 
 @pytest.fixture

@@ -7,16 +7,16 @@ import pytest
 import torch
 from conftest import CONF, blur, gaussian_kernel, read_metrics, run_fit, synthetic_sharp
 
-from lightning_deblur import tiles
-from lightning_deblur.errors import InputError
-from lightning_deblur.image_logging import preview
-from lightning_deblur.generators import ImageNetSpec
-from lightning_deblur.imagefiles import read_image, write_image
-from lightning_deblur.kernel_crop import KernelCropSpec, choose_crop, most_textured_box
-from lightning_deblur.memory import step_bytes
-from lightning_deblur.metrics import psnr_per_image
-from lightning_deblur.physics import support_size
-from lightning_deblur.tiles import Box, add_tile, blend_weights, blended, tile_boxes
+from lightning_deblur.core import tiles
+from lightning_deblur.core.errors import InputError
+from lightning_deblur.job.image_logging import preview
+from lightning_deblur.core.generators import ImageNetSpec
+from lightning_deblur.core.imagefiles import read_image, write_image
+from lightning_deblur.core.kernel_crop import KernelCropSpec, choose_crop, most_textured_box
+from lightning_deblur.core.memory import step_bytes
+from lightning_deblur.core.metrics import psnr_per_image
+from lightning_deblur.core.physics import support_size
+from lightning_deblur.core.tiles import Box, add_tile, blend_weights, blended, tile_boxes
 
 
 @pytest.mark.parametrize("size, tile, overlap", [((37, 31), 16, 5), ((40, 40), 20, 10), ((9, 50), 64, 8), ((33, 17), 12, 0)])

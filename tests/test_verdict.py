@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import blur, gaussian_kernel, read_metrics, run_fit, synthetic_sharp
 
-from lightning_deblur.verdict import Verdict, gradient_sparsity, judge
+from lightning_deblur.core.verdict import Verdict, gradient_sparsity, judge
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

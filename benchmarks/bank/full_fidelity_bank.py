@@ -179,7 +179,7 @@ def input_slice(protocol: Path, first: int, names: list[str], root: Path) -> Pat
     """The ``protocol`` manifest, or a slice of it written under ``root``: its first ``first``
     inputs (smoke runs) and/or the inputs named in ``names`` (a long method run where its
     outcome is in question first). Exits with one line on a name the protocol lacks."""
-    from lightning_deblur.manifest import read_manifest, write_manifest
+    from lightning_deblur.core.manifest import read_manifest, write_manifest
 
     if not first and not names:
         return protocol

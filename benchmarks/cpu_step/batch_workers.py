@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import blur, gaussian_kernel, synthetic_sharp
 
-from lightning_deblur.imagefiles import write_image
+from lightning_deblur.core.imagefiles import write_image
 
 
 def make_inputs(folder: Path, count: int, size: int) -> Path:

@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import save  # noqa: E402
 
-from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
-from lightning_deblur.physics import blur_valid, support_size
+from lightning_deblur.core.generators import ImageNetSpec, KernelNetSpec
+from lightning_deblur.core.physics import blur_valid, support_size
 
 
 class Step:

@@ -18,8 +18,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import save  # noqa: E402
 
-from lightning_deblur.generators import ImageNetSpec
-from lightning_deblur.physics import support_size
+from lightning_deblur.core.generators import ImageNetSpec
+from lightning_deblur.core.physics import support_size
 
 
 def steps(layout: torch.memory_format, size: tuple[int, int], count: int, device: str) -> list[float]:

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import save  # noqa: E402
 
-from lightning_deblur.generators import ImageNetSpec, KernelNetSpec  # noqa: E402
+from lightning_deblur.core.generators import ImageNetSpec, KernelNetSpec  # noqa: E402
 
 IMPLEMENTATIONS = {"single": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 

@@ -1,7 +1,7 @@
 """Where bfloat16 autocast starts to pay on this CPU: float32 against bf16-mixed step time
 of the image and kernel nets (plain loop, the job's layout and blur) over image sizes and
 net widths, side by side in one run. Prints the speed-up float32/bf16 per case; the
-default precision rule (lightning_deblur/precision.py) is read off this table.
+default precision rule (lightning_deblur/core/precision.py) is read off this table.
 
     .venv/bin/python benchmarks/cpu_step/precision_crossover.py --sizes 64,96,128,192 --channels 32,64,128
 """
@@ -18,8 +18,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import save  # noqa: E402
 
-from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
-from lightning_deblur.physics import blur_valid, support_size
+from lightning_deblur.core.generators import ImageNetSpec, KernelNetSpec
+from lightning_deblur.core.physics import blur_valid, support_size
 
 
 def step_times(size: int, channels: int, kernel: int, bf16: bool, steps: int) -> list[float]:

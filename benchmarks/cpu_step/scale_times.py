@@ -24,8 +24,8 @@ from _common import save  # noqa: E402
 from lightning.pytorch import Callback
 from step_time import make_input
 
-from lightning_deblur.cli import DeblurCLI
-from lightning_deblur.multiscale import ScaleTransition
+from lightning_deblur.commands.fit import DeblurCLI
+from lightning_deblur.job.multiscale import ScaleTransition
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_comm
 from _common import DATA, save  # noqa: E402
 from lightning.pytorch import Callback
 
-from lightning_deblur.cli import DeblurCLI
-from lightning_deblur.colour import luminance
-from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
-from lightning_deblur.imagefiles import read_image, write_image
-from lightning_deblur.losses import ssim
-from lightning_deblur.metrics import ssim_window
-from lightning_deblur.physics import blur_valid, support_size
+from lightning_deblur.commands.fit import DeblurCLI
+from lightning_deblur.core.colour import luminance
+from lightning_deblur.core.generators import ImageNetSpec, KernelNetSpec
+from lightning_deblur.core.imagefiles import read_image, write_image
+from lightning_deblur.core.losses import ssim
+from lightning_deblur.core.metrics import ssim_window
+from lightning_deblur.core.physics import blur_valid, support_size
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -23,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import BANK, ROOT, banked_methods, save  # noqa: E402
 
-from lightning_deblur.batch import parse_seeds  # noqa: E402
-from lightning_deblur.curves import read_curve  # noqa: E402
-from lightning_deblur.evaluate import FAILURE_ISNR_DB  # noqa: E402
+from lightning_deblur.commands.batch.jobs import parse_seeds  # noqa: E402
+from lightning_deblur.core.curve_table import read_curve  # noqa: E402
+from lightning_deblur.commands.evaluate_tables import FAILURE_ISNR_DB  # noqa: E402
 
 
 def finest_isnr_by_step(run: Path) -> dict[int, float]:

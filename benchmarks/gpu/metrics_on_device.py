@@ -3,7 +3,7 @@ inputs' device and agree with the CPU result."""
 
 import torch
 
-from lightning_deblur.metrics import aligned_psnr, kernel_error
+from lightning_deblur.core.alignment import aligned_psnr, kernel_error
 
 if __name__ == "__main__":
     assert torch.cuda.is_available(), "this check needs a CUDA device"

@@ -27,10 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import BANK, PROTOCOL, banked_methods, save  # noqa: E402
 
-from lightning_deblur.centring import centre_kernel, kernel_centroid_offset  # noqa: E402
-from lightning_deblur.imagefiles import read_grey  # noqa: E402
-from lightning_deblur.metrics import align_to_reference, aligned_psnr, psnr_per_image  # noqa: E402
-from lightning_deblur.manifest import read_manifest  # noqa: E402
+from lightning_deblur.core.centring import centre_kernel, kernel_centroid_offset  # noqa: E402
+from lightning_deblur.core.imagefiles import read_grey  # noqa: E402
+from lightning_deblur.core.metrics import psnr_per_image  # noqa: E402
+from lightning_deblur.core.alignment import align_to_reference, aligned_psnr
+from lightning_deblur.core.manifest import read_manifest  # noqa: E402
 
 INTERIOR = 3
 

@@ -43,13 +43,13 @@ from _common import DATA, save  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from lightning_deblur.centring import centre_kernel, kernel_centroid_offset  # noqa: E402
-from lightning_deblur.colour import luminance  # noqa: E402
-from lightning_deblur.imagefiles import read_image, read_kernel  # noqa: E402
-from lightning_deblur.metrics import align_to_reference  # noqa: E402
-from lightning_deblur.physics import blur_valid  # noqa: E402
-from lightning_deblur.manifest import read_manifest  # noqa: E402
-from lightning_deblur.synth import scale_kernel, synthesize, textured_corner  # noqa: E402
+from lightning_deblur.core.centring import centre_kernel, kernel_centroid_offset  # noqa: E402
+from lightning_deblur.core.colour import luminance  # noqa: E402
+from lightning_deblur.core.imagefiles import read_image, read_kernel  # noqa: E402
+from lightning_deblur.core.alignment import align_to_reference  # noqa: E402
+from lightning_deblur.core.physics import blur_valid  # noqa: E402
+from lightning_deblur.core.manifest import read_manifest  # noqa: E402
+from lightning_deblur.commands.synth import scale_kernel, synthesize, textured_corner  # noqa: E402
 
 
 # ------------------------------------------------------------ part 1: which shift

@@ -13,7 +13,7 @@ For every (input, seed) run by both methods it prints both ISNRs, the residual r
 the pick; then, per seed set (the bank's seeds 0–1, on which the rule was found, and the
 held-out seeds 2–3 made after it), the mean ISNR, failures (< 1 dB) and lowest run of:
 the weak prior alone, the strong alone, the rule at several ratios, the result with the
-lower gradient sparsity (:func:`lightning_deblur.verdict.gradient_sparsity`, found later,
+lower gradient sparsity (:func:`lightning_deblur.core.verdict.gradient_sparsity`, found later,
 on the bank's runs of every method), and an oracle that keeps the better of the two by
 the true ISNR. Where the set also has the mild prior's runs (``fast_kl2x3``, weight 0.3)
 for every pair, three more rows: the mild prior alone, the sparsest of the three results
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_deblur.evaluate import FAILURE_ISNR_DB
+from lightning_deblur.commands.evaluate_tables import FAILURE_ISNR_DB
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import BANK, HELDOUT, ROOT, final_signals_of, write_report  # noqa: E402

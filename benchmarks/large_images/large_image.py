@@ -23,9 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import DATA, save  # noqa: E402
 
-from lightning_deblur.cli import main
-from lightning_deblur.metrics import kernel_error
-from lightning_deblur.synth import synthesize
+from lightning_deblur.commands.fit import main
+from lightning_deblur.core.alignment import kernel_error
+from lightning_deblur.commands.synth import synthesize
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,13 +26,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import save  # noqa: E402
 
-from lightning_deblur.cli import main
-from lightning_deblur.colour import luminance
-from lightning_deblur.data import resolve_path
-from lightning_deblur.imagefiles import read_image, write_image
-from lightning_deblur.metrics import psnr_per_image
-from lightning_deblur.physics import blur_valid
-from lightning_deblur.tiles import tile_boxes
+from lightning_deblur.commands.fit import main
+from lightning_deblur.core.colour import luminance
+from lightning_deblur.core.examples import resolve_path
+from lightning_deblur.core.imagefiles import read_image, write_image
+from lightning_deblur.core.metrics import psnr_per_image
+from lightning_deblur.core.physics import blur_valid
+from lightning_deblur.core.tiles import tile_boxes
 
 ROOT = Path(__file__).resolve().parents[2]
 

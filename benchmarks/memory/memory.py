@@ -1,4 +1,4 @@
-"""Peak memory of one training step against the estimate of `lightning_deblur.memory`.
+"""Peak memory of one training step against the estimate of `lightning_deblur.core.memory`.
 
 Each size runs in a fresh process: build the image and kernel nets, run three steps
 (forward, blur, MSE, backward, Adam), and report the peak resident memory above the
@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def measure(size: int, kernel: int, channels: int, device: str) -> dict:
     sys.path.insert(0, str(ROOT))
-    from lightning_deblur.generators import ImageNetSpec, KernelNetSpec
-    from lightning_deblur.memory import step_bytes
-    from lightning_deblur.physics import blur_valid, support_size
+    from lightning_deblur.core.generators import ImageNetSpec, KernelNetSpec
+    from lightning_deblur.core.memory import step_bytes
+    from lightning_deblur.core.physics import blur_valid, support_size
 
     spec = ImageNetSpec(channels=channels)
     support = support_size((size, size), (kernel, kernel))

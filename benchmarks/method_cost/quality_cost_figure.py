@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from lightning_deblur.figures import new_figure, save_figure  # noqa: E402
+from lightning_deblur.commands.figures.style import new_figure, save_figure  # noqa: E402
 
 CONFIG_OF_METHOD = {"original": "selfdeblur", "improved": "improved", "fast_fused": "fast"}
 """Bank method name -> config name timed by method_speed.py (``fast_fused`` is fast.yaml

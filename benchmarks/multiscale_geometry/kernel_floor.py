@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_deblur.planning import ScalesSpec, plan_scales
-from lightning_deblur.resample import odd_size
+from lightning_deblur.core.planning import ScalesSpec, plan_scales
+from lightning_deblur.core.resample import odd_size
 
 ROOT = Path(__file__).resolve().parents[2]
 LEVIN_KERNELS = ROOT.parent / "shared" / "data" / "levin" / "kernels"

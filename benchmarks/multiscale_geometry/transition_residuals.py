@@ -19,14 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 from test_multiscale_geometry import Scene, misregistration, rms  # noqa: E402
 
-from lightning_deblur.data import Observation  # noqa: E402
-from lightning_deblur.multiscale import handed_up  # noqa: E402
-from lightning_deblur.physics import blur_valid  # noqa: E402
-from lightning_deblur.planning import ScalesSpec, plan_job  # noqa: E402
-from lightning_deblur.generators import ImageNetSpec  # noqa: E402
-from lightning_deblur.kernel_crop import KernelCropSpec  # noqa: E402
-from lightning_deblur.resample import resize_image, resize_kernel  # noqa: E402
-from lightning_deblur.tiles import FinishSpec  # noqa: E402
+from lightning_deblur.job.data import Observation  # noqa: E402
+from lightning_deblur.job.multiscale import handed_up  # noqa: E402
+from lightning_deblur.core.physics import blur_valid  # noqa: E402
+from lightning_deblur.core.planning import ScalesSpec, plan_job  # noqa: E402
+from lightning_deblur.core.generators import ImageNetSpec  # noqa: E402
+from lightning_deblur.core.kernel_crop import KernelCropSpec  # noqa: E402
+from lightning_deblur.core.resample import resize_image, resize_kernel  # noqa: E402
+from lightning_deblur.core.tiles import FinishSpec  # noqa: E402
 
 CASES = [((255, 255), (27, 27)), ((255, 255), (11, 11)), ((96, 96), (9, 9)), ((117, 95), (21, 15))]
 

@@ -2,7 +2,7 @@
 coarsest scale (the score of ``--model.starts``), or at its end (a score to keep the best
 of several finished seeds by)?
 
-The evidence behind the score of ``--model.starts`` (lightning_deblur/starts.py), from
+The evidence behind the score of ``--model.starts`` (lightning_deblur/core/starts.py), from
 the full-fidelity bank's runs alone (no new runs): every 3-scale run keeps its coarsest
 scale's estimate and kernel (``scales/scale0_image.png``, ``scale0_kernel.npy``) and its
 curve (``curve.csv``: the data term at the scale's last step); ``eval/runs.csv`` has the
@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightning_deblur.curves import read_curve
-from lightning_deblur.imagefiles import read_image
-from lightning_deblur.resample import resize_image
-from lightning_deblur.verdict import gradient_energy, relative_gradient_sparsity
+from lightning_deblur.core.curve_table import read_curve
+from lightning_deblur.core.imagefiles import read_image
+from lightning_deblur.core.resample import resize_image
+from lightning_deblur.core.verdict import gradient_energy, relative_gradient_sparsity
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import BANK, PROTOCOL, ROOT, final_signals_of, kernel_signals  # noqa: E402

@@ -1,7 +1,7 @@
 """A pool of methods, the sparsest result kept: measured on the full-fidelity bank's runs.
 
 ``batch --members configs/pool.yaml`` runs three methods on every (input, seed) and
-keeps the result with the lowest gradient sparsity (:func:`lightning_deblur.pool.choose`).
+keeps the result with the lowest gradient sparsity (:func:`lightning_deblur.commands.pool.choose`).
 The bank already holds each member's runs, made by the same commands (the bank runs every
 method in float32): ``improved`` (configs/improved.yaml), ``fast_fused`` (configs/fast.yaml
 as shipped) and ``fast_kl2x10`` (fast with the 10× kernel ℓ2 term, as in the pool file).
@@ -9,7 +9,7 @@ This script feeds those runs to the pool's own choice, per (input, seed), and pr
 each seed set: every member alone, the pool's pick, the same pick blind to the verdict
 (no-blur results not left out), and an oracle that keeps the member with the best true
 aligned ISNR: mean, median, lowest run, failures (< 1 dB), mean
-per-input std over seeds (:func:`lightning_deblur.evaluate.mean_per_input_std`); then the
+per-input std over seeds (:func:`lightning_deblur.commands.evaluate_tables.mean_per_input_std`); then the
 cost of the pool's jobs against the improved method's alone.
 
 The pool's members were chosen on seeds 0–1 among several pools (each member alone,
@@ -41,8 +41,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from lightning_deblur.evaluate import FAILURE_ISNR_DB, mean_per_input_std
-from lightning_deblur.pool import choose, read_members
+from lightning_deblur.commands.evaluate_tables import FAILURE_ISNR_DB, mean_per_input_std
+from lightning_deblur.commands.pool import choose, read_members
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import BANK, HELDOUT, ROOT, write_report  # noqa: E402
@@ -110,7 +110,7 @@ def report() -> str:
         "# A pool of methods, the sparsest result kept (`batch --members configs/pool.yaml`)\n",
         f"(`{Path(__file__).relative_to(ROOT)}`; members: "
         + ", ".join(f"`{member}` (bank: `{method}`)" for member, method in BANK_METHOD.items())
-        + f"; the pick: `lightning_deblur.pool.choose`; failure: aligned ISNR < {FAILURE_ISNR_DB:g} dB; "
+        + f"; the pick: `lightning_deblur.commands.pool.choose`; failure: aligned ISNR < {FAILURE_ISNR_DB:g} dB; "
         "std: mean per-input population std over seeds)\n",
     ]
     for label, sources in SEED_SETS.items():
@@ -229,8 +229,8 @@ def per_input_lines(picks: dict[str, list[tuple[str, str, float]]]) -> list[str]
 
 def write_picks(picks: dict[str, list[tuple[str, str, float]]]) -> None:
     """:data:`PICKS` (a runs.csv's columns) and :data:`FIGURE` drawn from it by ``figures inputs``."""
-    from lightning_deblur.figures import inputs
-    from lightning_deblur.imagefiles import write_csv
+    from lightning_deblur.commands.figures.evaluated import inputs
+    from lightning_deblur.core.imagefiles import write_csv
 
     rows = [{"method": pick, "input": name, "seed": seed, "aligned_isnr": f"{value:.4f}"}
             for pick, found in picks.items() for name, seed, value in found]  # fmt: skip

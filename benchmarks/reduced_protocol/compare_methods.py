@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import DATA, save  # noqa: E402
 
-from lightning_deblur.evaluate import FAILURE_ISNR_DB
+from lightning_deblur.commands.evaluate_tables import FAILURE_ISNR_DB
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = {
@@ -49,8 +49,8 @@ def parse_seeds(text: str) -> list[int]:
 
 def make_dataset(work: Path, size: int, noise: float, kernel_scale: float) -> list[dict]:
     sys.path.insert(0, str(ROOT))
-    from lightning_deblur.manifest import read_manifest
-    from lightning_deblur.synth import synthesize
+    from lightning_deblur.core.manifest import read_manifest
+    from lightning_deblur.commands.synth import synthesize
 
     data = work / "data"
     if not (data / "manifest.csv").exists():

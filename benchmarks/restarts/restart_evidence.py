@@ -9,7 +9,7 @@ of the bank and two triggers it prints the runs restarted (the extra cost, in jo
 the failures (aligned ISNR < 1 dB) and mean ISNR before and after one restart, keeping
 the restart's result:
 
-- ``no-blur``: restart when :mod:`lightning_deblur.verdict`'s verdict is ``no-blur``
+- ``no-blur``: restart when :mod:`lightning_deblur.core.verdict`'s verdict is ``no-blur``
   (``eval/runs.csv``'s ``verdict``, as ``evaluate`` recomputes it from the run's files):
   what ``--model.restarts`` does;
 - ``any verdict``: restart on ``kernel-at-border`` too;
@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_deblur.curves import read_curve
+from lightning_deblur.core.curve_table import read_curve
 
-from lightning_deblur.evaluate import FAILURE_ISNR_DB, mean_per_input_std
+from lightning_deblur.commands.evaluate_tables import FAILURE_ISNR_DB, mean_per_input_std
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import BANK, ROOT  # noqa: E402

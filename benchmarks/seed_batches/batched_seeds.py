@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_comm
 from _common import save  # noqa: E402
 from torch.func import functional_call, grad, stack_module_state, vmap
 
-from lightning_deblur.generators import ImageNetSpec
-from lightning_deblur.physics import support_size
+from lightning_deblur.core.generators import ImageNetSpec
+from lightning_deblur.core.physics import support_size
 
 
 def separate_nets(seeds: int, channels: int, device: str) -> list[torch.nn.Module]:

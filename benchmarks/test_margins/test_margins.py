@@ -100,7 +100,7 @@ def case_transitions(root: Path, seed: int, extra: list[str]) -> dict:
     from conftest import blur, gaussian_kernel, synthetic_sharp
     from test_multiscale import transition_rmses
 
-    from lightning_deblur.imagefiles import write_image
+    from lightning_deblur.core.imagefiles import write_image
 
     support = synthetic_sharp(37 + 4, 31 + 4)
     write_image(root / "blurred.png", blur(support, gaussian_kernel(5, 1.2)))
@@ -118,8 +118,8 @@ def case_fit_speed(root: Path, seed: int, extra: list[str]) -> dict:
     import torch
     from conftest import blur, gaussian_kernel, synthetic_sharp
 
-    from lightning_deblur.fit_experiment import fit_rmse
-    from lightning_deblur.generators import ImageNetSpec
+    from lightning_deblur.core.fit_experiment import fit_rmse
+    from lightning_deblur.core.generators import ImageNetSpec
 
     support = synthetic_sharp(46, 46)
     spec = ImageNetSpec(channels=8, skip_channels=4)
@@ -135,7 +135,7 @@ def case_refit(root: Path, seed: int, extra: list[str]) -> dict:
     (of 2000) to reach RMSE 0.01."""
     import torch
 
-    from lightning_deblur.fitting import fit_generator
+    from lightning_deblur.core.fitting import fit_generator
 
     torch.manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.ReLU(), torch.nn.Linear(32, 9))

@@ -1,0 +1,1 @@
+"""What users run: fit (LightningCLI), batch, synth, evaluate, figures, and the Python API."""

@@ -1,0 +1,1 @@
+"""The functional core: no Lightning (forward model, nets, losses, metrics, image files, planning)."""

@@ -1,0 +1,83 @@
+"""The course of a job as a small table: loss terms and quality every N steps (``curve.csv``)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from lightning_deblur.core.alignment import aligned_psnr
+from lightning_deblur.core.curve_table import write_curve
+from lightning_deblur.core.losses import LOSS_TERMS
+from lightning_deblur.core.metrics import psnr
+from lightning_deblur.core.physics import crop_to_observation
+from lightning_deblur.job.outputs import ALIGNED_BORDER, ALIGNED_MAX_SHIFT
+
+
+class QualityCurve(Callback):
+    """Records a row of :data:`CURVE_COLUMNS` every ``every_n_steps`` steps and at the last
+    step of every stage, and writes them to ``curve.csv`` in the run folder when the job
+    ends (atomically). The rows so far travel in checkpoints, so a resumed job writes
+    the same table as an uninterrupted one.
+
+    Reading the values back is a host sync and the aligned PSNR searches 1681 shifts, so
+    rows are only taken at these intervals.
+
+    Args:
+        every_n_steps: interval in steps; 0 turns the table off.
+    """
+
+    def __init__(self, every_n_steps: int = 100) -> None:
+        if every_n_steps < 0:
+            raise ValueError(f"curve.every_n_steps must be 0 or positive, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.rows: list[dict] = []
+        """Rows so far."""
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        if not self.every_n_steps:
+            return
+        step = trainer.global_step  # counts the step that just ended
+        scale = pl_module.current_scale
+        last_of_scale = step == scale.start_step + scale.iterations
+        if step % self.every_n_steps == 0 or last_of_scale:
+            if pl_module.latest_x is not None:
+                self.rows.append(self.row(trainer, pl_module, step))
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.every_n_steps or not trainer.is_global_zero:
+            return
+        if self.rows:
+            write_curve(pl_module.run_folder() / "curve.csv", self.rows)
+
+    @staticmethod
+    @torch.no_grad()
+    def row(trainer: Trainer, pl_module: LightningModule, step: int) -> dict:
+        """The values of :data:`CURVE_COLUMNS` after ``step`` steps."""
+        scale = pl_module.current_scale
+        logged = trainer.callback_metrics
+        row = {"step": step, "scale": scale.index, "step_in_scale": step - scale.start_step}
+        row["loss"] = float(pl_module.latest_loss) if pl_module.latest_loss is not None else math.nan
+        for term in LOSS_TERMS:
+            value = logged.get(f"loss/{term}")
+            row[term] = float(value) if value is not None and pl_module.loss_weights.get(term, 0) != 0 else None
+        row["kernel_peak"] = float(pl_module.latest_k.max()) if pl_module.latest_k is not None else None
+        row["psnr"] = row["aligned_psnr"] = None
+        sharp = pl_module.sharp
+        if sharp is not None and not scale.finishing:
+            estimate = crop_to_observation(pl_module.latest_x, scale.kernel_size).float()
+            sharp = sharp.float()
+            row["psnr"] = float(psnr(estimate, sharp))
+            if min(sharp.shape[-2:]) >= 2 * ALIGNED_BORDER + 16:
+                aligned = aligned_psnr(estimate, sharp, border=ALIGNED_BORDER, max_shift=ALIGNED_MAX_SHIFT)
+                row["aligned_psnr"] = float(aligned[0])
+        return row
+
+    def state_dict(self) -> dict:
+        return {"rows": list(self.rows)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # Checkpoints of the 0.1 series keep the rows per job of a seed batch ("" for a job
+        # of its own).
+        self.rows = list(state_dict["rows_by_job"].get("", []) if "rows_by_job" in state_dict else state_dict.get("rows", []))
