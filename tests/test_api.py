@@ -16,6 +16,7 @@ from lightning_deblur.core.imagefiles import read_image
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow
 def test_a_file_through_the_api_gives_the_files_the_command_line_gives(blurred_case, tmp_path):
     logs = tmp_path / "api_logs"
     result = deblur(
@@ -35,6 +36,7 @@ def test_a_file_through_the_api_gives_the_files_the_command_line_gives(blurred_c
     assert result.kernel.sum() == pytest.approx(1, abs=1e-5) and (result.kernel >= 0).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
 def test_arrays_in_every_accepted_type_and_colour_come_back_in_the_inputs_shape(blurred_case, tmp_path, dtype):
     grey = read_image(blurred_case["image"]).pixels
@@ -74,6 +76,7 @@ def test_an_option_that_does_not_parse_is_one_line_naming_it(blurred_case, tmp_p
                options={"trainer.logger.init_args.save_dir": str(tmp_path), "model.iterations": "many"})  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_job_from_its_config_under_a_plain_trainer_writes_the_command_lines_files(blurred_case, tmp_path):
     """The method lives in the module: built from the YAML file and run by a Trainer with
     no callbacks of ours, the job writes the same result files as ``fit`` does."""

@@ -86,6 +86,7 @@ def test_nothing_is_written_for_bad_input(capsys, tmp_path):
     assert not logs.exists()
 
 
+@pytest.mark.slow
 def test_the_real_command_line_prints_exactly_one_line(tmp_path):
     import os
     import subprocess

@@ -3,12 +3,15 @@ cleanly, so a long bank run can be stopped with one `kill` and resumed later."""
 
 from __future__ import annotations
 
+import pytest
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+pytestmark = pytest.mark.slow  # subprocesses running whole jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model.image_net.channels", "8", "--model.scales.coarse_iterations", "2", "--model.iterations", "100000"]

@@ -108,6 +108,7 @@ def no_cluster(monkeypatch):
     return monkeypatch
 
 
+@pytest.mark.slow
 def test_two_workers_with_two_jobs_each_run_every_job_exactly_once(tmp_path, no_cluster):
     manifest = make_manifest(tmp_path, ["a", "b", "c"])
     output = tmp_path / "out"
@@ -153,6 +154,7 @@ def _job_processes(marker: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for leftover job processes")
 def test_killed_batch_resumes_without_redoing_finished_jobs(tmp_path, no_cluster):
     manifest = make_manifest(tmp_path, ["a", "b", "c"])
@@ -202,6 +204,7 @@ def test_killed_batch_resumes_without_redoing_finished_jobs(tmp_path, no_cluster
         assert row["status"] == expected and float(row["psnr"]) > 0, row  # figures of earlier jobs too
 
 
+@pytest.mark.slow
 def test_a_bad_image_fails_alone_and_is_retried_next_time(tmp_path, no_cluster, capsys):
     manifest = make_manifest(tmp_path, ["bad", "good"], corrupt=("bad",))
     output = tmp_path / "out"
@@ -225,6 +228,7 @@ def test_a_bad_image_fails_alone_and_is_retried_next_time(tmp_path, no_cluster, 
 
 
 
+@pytest.mark.slow
 def test_a_job_killed_after_a_checkpoint_resumes_from_it(tmp_path, no_cluster, monkeypatch):
     manifest = make_manifest(tmp_path, ["a"])
     output = tmp_path / "out"
@@ -259,6 +263,7 @@ def run_as_batch_would(job, output, monkeypatch, callback, raises) -> None:
         monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
 
 
+@pytest.mark.slow
 def test_a_stopped_job_resumes_from_its_checkpoint(tmp_path, no_cluster, monkeypatch):
     manifest = make_manifest(tmp_path, ["a"])
     output = tmp_path / "out"
@@ -274,6 +279,7 @@ def test_a_stopped_job_resumes_from_its_checkpoint(tmp_path, no_cluster, monkeyp
     assert read_rows(output / "summary.csv")[0]["status"] == "done"
 
 
+@pytest.mark.slow
 def test_a_corrupt_checkpoint_starts_the_job_over_and_says_so(tmp_path, no_cluster, monkeypatch, capsys):
     manifest = make_manifest(tmp_path, ["a"])
     output = tmp_path / "out"
@@ -354,6 +360,7 @@ def test_without_a_cluster_or_in_an_interactive_slurm_shell_one_process_takes_ev
         cluster_rank()
 
 
+@pytest.mark.slow
 def test_a_slurm_rank_runs_its_share_and_its_jobs_do_not_see_the_slurm_rank(tmp_path, no_cluster):
     manifest = make_manifest(tmp_path, ["a", "b"])
     output = tmp_path / "out"
@@ -454,6 +461,7 @@ def test_manifest_text_is_read_as_written(tmp_path):
         read_manifest(tmp_path / "latin1.csv")
 
 
+@pytest.mark.slow
 def test_names_that_read_as_null_or_as_options_get_their_own_folders(tmp_path, no_cluster):
     manifest = make_manifest(tmp_path, ["null", "-dash"])
     output = tmp_path / "out"
@@ -465,6 +473,7 @@ def test_names_that_read_as_null_or_as_options_get_their_own_folders(tmp_path, n
     assert {row["status"] for row in read_rows(output / "summary.csv")} == {"done"}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes for a job that never ends")
 def test_a_job_past_the_timeout_is_killed_and_failed_while_the_others_finish(tmp_path, no_cluster, capsys):
     manifest = make_manifest(tmp_path, ["fine", "stuck"], hanging=("stuck",))
@@ -492,6 +501,7 @@ def test_a_job_past_the_timeout_is_killed_and_failed_while_the_others_finish(tmp
     assert "1 of 2 jobs failed" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_images_runs_every_image_of_the_folder_and_nothing_else(tmp_path, no_cluster):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -517,6 +527,7 @@ def test_images_runs_every_image_of_the_folder_and_nothing_else(tmp_path, no_clu
         rows_from_folder(folder / "notes.txt", "5")
 
 
+@pytest.mark.slow
 def test_a_non_blind_batch_gives_each_job_the_manifest_kernel(tmp_path, no_cluster, capsys):
     manifest = make_manifest(tmp_path, ["a"], kernels=True)
     output = tmp_path / "out"
@@ -600,6 +611,7 @@ def test_an_interruption_still_reports_jobs_that_had_ended():
     assert set(reported) == {0, 1}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for leftover job processes")
 def test_sigterm_kills_running_jobs_keeps_finished_ones_and_the_batch_resumes(tmp_path, no_cluster):
     manifest = make_manifest(tmp_path, ["a", "b"])
@@ -640,6 +652,7 @@ def test_batch_options_and_fit_options_are_told_apart():
     assert fit == ["--model.iterations", "3", "--trainer.precision", "bf16-mixed"]
 
 
+@pytest.mark.slow
 def test_the_summary_carries_each_jobs_verdict_and_restarts(tmp_path, no_cluster):
     manifest = make_manifest(tmp_path, ["a", "b"])
     main(batch_args(manifest, tmp_path / "out", "--model.restarts", "1", "--jobs_per_device", "2"))

@@ -107,6 +107,7 @@ def run_with_planted_kernel(tmp_path, monkeypatch, *options, colour=True):
     return run, read_metrics(run), plant.planted
 
 
+@pytest.mark.slow
 def test_the_finishing_stage_gets_the_centred_kernel_and_metrics_record_the_shift(tmp_path, monkeypatch, capsys):
     run, metrics, _ = run_with_planted_kernel(tmp_path, monkeypatch)
     assert metrics["tiles"] == 1  # the colour stage: a finishing stage that uses the kernel
@@ -118,6 +119,7 @@ def test_the_finishing_stage_gets_the_centred_kernel_and_metrics_record_the_shif
     assert "warning" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_without_finishing_the_result_is_the_shifted_crop_of_the_estimate(tmp_path, monkeypatch):
     run, metrics, planted = run_with_planted_kernel(tmp_path, monkeypatch, colour=False)
     assert "tiles" not in metrics and metrics["kernel_shift"] == [1, -1]
@@ -127,12 +129,14 @@ def test_without_finishing_the_result_is_the_shifted_crop_of_the_estimate(tmp_pa
     np.testing.assert_allclose(read_image(run / "deblurred.png").pixels, expected, atol=0.5 / 255 + 1e-6)
 
 
+@pytest.mark.slow
 def test_centring_can_be_turned_off(tmp_path, monkeypatch):
     run, metrics, _ = run_with_planted_kernel(tmp_path, monkeypatch, "--model.centre_kernel", "false")
     assert metrics["kernel_centroid_offset"] == [-1.0, 1.0] and metrics["kernel_shift"] == [0, 0]
     assert np.load(run / "kernel.npy")[1, 3] == 1.0
 
 
+@pytest.mark.slow
 def test_a_kernel_reaching_its_border_is_flagged(blurred_case, tmp_path, capsys):
     # 20 steps of the tiny original method leave a near-uniform 5×5 kernel.
     run = run_fit(tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5")
@@ -141,6 +145,7 @@ def test_a_kernel_reaching_its_border_is_flagged(blurred_case, tmp_path, capsys)
 
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("between_scales", [False, True])
 def test_centring_between_scales_centres_the_refit_targets(blurred_case, tmp_path, monkeypatch, between_scales):
     targets = []

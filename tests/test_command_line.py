@@ -32,6 +32,7 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
     return exit_info.value.code, out, err
 
 
+@pytest.mark.slow
 def test_top_level_help_lists_our_commands_under_the_typed_program_name(tmp_path):
     # A real subprocess: the program name comes from how Python was started.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
@@ -88,6 +89,7 @@ def test_rest_markup_becomes_plain_text():
     assert plain_text("None turns it off; NoneType stays") == "null turns it off; NoneType stays"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", FIT_CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_still_parses(capsys, config):
     code, out, _ = run_main(capsys, "fit", "--config", str(config), "--print_config")

@@ -22,6 +22,7 @@ def test_configs_are_shipped():
     assert {path.name for path in CONFIGS} >= {"fast.yaml", "improved.yaml", "nonblind.yaml", "selfdeblur.yaml"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda path: path.name)
 def test_a_shipped_config_parses(config):
     parsed = parse_fit_arguments(["fit", "--config", str(config), *INPUT])

@@ -29,6 +29,7 @@ def improved_run(tmp_path, case, *extra):
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_curve_has_a_row_every_n_steps_and_at_every_scale_end(blurred_case, tmp_path):
     run = improved_run(tmp_path, blurred_case)
     rows = read_curve(run / "curve.csv")
@@ -45,6 +46,7 @@ def test_the_curve_has_a_row_every_n_steps_and_at_every_scale_end(blurred_case, 
     assert rows[-1]["psnr"] == pytest.approx(read_metrics(run)["psnr"], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_the_kernel_l2_form_reaches_the_loss(blurred_case, tmp_path):
     # A kernel of n values summing to 1 has sum(k²) ≥ 1/n ≥ mean(k²): the forms never overlap.
     n = 5 * 5

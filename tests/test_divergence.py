@@ -29,6 +29,7 @@ class PoisonAt(Callback):
                     parameter.fill_(float("nan"))
 
 
+@pytest.mark.slow
 def test_nan_stops_the_job_and_keeps_the_last_good_estimate(blurred_case, tmp_path, capsys, monkeypatch):
     poison = PoisonAt(keep=10, poison=12)
     from lightning_deblur.job.deblur_job import DeblurJob

@@ -85,6 +85,7 @@ def test_inputs_figure_draws_every_input_of_the_chosen_methods(runs_csv, tmp_pat
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.slow
 def test_fit_speed_fits_sharp_and_blurred_and_writes_curves(tmp_path, capsys):
     kernel = gaussian_kernel(7, 2.0)
     support = synthetic_sharp(46, 46)

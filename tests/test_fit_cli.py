@@ -16,6 +16,7 @@ from lightning_deblur.core.colour import rgb_to_ycbcr
 from lightning_deblur.core.imagefiles import read_image, write_image
 
 
+@pytest.mark.slow
 def test_fit_writes_every_result_file(blurred_case, tmp_path):
     run = run_fit(tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5")
     deblurred = Image.open(run / "deblurred.png")
@@ -33,6 +34,7 @@ def test_fit_writes_every_result_file(blurred_case, tmp_path):
     assert config["data"]["kernel_size"] == 5 and config["model"]["image_net"]["channels"] == 8
 
 
+@pytest.mark.slow
 def test_fit_with_a_sharp_reference_reports_quality_of_result_and_input(blurred_case, tmp_path):
     run = run_fit(
         tmp_path,
@@ -46,6 +48,7 @@ def test_fit_with_a_sharp_reference_reports_quality_of_result_and_input(blurred_
     assert metrics["isnr"] == pytest.approx(metrics["psnr"] - metrics["input_psnr"], abs=2e-3)
 
 
+@pytest.mark.slow
 def test_rectangular_kernel_and_sixteen_bit_input(tmp_path):
     rng = np.random.default_rng(0)
     pixels = rng.random((37, 41))
@@ -56,6 +59,7 @@ def test_rectangular_kernel_and_sixteen_bit_input(tmp_path):
     assert np.load(run / "kernel.npy").shape == (5, 7)
 
 
+@pytest.mark.slow
 def test_colour_input_keeps_its_chroma_in_luminance_mode(tmp_path):
     rng = np.random.default_rng(0)
     rgb = np.clip(0.5 + 0.3 * rng.standard_normal((37, 33, 3)), 0, 1)
@@ -71,6 +75,7 @@ def test_colour_input_keeps_its_chroma_in_luminance_mode(tmp_path):
     assert np.abs(chroma_out - chroma_in).mean() < 0.01
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_results(blurred_case, tmp_path):
     args = ("--data.image", str(blurred_case["image"]), "--data.kernel_size", "5", "--seed_everything", "3")
     first = run_fit(tmp_path / "a", *args)
@@ -96,6 +101,7 @@ def easy_case_args(folder) -> tuple[str, ...]:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_tiny_blind_run_raises_psnr_on_an_easy_case(tmp_path):
     write_easy_case(tmp_path)
     run = run_fit(tmp_path, *easy_case_args(tmp_path))
@@ -128,6 +134,7 @@ def test_print_config_shows_every_knob(capsys):
     assert config["image_logging"]["every_n_steps"] > 0
 
 
+@pytest.mark.slow
 def test_tensorboard_gets_loss_terms_psnr_and_pictures(blurred_case, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -156,6 +163,7 @@ def test_quickstart_config_is_valid_and_points_at_the_bundled_example(capsys):
     assert config["model"]["image_net"]["channels"] == 32 and config["model"]["iterations"] == 1000
 
 
+@pytest.mark.slow
 def test_results_json_is_complete_json(blurred_case, tmp_path):
     run = run_fit(tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5")
     assert json.loads((run / "metrics.json").read_text())["kernel_size"] == [5, 5]
@@ -186,6 +194,7 @@ def non_blind_args(folder) -> tuple[str, ...]:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_non_blind_mode_keeps_the_given_kernel_and_trains_the_image_net_only(tmp_path):
     write_easy_case(tmp_path)
     kernel = np.load(tmp_path / "true_kernel.npy")
@@ -219,6 +228,7 @@ def colour_case_args(folder) -> tuple[str, ...]:
     return (*easy_case_args(folder), "--model.finish.iterations", "200")
 
 
+@pytest.mark.slow
 def test_colour_stage_sharpens_the_colour_image(tmp_path):
     write_colour_case(tmp_path)
     run = run_fit(tmp_path, *colour_case_args(tmp_path))
@@ -245,6 +255,7 @@ def test_the_run_folder_goes_under_the_default_root_dir(blurred_case, tmp_path):
     assert run.parent.name == "blurred" and read_metrics(run)["iterations"] == 20
 
 
+@pytest.mark.slow
 def test_a_run_folder_is_claimed_with_an_exclusive_create(blurred_case, tmp_path, monkeypatch):
     """Another job makes version_0 between this one's look at the folder and its own create:
     this job must not write into it."""

@@ -3,12 +3,15 @@ so it is known to work before a GPU machine is lent."""
 
 from __future__ import annotations
 
+import pytest
 import json
 import os
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+
+pytestmark = pytest.mark.slow  # subprocesses running whole jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -96,6 +96,7 @@ def test_orientations_match_what_pillow_does(orientation):
     np.testing.assert_array_equal(orient(pixels, orientation), expected)
 
 
+@pytest.mark.slow
 def test_a_sixteen_bit_colour_job_writes_a_sixteen_bit_colour_result(tmp_path):
     rng = np.random.default_rng(1)
     values = (rng.uniform(0.2, 0.8, (37, 31, 3)) * 65535).astype(np.uint16)

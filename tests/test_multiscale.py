@@ -93,6 +93,7 @@ def test_fused_adam_is_the_same_update_rule():
     torch.testing.assert_close(histories[True], histories[False], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fused_option_reaches_the_jobs_optimizers_and_every_refit(blurred_case, monkeypatch):
     made = []
     real_adam = torch.optim.Adam
@@ -243,6 +244,7 @@ def test_after_a_transition_the_nets_reproduce_the_upsampled_estimates(blurred_c
         assert kernel_relative_rmse <= 11 / 255
 
 
+@pytest.mark.slow
 def test_three_scale_run_through_the_cli_keeps_per_scale_estimates(blurred_case, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -264,6 +266,7 @@ def test_three_scale_run_through_the_cli_keeps_per_scale_estimates(blurred_case,
     assert {"loss/kernel_l2", "loss/tv", "loss/ssim", "loss/mse"} <= set(events.Tags()["scalars"])
 
 
+@pytest.mark.slow
 def test_shock_filter_prefilter_and_combined_data_term_run(blurred_case, tmp_path):
     run = run_fit(
         tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5",

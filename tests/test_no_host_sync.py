@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sys
 
 import torch
@@ -12,6 +13,7 @@ READS_TO_HOST = ("item", "tolist", "__float__", "__int__", "__bool__", "numpy")
 """Every way a tensor's value reaches Python: each is a device sync on a GPU."""
 
 
+@pytest.mark.slow
 def test_values_are_read_back_only_at_logging_intervals(blurred_case, tmp_path, monkeypatch):
     reads = {"count": 0}
 

@@ -78,6 +78,7 @@ def test_a_bad_members_file_is_one_line(tmp_path, text, message):
         read_members(write_pool(tmp_path, text))
 
 
+@pytest.mark.slow
 def test_a_pool_runs_every_member_and_keeps_the_sparsest_result(tmp_path, capsys, no_cluster):
     """Two tiny members on two inputs: each member is a resumable batch of its own, and
     pool.csv keeps, per (input, seed), the member whose summary row is the sparsest."""

@@ -25,6 +25,7 @@ def test_gpus_and_narrow_nets_default_to_float32(monkeypatch):
     assert precision.default_precision("cuda", 128) == "32-true"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "native, channels, expected", [(True, 64, "bf16-mixed"), (False, 64, "32-true"), (True, 8, "32-true")]
 )

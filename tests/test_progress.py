@@ -22,6 +22,7 @@ def fit_printing(capsys, blurred_case, tmp_path, *extra: str) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_off_a_terminal_a_job_prints_a_bounded_number_of_plain_lines(capsys, blurred_case, tmp_path):
     out = fit_printing(capsys, blurred_case, tmp_path)  # captured: stdout is no terminal
     assert "\r" not in out  # no bar redrawn in place
@@ -32,6 +33,7 @@ def test_off_a_terminal_a_job_prints_a_bounded_number_of_plain_lines(capsys, blu
     assert max(map(len, lines)) < 120
 
 
+@pytest.mark.slow
 def test_the_interval_can_be_set_and_no_bar_means_no_lines(capsys, blurred_case, tmp_path):
     out = fit_printing(capsys, blurred_case, tmp_path / "a", "--progress_bar.log_every_n_steps", "30")
     steps = [line.split()[1] for line in out.splitlines() if line.startswith("step ")]
@@ -47,6 +49,7 @@ def test_a_long_job_logs_a_few_kilobytes():
     assert sum(logs_step(step, 30) for step in range(1, 31)) == 30
 
 
+@pytest.mark.slow
 def test_on_a_terminal_the_bar_is_kept(capsys, blurred_case, tmp_path, monkeypatch):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     out = fit_printing(capsys, blurred_case, tmp_path)

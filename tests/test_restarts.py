@@ -76,6 +76,7 @@ def fit_tiny(tmp_path, case, *extra):
     return run_fit(tmp_path, *options, config=CONF / "tiny_improved.yaml")
 
 
+@pytest.mark.slow
 def test_a_no_blur_pass_restarts_from_fresh_generators_until_one_is_ok(blurred_case, tmp_path, monkeypatch):
     calls: list = []
     monkeypatch.setattr(stages, "judge", judge_as(["no-blur", "no-blur"], calls))
@@ -107,6 +108,7 @@ def test_a_no_blur_pass_restarts_from_fresh_generators_until_one_is_ok(blurred_c
     np.testing.assert_array_equal(first_pass, np.load(plain / "scales" / "scale2_kernel.npy"))
 
 
+@pytest.mark.slow
 def test_restarts_stop_at_the_limit_and_keep_the_last_pass(blurred_case, tmp_path, monkeypatch):
     calls: list = []
     monkeypatch.setattr(stages, "judge", judge_as(["no-blur"] * 10, calls))
@@ -115,6 +117,7 @@ def test_restarts_stop_at_the_limit_and_keep_the_last_pass(blurred_case, tmp_pat
     assert metrics["restarts"] == 1 and metrics["iterations"] == 2 * PASS_STEPS
 
 
+@pytest.mark.slow
 def test_an_ok_pass_changes_nothing_but_the_record(blurred_case, tmp_path, monkeypatch):
     """A job with restarts whose pass is judged ok computes exactly what a job without
     restarts does; only metrics.json tells them apart."""
@@ -130,6 +133,7 @@ def test_an_ok_pass_changes_nothing_but_the_record(blurred_case, tmp_path, monke
     np.testing.assert_array_equal(*pixels)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("restarted", [0, 1])
 def test_a_trainer_used_directly_stops_at_the_end_of_the_plan(blurred_case, monkeypatch, restarted):
     """Without the command line, the job itself limits the Trainer to its plan's steps,
@@ -152,6 +156,7 @@ def test_a_trainer_used_directly_stops_at_the_end_of_the_plan(blurred_case, monk
     assert job.most_steps == 3 * job.plan.attempt_steps > trainer.global_step  # the loader's length
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at", [41, 70], ids=["early-in-the-restart", "late-in-the-restart"])
 def test_a_job_killed_in_a_restart_resumes_to_the_same_result(blurred_case, tmp_path, monkeypatch, kill_at):
     monkeypatch.setattr(stages, "judge", judge_as(["no-blur"], []))
@@ -193,6 +198,7 @@ def test_bad_restart_settings_are_one_line(capsys, blurred_case, args, words):
     assert words in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("colour", [False, True], ids=["grey-crop", "colour-whole"])
 def test_a_restart_comes_before_the_finishing_tiles_which_take_its_kernel(tmp_path, monkeypatch, colour):
     """With a kernel crop (grey) or a colour stage, tiled: the finishing tiles follow the

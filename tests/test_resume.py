@@ -26,6 +26,7 @@ def fit(logs, image, *extra):
     ])  # fmt: skip
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(blurred_case, tmp_path, monkeypatch):
     fit(tmp_path / "whole", blurred_case["image"])
     (whole,) = [p.parent for p in (tmp_path / "whole").glob("*/version_*/metrics.json")]
@@ -52,6 +53,7 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(blurred_case, 
     assert not (tmp_path / "ignored").exists()  # the resumed job wrote into its own run folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at", [22, 31], ids=["in-the-last-start", "after-the-starts"])
 def test_a_job_with_several_starts_resumes_to_the_same_result(blurred_case, tmp_path, monkeypatch, kill_at):
     """Three starts of 8 steps, then scales of 8 and 20. Killed at 22, the checkpoint (step
@@ -94,6 +96,7 @@ def large_case(root, colour: bool):
     return root / "large.png", [*crop, "--model.finish.tile_size", "40", "--model.finish.overlap", "12"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("colour", [False, True], ids=["grey-crop", "colour-whole"])
 def test_a_job_killed_in_a_finishing_tile_resumes_to_the_same_result(tmp_path, monkeypatch, colour):
     image, options = large_case(tmp_path, colour)
@@ -116,6 +119,7 @@ def test_a_job_killed_in_a_finishing_tile_resumes_to_the_same_result(tmp_path, m
     assert [read_metrics(run)[key] for key in centring] == [read_metrics(whole)[key] for key in centring]
 
 
+@pytest.mark.slow
 def test_a_run_folders_config_repeats_the_run(blurred_case, tmp_path):
     """README: `fit --config <run>/config.yaml` repeats a run (same machine and seed)."""
     fit(tmp_path / "first", blurred_case["image"])
@@ -144,6 +148,7 @@ def test_a_checkpoint_reloads_as_a_job_with_its_settings_and_estimates(blurred_c
     assert float(k.sum()) == pytest.approx(1, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_job_told_to_stop_early_says_so_and_resumes_to_the_uninterrupted_result(blurred_case, tmp_path, monkeypatch):
     fit(tmp_path / "whole", blurred_case["image"])
     (whole,) = [p.parent for p in (tmp_path / "whole").glob("*/version_*/metrics.json")]
@@ -189,6 +194,7 @@ def checkpoint_of(folder):
     return run, run / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.slow
 def test_trainer_max_steps_limits_the_job_and_the_advised_command_finishes_it(blurred_case, tmp_path):
     fit(tmp_path / "limited", blurred_case["image"], "--trainer.max_steps", "12")  # exits normally, as Lightning does
     run, checkpoint = checkpoint_of(tmp_path / "limited")
@@ -207,6 +213,7 @@ def test_trainer_max_time_is_the_jobs_time_budget(blurred_case, tmp_path, capsys
     assert "told to stop after 0 of 36 steps" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_job_the_timer_stopped_resumes_to_its_end_with_the_advised_command(blurred_case, tmp_path, monkeypatch):
     original = DeblurJob.configure_callbacks
     monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), StopAt(22)])
@@ -237,6 +244,7 @@ class SignalAt(Callback):
             os.kill(os.getpid(), self.signum)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_the_job_at_a_step_with_its_checkpoint_and_a_non_zero_exit(
     blurred_case, tmp_path, monkeypatch, capsys, signum, code
@@ -272,6 +280,7 @@ def test_a_corrupt_checkpoint_is_one_line_naming_it(blurred_case, tmp_path, caps
     assert str(checkpoint) in line and "cannot be read" in line
 
 
+@pytest.mark.slow
 def test_every_checkpoint_read_is_weights_only(blurred_case, tmp_path, monkeypatch):
     original = DeblurJob.configure_callbacks
     monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), KillAt(12)])

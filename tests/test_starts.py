@@ -75,6 +75,7 @@ def test_the_job_continues_from_the_best_scoring_start():
     assert not torch.equal(*first_weights)
 
 
+@pytest.mark.slow
 def test_a_run_with_three_starts_reports_each_and_continues_from_the_best(blurred_case, tmp_path):
     run = run_fit(
         tmp_path, "--data.image", str(blurred_case["image"]), "--data.sharp", str(blurred_case["sharp"]),
@@ -91,6 +92,7 @@ def test_a_run_with_three_starts_reports_each_and_continues_from_the_best(blurre
     assert curve_scales == ["0", "1", "2", "3", "4"]  # one row at every stage's end
 
 
+@pytest.mark.slow
 def test_one_start_leaves_no_trace(blurred_case, tmp_path):
     run = run_fit(
         tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5", config=CONF / "tiny_improved.yaml"

@@ -144,6 +144,7 @@ def tiled_and_untiled(root, seed: int = 0, extra=()) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_a_tiled_run_equals_the_untiled_one_within_the_seed_spread(tmp_path):
     """The tiled result differs from the untiled one no more than two untiled seeds
     differ from each other, and both deblur."""
@@ -158,6 +159,7 @@ def test_a_tiled_run_equals_the_untiled_one_within_the_seed_spread(tmp_path):
     assert figures["tiled_vs_untiled"] >= figures["seed_spread"] - 1.0
 
 
+@pytest.mark.slow
 def test_a_large_blind_job_estimates_on_a_crop_and_deblurs_the_whole_image(tmp_path):
     kernel = gaussian_kernel(5, 1.2)
     support = synthetic_sharp(50 + 4, 72 + 4, seed=4)
@@ -194,6 +196,7 @@ def test_tensorboard_previews_of_large_estimates_are_shrunk():
     torch.testing.assert_close(preview(small), small[0])
 
 
+@pytest.mark.slow
 def test_automatic_tiles_are_the_largest_that_fit_the_free_memory(monkeypatch):
     spec, image, kernel = ImageNetSpec(channels=16, levels=3), (300, 200), (9, 9)
     free = 3 * step_bytes(spec, support_size((60, 60), kernel), 3)
