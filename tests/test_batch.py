@@ -23,7 +23,7 @@ import torch
 import yaml
 from conftest import CONF, KillAt, StopAt, blur, gaussian_kernel, synthetic_sharp
 
-from lightning_deblur.commands.batch import command as batch_command
+from lightning_deblur.commands.batch import cli as batch_cli
 from lightning_deblur.commands.batch import jobs as batch_jobs
 from lightning_deblur.commands.batch import processes as batch_processes
 from lightning_deblur.commands.batch import slots as batch_slots
@@ -647,7 +647,7 @@ def test_sigterm_kills_running_jobs_keeps_finished_ones_and_the_batch_resumes(tm
 def test_batch_options_and_fit_options_are_told_apart():
     argv = ["--config", "a.yaml", "--model.iterations", "3", "--config+", "b.yaml", "--seeds=0-2",
             "--trainer.precision", "bf16-mixed", "--output_dir", "o"]  # fmt: skip
-    mine, fit = batch_command.split_arguments(argv, {"config", "seeds", "output_dir"})
+    mine, fit = batch_cli.split_arguments(argv, {"config", "seeds", "output_dir"})
     assert mine == ["--seeds", "0-2", "--output_dir", "o", "--config", '["a.yaml", "b.yaml"]']
     assert fit == ["--model.iterations", "3", "--trainer.precision", "bf16-mixed"]
 

@@ -25,13 +25,13 @@ device with ``--jobs_per_device``.
 - **Summary.** ``<output_dir>/summary.csv``, rewritten atomically as jobs finish: one row
   per job, finished earlier or now, with its status, error, device, times and figures.
 
-The parts: :mod:`.command` (the options and inputs), :mod:`.jobs` (jobs and their ``fit``
+The parts: :mod:`.cli` (the options and inputs), :mod:`.jobs` (jobs and their ``fit``
 arguments), :mod:`.runner` (one batch: :func:`~.runner.check_fit_options` before
 anything runs, :func:`~.runner.scan_finished` to resume, the summary and exit code),
 :mod:`.slots` (devices), :mod:`.processes` (the ``fit`` processes and the thread pool),
 :mod:`.summary` (``metrics.json`` and ``summary.csv``).
 """
 
-from lightning_deblur.commands.batch.command import batch, command
+from lightning_deblur.commands.batch.cli import batch, command
 
 __all__ = ["batch", "command"]
