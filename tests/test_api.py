@@ -100,3 +100,10 @@ def test_the_job_from_its_config_under_a_plain_trainer_writes_the_command_lines_
     assert ours["iterations"] == 8 + 8 + 20 and ours["status"] == "done"
     # The last step ran with the finest scale's weights after the switch at 10.
     assert job.loss_weights == {"mse": 0.0, "ssim": 1.0, "tv": 0.01, "kernel_l2": 0.0}
+
+
+def test_every_shipped_config_name_is_found():
+    from lightning_deblur.commands.api import SHIPPED_CONFIGS, config_path
+
+    for name in SHIPPED_CONFIGS:
+        assert config_path(name).is_file() and config_path(name).name == f"{name}.yaml"

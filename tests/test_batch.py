@@ -401,6 +401,8 @@ def test_cpu_workers_share_the_cores_without_oversubscribing(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's choice wins, for MKL too
     env = batch_slots._job_environment(5)
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "7"
+    # Run from this source checkout, the jobs import this very package first.
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(Path(__file__).resolve().parents[1])
 
 
 def test_seed_lists():

@@ -28,7 +28,7 @@ from _common import save  # noqa: E402
 
 from lightning_deblur.commands.fit import main
 from lightning_deblur.core.colour import luminance
-from lightning_deblur.core.examples import resolve_path
+from lightning_deblur.core.package_files import resolve_path
 from lightning_deblur.core.imagefiles import read_image, write_image
 from lightning_deblur.core.metrics import psnr_per_image
 from lightning_deblur.core.physics import blur_valid

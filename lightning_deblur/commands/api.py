@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from lightning_deblur.core.errors import InputError
+from lightning_deblur.core.package_files import source_checkout
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-"""The shipped configurations (the project's ``configs/`` folder)."""
+CONFIGS = (source_checkout() or Path.cwd()) / "configs"
+"""The shipped configurations: the project's ``configs/`` folder (an installed package
+looks in the working directory's)."""
 
 SHIPPED_CONFIGS = ("improved", "fast", "selfdeblur", "nonblind")
 

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_deblur.core.colour import luminance
 from lightning_deblur.core.errors import InputError
-from lightning_deblur.core.examples import resolve_path
+from lightning_deblur.core.package_files import resolve_path
 from lightning_deblur.core.imagefiles import LoadedImage, parse_kernel_size, read_image, read_kernel
 
 

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from lightning_deblur.commands.batch.processes import Slot
 from lightning_deblur.core.errors import InputError
+from lightning_deblur.core.package_files import source_checkout
 from lightning_deblur.commands.ranks import without_cluster_variables
 
 
@@ -89,8 +90,9 @@ def _job_environment(threads: int) -> dict:
     env.setdefault("OMP_NUM_THREADS", str(threads))
     env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
     # The jobs import this very package, also when it runs from a source checkout.
-    root = str(Path(__file__).resolve().parents[1])
-    if (Path(root) / "pyproject.toml").is_file():
+    checkout = source_checkout()
+    if checkout is not None:
+        root = str(checkout)
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in paths if p != root]])
     return env

@@ -31,7 +31,7 @@ def _run_files(folder: Path) -> tuple[dict, dict]:
 
 def _reference(path: str | None, option: str, folder: Path) -> Path | None:
     """The file a run's config (or ``option``) names, resolved; ``None`` for ``none``/empty."""
-    from lightning_deblur.core.examples import resolve_path
+    from lightning_deblur.core.package_files import resolve_path
 
     if not path or str(path).lower() == "none":
         return None

@@ -1,5 +1,6 @@
-"""The example images shipped in ``lightning_deblur/examples``, named ``example:NAME`` wherever a
-path is asked for."""
+"""The package's own files: the example images shipped in ``lightning_deblur/examples``
+(``example:NAME`` wherever a path is asked for) and, in a source checkout, the project
+folder around the package (its ``configs/``)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,10 @@ def resolve_path(path: str) -> Path:
             raise InputError(f"no bundled example '{name}'; choose one of {', '.join(available)}")
         return bundled
     return Path(path)
+
+
+def source_checkout() -> Path | None:
+    """The project folder the package runs from (the one holding ``pyproject.toml`` and
+    ``configs/``), or ``None`` for an installed package."""
+    root = Path(str(resources.files("lightning_deblur"))).resolve().parent
+    return root if (root / "pyproject.toml").is_file() else None
