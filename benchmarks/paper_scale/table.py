@@ -105,7 +105,7 @@ def paired_rows(runs: list[dict]) -> list[str]:
         if diffs:
             mean, se = mean_and_se(diffs)
             lines.append(f"| {first} − {second} | {len(diffs)} | {fmt(mean)} ± {fmt(se)} | {sum(d > 0 for d in diffs)} of {len(diffs)} |")
-    return lines
+    return lines if len(lines) > 2 else ["No paired runs yet (improved − original, improved_bf16 − improved)."]
 
 
 def per_run_rows(runs: list[dict]) -> list[str]:
