@@ -157,8 +157,6 @@ def stop_record(trainer: Trainer, pl_module: LightningModule) -> str:
     """The ``error`` of a job stopped before its plan's end: where it stopped, why, and the
     command line options that resume it (the run's ``config.yaml`` holds the others)."""
     stopped = f"stopped after {trainer.global_step} of {pl_module.plan.total_steps} steps"
-    if pl_module.stop_reason:
-        return f"{stopped}: {pl_module.stop_reason}"
     resume = ""
     if pl_module.reached_step_limit:
         stopped += f" (--trainer.max_steps {pl_module.requested_max_steps})"

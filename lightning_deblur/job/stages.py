@@ -63,9 +63,6 @@ class JobStages:
         self.latest_x = self.latest_k = self.latest_loss = self.latest_psnr = None
         self.failure: str | None = None
         """Why the job stopped early (set by DivergenceGuard), or ``None``."""
-        self.stop_reason: str | None = None
-        """Why a job that did not fail stopped before its plan's end, when the job knows it
-        better than the trainer does, or ``None``."""
         self.stop_signal: int | None = None
         """The signal (SIGTERM, SIGINT) that stopped the job at a step boundary
         (:class:`~lightning_deblur.job.checkpointing.StopOnSignal`), or ``None``."""
