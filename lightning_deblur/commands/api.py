@@ -49,7 +49,7 @@ class DeblurResult:
 
 def deblur(
     image: str | Path | np.ndarray,
-    kernel_size: int | tuple[int, int],
+    kernel_size: int | tuple[int, int] | str,
     config: str | Path = "improved",
     seed: int = 0,
     options: dict | None = None,
@@ -61,7 +61,8 @@ def deblur(
             ``(H, W)`` or ``(H, W, 3)`` of uint8, uint16, or floats in [0, 1] (kept as a
             16-bit PNG under the run root's ``inputs/``, named by its content).
         kernel_size: odd side of the kernel's support, pixels (an upper bound on the
-            blur's extent), or ``(kh, kw)``.
+            blur's extent), ``(kh, kw)``, or ``"auto"``: the job finds it (bounded by
+            ``options={"data.max_kernel_size": 41}`` where given).
         config: a shipped configuration (``improved``, ``fast``, ``selfdeblur``,
             ``nonblind``) or the path of a YAML file.
         seed: the random seed (inputs and initial weights of the nets).

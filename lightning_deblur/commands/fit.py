@@ -297,7 +297,7 @@ def plan_from_config(config, device: torch.device | None) -> tuple[Observation, 
             :func:`~lightning_deblur.core.planning.plan_job`).
     """
     data = config.data
-    observation = load_observation(data.image, data.kernel_size, data.sharp, data.get("kernel"))
+    observation = load_observation(data.image, data.kernel_size, data.sharp, data.get("kernel"), data.get("max_kernel_size"))
     plan = plan_job_from_options(observation, config.model, device, activation_bytes(config.trainer.precision))
     return observation, plan
 

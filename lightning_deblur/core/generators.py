@@ -104,3 +104,24 @@ def make_adam(params: Iterable, fused: bool, **options) -> torch.optim.Adam:
     # None, not False, when off: an explicit False would also turn off the multi-tensor
     # (foreach) implementation that PyTorch picks by default on GPUs.
     return torch.optim.Adam(params, fused=True if fused else None, **options)
+
+
+def copy_state(sources: tuple, targets: tuple) -> None:
+    """Copy each net's weights or tensor's values into the matching target, in place."""
+    for source, target in zip(sources, targets, strict=True):
+        if isinstance(source, torch.nn.Module):
+            target.load_state_dict(source.state_dict())
+        else:
+            target.copy_(source)
+
+
+def empty_net(make) -> torch.nn.Module:
+    """A net of ``make()``'s shape, zero-filled and frozen: a holder for copies of a
+    generator's weights. Built on the meta device and then allocated, so no weights are
+    drawn (the random stream stays the method's)."""
+    with torch.device("meta"):
+        net = make()
+    net = net.to_empty(device="cpu").requires_grad_(False)
+    for tensor in net.state_dict().values():
+        tensor.zero_()
+    return net

@@ -4,12 +4,15 @@
 against it. Columns (header names; order free):
 
 - ``image`` (required): the blurred image;
-- ``kernel_size`` (required): ``27`` or ``27x31`` (height x width, odd, pixels);
+- ``kernel_size`` (required): ``27`` or ``27x31`` (height x width, odd, pixels), or
+  ``auto`` (the job finds it: :mod:`~lightning_deblur.core.kernel_support`);
 - ``name``: the input's name, also its folder name under a batch's output folder
   (default: the image's file stem);
 - ``sharp``: the sharp reference (for PSNR/SSIM/ISNR);
 - ``kernel``: the true kernel (``.npy`` or image; non-blind runs and kernel error);
-- ``noise_std``, ``source_image``, ``source_kernel``: how ``synth`` made the row.
+- ``noise_std``, ``source_image``, ``source_kernel``: how ``synth`` made the row;
+- ``max_kernel_size``: with ``kernel_size`` ``auto``, the largest size the job may choose
+  (``41`` or ``41x41``; empty: the default bound).
 
 Relative paths are relative to the manifest's folder; :func:`read_manifest` makes them
 absolute. Other columns are allowed and ignored.
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from lightning_deblur.core.errors import InputError
 from lightning_deblur.core.imagefiles import parse_kernel_size, read_csv, write_csv
+from lightning_deblur.core.kernel_support import AUTO
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 """Files taken as images when a folder is given instead of a list (lower-case suffixes)."""
@@ -34,31 +38,34 @@ class ManifestRow:
     Attributes:
         name: a plain folder name (no slash, no leading dot), unique in its manifest.
         image: path of the blurred image (absolute once read by :func:`read_manifest`).
-        kernel_size: ``(kh, kw)``, odd, pixels.
+        kernel_size: ``(kh, kw)``, odd, pixels; ``None`` for ``auto``.
         sharp: path of the sharp reference, or ``None``.
         kernel: path of the true kernel, or ``None``.
         noise_std: std of the noise ``synth`` added, on the [0, 1] scale, or ``None``.
         source_image: the sharp source ``synth`` cut the row from, or ``None``.
         source_kernel: the kernel file ``synth`` blurred it with, or ``None``.
+        max_kernel_size: ``(kh, kw)`` bound of an automatic ``kernel_size``, or ``None``
+            (the default bound).
     """
 
     name: str
     image: str
-    kernel_size: tuple[int, int]
+    kernel_size: tuple[int, int] | None
     sharp: str | None = None
     kernel: str | None = None
     noise_std: float | None = None
     source_image: str | None = None
     source_kernel: str | None = None
+    max_kernel_size: tuple[int, int] | None = None
 
     @property
     def kernel_size_text(self) -> str:
-        """``kernel_size`` as the manifest writes it: ``27x31``."""
-        return f"{self.kernel_size[0]}x{self.kernel_size[1]}"
+        """``kernel_size`` as the manifest writes it: ``27x31``, or ``auto``."""
+        return AUTO if self.kernel_size is None else f"{self.kernel_size[0]}x{self.kernel_size[1]}"
 
 
-MANIFEST_FIELDS = [field.name for field in fields(ManifestRow)]
-"""Columns of a written manifest, in order."""
+MANIFEST_FIELDS = [field.name for field in fields(ManifestRow) if field.name != "max_kernel_size"]
+"""Columns of a written manifest, in order (and ``max_kernel_size`` where a row has one)."""
 
 _PATH_COLUMNS = ("image", "sharp", "kernel")
 
@@ -69,8 +76,13 @@ def write_manifest(path: str | Path, rows: list[ManifestRow]) -> Path:
     for row in rows:
         values = {key: "" if value is None else value for key, value in asdict(row).items()}
         values["kernel_size"] = row.kernel_size_text
+        values["max_kernel_size"] = "" if row.max_kernel_size is None else "x".join(map(str, row.max_kernel_size))
         cells.append(values)
-    return write_csv(path, MANIFEST_FIELDS, cells)
+    bounded = any(row.max_kernel_size is not None for row in rows)
+    if not bounded:
+        for values in cells:
+            del values["max_kernel_size"]
+    return write_csv(path, MANIFEST_FIELDS + ["max_kernel_size"] * bounded, cells)
 
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:
@@ -97,16 +109,21 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
             column: str(_absolute(cell[column], path.parent)) for column in _PATH_COLUMNS if cell.get(column)
         }
         noise = cell.get("noise_std")
+        kernel_size = parse_row_kernel_size(cell["kernel_size"], f"the kernel_size on {where}")
+        bound = cell.get("max_kernel_size")
+        if bound and kernel_size is not None:
+            raise InputError(f"{where} gives a max_kernel_size with a kernel_size of its own; set its kernel_size to auto")
         rows.append(
             ManifestRow(
                 name=check_name(cell.get("name") or Path(cell["image"]).stem, where),
                 image=located["image"],
-                kernel_size=parse_kernel_size(cell["kernel_size"], f"the kernel_size on {where}"),
+                kernel_size=kernel_size,
                 sharp=located.get("sharp"),
                 kernel=located.get("kernel"),
                 noise_std=_number(noise, f"the noise_std on {where}") if noise else None,
                 source_image=cell.get("source_image") or None,
                 source_kernel=cell.get("source_kernel") or None,
+                max_kernel_size=parse_kernel_size(bound, f"the max_kernel_size on {where}") if bound else None,
             )
         )
     return check_unique(rows, f"give every row of the manifest '{path}' its own name (the name column)")
@@ -125,10 +142,17 @@ def rows_from_folder(folder: str | Path, kernel_size: str | int, option: str = "
             f"{option} '{folder}' is not a folder or an image file; give a folder of images, a PNG, JPEG or "
             "TIFF file, or use --manifest"
         )
-    size = parse_kernel_size(kernel_size, "--kernel_size")
+    size = parse_row_kernel_size(kernel_size, "--kernel_size")
     files = [folder] if one_image else sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     rows = [ManifestRow(name=check_name(p.stem, str(p)), image=str(p.resolve()), kernel_size=size) for p in files]
     return check_unique(rows, f"rename the files in {folder} or list them in a manifest with distinct names")
+
+
+def parse_row_kernel_size(text: str | int, option: str) -> tuple[int, int] | None:
+    """A row's kernel size: ``(kh, kw)``, or ``None`` for ``auto`` (see :func:`parse_kernel_size`)."""
+    if isinstance(text, str) and text.strip().lower() == AUTO:
+        return None
+    return parse_kernel_size(text, option)
 
 
 def check_name(name: str, where: str) -> str:

@@ -18,6 +18,7 @@ from lightning_deblur.core.errors import InputError, check_at_least
 from lightning_deblur.core.generators import ImageNetSpec
 from lightning_deblur.core.imagefiles import check_job_sizes
 from lightning_deblur.core.kernel_crop import KernelCropSpec, choose_crop
+from lightning_deblur.core.kernel_support import KernelProbeSpec, default_max_kernel_size
 from lightning_deblur.core.memory import check_fits
 from lightning_deblur.core.nets import SkipNet
 from lightning_deblur.core.physics import support_size
@@ -66,6 +67,9 @@ class Scale:
             this stage is, 0-based; ``None`` for every other stage and in a one-start plan.
         attempt: which pass over the blind scales the stage belongs to: 0, then one more
             per restart (:meth:`JobPlan.with_restart`); 0 for finishing stages.
+        probe: the kernel-size probe of a job given ``--data.kernel_size auto``
+            (:mod:`~lightning_deblur.core.kernel_support`): a blind stage before the
+            method's own, whose kernel sets the size of every later stage.
     """
 
     index: int
@@ -78,6 +82,7 @@ class Scale:
     tile: Box | None = None
     start: int | None = None
     attempt: int = 0
+    probe: bool = False
 
     @property
     def support(self) -> tuple[int, int]:
@@ -99,6 +104,10 @@ class JobPlan:
         tile_overlap: pixels neighbouring finishing tiles share (0 without tiles).
         starts: runs of the coarsest scale, each from fresh generators; the best-scoring
             one continues (its stages come first, and count among the blind scales).
+
+    A job given ``--data.kernel_size auto`` begins with a probe stage (``stages[0]``,
+    counted among the blind scales); until it ends, the later stages hold the largest
+    kernel size allowed, and :meth:`after_probe` then replaces them.
     """
 
     stages: tuple[Scale, ...]
@@ -111,6 +120,37 @@ class JobPlan:
     def total_steps(self) -> int:
         """Optimization steps of the whole job (the Trainer's ``max_steps``)."""
         return self.stages[-1].end_step
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        """``(kh, kw)`` at full resolution: the size the result's kernel has."""
+        return self.stages[-1].kernel_size
+
+    @property
+    def probe_stages(self) -> int:
+        """1 where the plan begins with a kernel-size probe, else 0."""
+        return int(bool(self.stages) and self.stages[0].probe)
+
+    def begins_afresh(self, stage: Scale) -> bool:
+        """Whether ``stage`` begins as a job does, from fresh generators with only the kernel
+        fitted: a start of the coarsest scale, a restart's coarsest scale, or the first
+        stage after the kernel-size probe."""
+        return stage.start is not None or self.begins_attempt(stage) or self.follows_probe(stage)
+
+    def follows_probe(self, stage: Scale) -> bool:
+        """Whether ``stage`` comes right after the probe: it starts from fresh generators,
+        as the job would without a probe."""
+        return self.probe_stages == 1 and stage.index == 1
+
+    def after_probe(self, replanned: JobPlan) -> JobPlan:
+        """This plan's probe followed by ``replanned`` (the job planned with the kernel size
+        the probe chose, without a probe), whose stages move back by the probe's steps."""
+        probe = self.stages[0]
+        moved = tuple(
+            replace(stage, index=stage.index + 1, start_step=stage.start_step + probe.end_step)
+            for stage in replanned.stages
+        )
+        return replace(replanned, stages=(probe, *moved), blind_scale_count=replanned.blind_scale_count + 1)
 
     @property
     def has_finishing(self) -> bool:
@@ -136,14 +176,16 @@ class JobPlan:
     @property
     def scale_count(self) -> int:
         """Blind scales of one pass (the coarsest counted once however many starts it has)."""
-        return (self.blind_scale_count - (self.starts - 1)) // self.attempts
+        return (self.blind_scale_count - (self.starts - 1) - self.probe_stages) // self.attempts
 
     def scale_number(self, stage: Scale) -> int:
         """0-based position of a blind stage among the scales of its pass, counting the
-        coarsest scale once however many starts it has."""
+        coarsest scale once however many starts it has (-1 for the probe)."""
+        if stage.probe:
+            return -1
         if stage.start is not None:
             return 0
-        return stage.index - (self.starts - 1) - stage.attempt * self.scale_count
+        return stage.index - (self.starts - 1) - self.probe_stages - stage.attempt * self.scale_count
 
     def begins_attempt(self, stage: Scale) -> bool:
         """Whether ``stage`` is the coarsest scale of a restart: it starts from fresh
@@ -153,7 +195,9 @@ class JobPlan:
     def scale_name(self, stage: Scale) -> str:
         """``scale<s>`` (``s`` its :meth:`scale_number`), with ``_start<k>`` for a start of
         the coarsest scale and ``_restart<a>`` for a restart's pass: the name of the files a
-        blind stage leaves."""
+        blind stage leaves; ``probe`` for the kernel-size probe."""
+        if stage.probe:
+            return "probe"
         suffix = "" if stage.start is None else f"_start{stage.start}"
         suffix += f"_restart{stage.attempt}" if stage.attempt else ""
         return f"scale{self.scale_number(stage)}{suffix}"
@@ -218,6 +262,25 @@ def plan_scales(
     return scales
 
 
+def automatic_size_bound(observation, region: tuple[int, int]) -> tuple[int, int]:
+    """The largest kernel size an automatic size may take on ``region`` (the image or the
+    kernel crop): ``--data.max_kernel_size``, or :func:`default_max_kernel_size`."""
+    if observation.max_kernel_size is not None:
+        return tuple(observation.max_kernel_size)
+    side = default_max_kernel_size(region)
+    return side, side
+
+
+def probe_stage(region: tuple[int, int], bound: tuple[int, int], probe: KernelProbeSpec, coarse_iterations: int) -> Scale:
+    """The kernel-size probe: ``region`` shrunk by ``probe.scale`` with the bound's kernel
+    shrunk alike (odd, at least 3), for ``probe.iterations`` steps (or the method's
+    ``coarse_iterations``) from step 0."""
+    image = tuple(max(1, math.floor(side * probe.scale + 0.5 + 1e-9)) for side in region)
+    kernel = tuple(min(full, max(odd_size(full * probe.scale), 3)) for full in bound)
+    iterations = coarse_iterations if probe.iterations is None else probe.iterations
+    return Scale(0, image, kernel, iterations, 0, probe=True)
+
+
 def check_stage_size(size: tuple[int, int], kernel_size: tuple[int, int], image_spec: ImageNetSpec, what: str, enlarge: str):
     """Refuse a stage too small for its kernel or for the image net (``what`` and
     ``enlarge`` name the region and its fix in the message)."""
@@ -236,6 +299,7 @@ def plan_job(
     kernel_crop: KernelCropSpec,
     finish: FinishSpec,
     starts: int = 1,
+    probe: KernelProbeSpec = KernelProbeSpec(),
     device: torch.device | None = None,
     bytes_per_value: int = 4,
 ) -> JobPlan:
@@ -245,8 +309,11 @@ def plan_job(
         blind: estimate the kernel (blind scales), or deblur with the observation's known
             kernel (finishing stages only).
         colour: ``full`` adds a 3-channel finishing stage for RGB inputs; ``luminance`` not.
-        image_spec, scales, iterations, kernel_crop, finish, starts: the method's
+        image_spec, scales, iterations, kernel_crop, finish, starts, probe: the method's
             settings, as :class:`~lightning_deblur.job.deblur_job.DeblurJob` takes them.
+            Where the observation's kernel size is automatic (``None``), a probe stage
+            comes first and every later stage holds the largest size allowed
+            (:func:`automatic_size_bound`) until the probe's end replaces them.
         device: where the job will run: an automatic tile size fits its free memory and
             the largest stage is checked against it; ``None`` skips both (one tile).
         bytes_per_value: 4 for float32 activations, 2 under 16-bit autocast.
@@ -257,14 +324,27 @@ def plan_job(
     """
     if not blind and observation.kernel is None:
         raise InputError("non-blind mode (model.kernel_mode: fixed) needs the kernel: pass --data.kernel k.npy")
+    automatic = observation.kernel_size is None
+    if automatic and not blind:
+        raise InputError("a known kernel (model.kernel_mode: fixed) has its own size: leave --data.kernel_size out, not auto")
     crop = choose_crop(observation.y, kernel_crop) if blind else None
     stages: list[Scale] = []
+    region = observation.size if crop is None else crop.size
+    kernel_size = automatic_size_bound(observation, region) if automatic else observation.kernel_size
     if blind:
-        region = observation.size if crop is None else crop.size
-        stages = plan_scales(region, observation.kernel_size, scales, iterations, starts)
+        stages = plan_scales(region, kernel_size, scales, iterations, starts)
+        if automatic:
+            first = probe_stage(region, kernel_size, probe, scales.coarse_iterations)
+            stages = [first] + [
+                replace(stage, index=stage.index + 1, start_step=stage.start_step + first.iterations) for stage in stages
+            ]
         words = ("image", "a larger image") if crop is None else ("kernel crop", "a larger crop (--model.kernel_crop.size or .box)")
         for scale in reversed(stages):  # the full-size check first: its message is the clearest
-            check_stage_size(scale.image_size, scale.kernel_size, image_spec, *words)
+            if scale.probe:
+                probe_words = ("kernel-size probe", "a larger image, --model.kernel_probe.scale nearer 1, or a kernel size instead of auto")
+                check_stage_size(scale.image_size, scale.kernel_size, image_spec, *probe_words)
+            else:
+                check_stage_size(scale.image_size, scale.kernel_size, image_spec, *words)
     blind_scale_count = len(stages)
     channels = 3 if colour == "full" and observation.y_colour is not None else 1
     steps_per_tile = finishing_iterations(blind, crop is not None, iterations, finish)
@@ -273,7 +353,6 @@ def plan_job(
             "the kernel is estimated on a crop, so the whole image needs the finishing stage: "
             "set --model.finish.iterations to a positive number (or --model.kernel_crop.size null)"
         )
-    kernel_size = observation.kernel_size
 
     def checked_layout(tile_size: int) -> tuple[list[Box], int]:
         boxes, overlap = finishing_layout(observation.size, kernel_size, tile_size, finish.overlap)
@@ -286,7 +365,7 @@ def plan_job(
     overlap = 0
     if steps_per_tile > 0 and (not blind or crop is not None or channels == 3):
         if layout is None:
-            layout = checked_layout(automatic_tile_size(observation, image_spec, channels, device, bytes_per_value))
+            layout = checked_layout(automatic_tile_size(observation, kernel_size, image_spec, channels, device, bytes_per_value))
         boxes, overlap = layout
         start = stages[-1].end_step if stages else 0
         for box in boxes:
@@ -308,12 +387,15 @@ def plan_job_from_options(observation, model, device: torch.device | None = None
         observation: the job's :class:`~lightning_deblur.job.data.Observation`.
         model: the job's options, either the ``model`` section of a parsed ``fit``
             configuration (settings as nested namespaces) or a
-            :class:`~lightning_deblur.job.deblur_job.DeblurJob`'s ``hparams`` (settings as spec objects).
+            :class:`~lightning_deblur.job.deblur_job.DeblurJob`'s ``hparams`` (settings as
+            spec objects, or as dicts where the command line made the job).
         device, bytes_per_value: as for :func:`plan_job`.
     """
 
     def spec(kind, value):
-        return value if isinstance(value, kind) else kind(**vars(value))
+        if isinstance(value, kind):
+            return value
+        return kind(**(value if isinstance(value, dict) else vars(value)))  # a dict: the CLI's hparams
 
     return plan_job(
         observation,
@@ -325,6 +407,7 @@ def plan_job_from_options(observation, model, device: torch.device | None = None
         kernel_crop=spec(KernelCropSpec, model.kernel_crop),
         finish=spec(FinishSpec, model.finish),
         starts=model.get("starts", 1),
+        probe=spec(KernelProbeSpec, model.get("kernel_probe", KernelProbeSpec())),
         device=device,
         bytes_per_value=bytes_per_value,
     )
@@ -345,11 +428,12 @@ def finishing_iterations(blind: bool, cropped: bool, iterations: int, finish: Fi
     return max(iterations // 5, 1)
 
 
-def automatic_tile_size(observation, image_spec: ImageNetSpec, channels: int, device, bytes_per_value: int) -> int:
+def automatic_tile_size(
+    observation, kernel_size: tuple[int, int], image_spec: ImageNetSpec, channels: int, device, bytes_per_value: int
+) -> int:
     """The largest tile side whose step fits in ``device``'s free memory; the whole image
     without a device."""
     if device is None:
         return max(observation.size)
-    kernel_size = observation.kernel_size
     smallest = max(SkipNet.min_input_size(image_spec.levels) - min(kernel_size) + 1, 1)
     return largest_fitting_tile(image_spec, observation.size, kernel_size, device, channels, bytes_per_value, smallest)

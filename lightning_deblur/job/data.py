@@ -13,6 +13,7 @@ from lightning_deblur.core.colour import luminance
 from lightning_deblur.core.errors import InputError
 from lightning_deblur.core.package_files import resolve_path
 from lightning_deblur.core.imagefiles import LoadedImage, parse_kernel_size, read_image, read_kernel
+from lightning_deblur.core.kernel_support import AUTO
 
 
 @dataclass
@@ -21,7 +22,8 @@ class Observation:
 
     Attributes:
         y: ``(1, 1, H, W)`` float32 luminance (or grey) in [0, 1].
-        kernel_size: ``(kh, kw)`` in pixels, both odd.
+        kernel_size: ``(kh, kw)`` in pixels, both odd; ``None`` where the job finds it
+            (``--data.kernel_size auto``, :mod:`~lightning_deblur.core.kernel_support`).
         source: the decoded input file (colour, bit depth, path).
         sharp: ``(1, 1, H, W)`` float32 luminance of the sharp reference, if given.
         sharp_source: the decoded sharp reference file, if given.
@@ -29,16 +31,19 @@ class Observation:
             non-blind jobs.
         y_colour: ``(1, 3, H, W)`` float32 RGB of a colour input, for the colour stage.
         sharp_colour: ``(1, 3, H, W)`` RGB of a colour sharp reference.
+        max_kernel_size: ``(kh, kw)`` bound of an automatic kernel size, or ``None`` (the
+            default bound, or a size given).
     """
 
     y: torch.Tensor
-    kernel_size: tuple[int, int]
+    kernel_size: tuple[int, int] | None
     source: LoadedImage
     sharp: torch.Tensor | None = None
     sharp_source: LoadedImage | None = None
     kernel: torch.Tensor | None = None
     y_colour: torch.Tensor | None = None
     sharp_colour: torch.Tensor | None = None
+    max_kernel_size: tuple[int, int] | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -59,20 +64,27 @@ def load_observation(
     kernel_size: int | tuple[int, int] | str | None,
     sharp: str | None = None,
     kernel: str | None = None,
+    max_kernel_size: int | tuple[int, int] | str | None = None,
 ) -> Observation:
     """Read and check the job's input files.
 
     Args:
         image: blurred image path (or ``example:NAME``).
-        kernel_size: odd size, ``(kh, kw)`` or text (``"27x31"``); may be ``None`` when
-            ``kernel`` is given.
+        kernel_size: odd size, ``(kh, kw)``, text (``"27x31"``) or ``"auto"``; may be
+            ``None`` when ``kernel`` is given.
         sharp: optional sharp reference of the same size.
         kernel: optional known kernel (``.npy`` or image), for non-blind jobs.
+        max_kernel_size: bound of an automatic kernel size (odd, as ``kernel_size``).
 
     Raises:
         InputError: unreadable files, a bad kernel size or kernel, a blurred image of one
             flat colour, or a sharp reference whose size differs from the blurred image.
     """
+    automatic = isinstance(kernel_size, str) and kernel_size.strip().lower() == AUTO
+    if max_kernel_size is not None and not automatic:
+        raise InputError("--data.max_kernel_size bounds an automatic size: add --data.kernel_size auto, or leave it out")
+    if automatic and kernel is not None:
+        raise InputError("--data.kernel gives the kernel and its size: leave --data.kernel_size out, not auto")
     known_kernel = None
     if kernel is not None:
         known_kernel = read_kernel(resolve_path(kernel), "--data.kernel")
@@ -92,7 +104,15 @@ def load_observation(
             )
     if kernel_size is None:
         raise InputError("the blur size is missing; pass --data.kernel_size (an odd number of pixels, e.g. 27)")
-    kernel_size = parse_kernel_size(kernel_size if isinstance(kernel_size, (int, str)) else tuple(kernel_size))
+    if automatic:
+        kernel_size = None
+        if max_kernel_size is not None:
+            max_kernel_size = parse_kernel_size(
+                max_kernel_size if isinstance(max_kernel_size, (int, str)) else tuple(max_kernel_size),
+                "--data.max_kernel_size",
+            )
+    else:
+        kernel_size = parse_kernel_size(kernel_size if isinstance(kernel_size, (int, str)) else tuple(kernel_size))
     source = read_image(resolve_path(image), "--data.image")
     if np.ptp(source.pixels) == 0:
         raise InputError(
@@ -100,7 +120,11 @@ def load_observation(
             "deblur; give --data.image a photo"
         )
     observation = Observation(
-        y=_to_tensor(source.pixels), kernel_size=kernel_size, source=source, y_colour=_colour_tensor(source.pixels)
+        y=_to_tensor(source.pixels),
+        kernel_size=kernel_size,
+        source=source,
+        y_colour=_colour_tensor(source.pixels),
+        max_kernel_size=max_kernel_size,
     )
     if known_kernel is not None:
         observation.kernel = torch.from_numpy(known_kernel).float()
@@ -142,11 +166,16 @@ class BlurredImage(LightningDataModule):
         image: path of the blurred image (PNG, JPEG or TIFF; 8 or 16 bit; grey or RGB),
             or ``example:NAME`` for a bundled example.
         kernel_size: blur size in pixels: one odd number, or ``[kh, kw]`` (also written
-            ``KHxKW``, as in a manifest). An upper bound of the true blur is safe. May be left
-            out when ``kernel`` is given.
+            ``KHxKW``, as in a manifest). An upper bound of the true blur is safe. ``auto``:
+            the job finds it (a probe at half resolution first,
+            :mod:`~lightning_deblur.core.kernel_support`). May be left out when ``kernel``
+            is given.
         sharp: optional sharp reference of the same size, for PSNR/SSIM/ISNR.
         kernel: optional known kernel (``.npy``, or an image scaled to any maximum), in
             physical orientation; used by non-blind jobs (``model.kernel_mode: fixed``).
+        max_kernel_size: with ``kernel_size: auto``, the largest size the job may choose
+            (odd, or ``[kh, kw]``); ``None``: a sixth of the short side of the region the
+            kernel is estimated on (41 px at 255 px).
     """
 
     def __init__(
@@ -155,18 +184,20 @@ class BlurredImage(LightningDataModule):
         kernel_size: int | tuple[int, int] | str | None = None,
         sharp: str | None = None,
         kernel: str | None = None,
+        max_kernel_size: int | tuple[int, int] | str | None = None,
     ) -> None:
         super().__init__()
         self.image = image
         self.kernel_size = kernel_size
         self.sharp = sharp
         self.kernel = kernel
+        self.max_kernel_size = max_kernel_size
         self.observation: Observation | None = None
 
     def load(self) -> Observation:
         """The decoded, checked inputs; read once, on the first call."""
         if self.observation is None:
-            self.observation = load_observation(self.image, self.kernel_size, self.sharp, self.kernel)
+            self.observation = load_observation(self.image, self.kernel_size, self.sharp, self.kernel, self.max_kernel_size)
         return self.observation
 
     def setup(self, stage: str) -> None:

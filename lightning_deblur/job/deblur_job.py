@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import Timer
 from lightning_deblur.core.errors import InputError
 from lightning_deblur.core.generators import ImageNetSpec, KernelNetSpec, OptimizerSpec, make_adam
 from lightning_deblur.core.kernel_crop import KernelCropSpec
+from lightning_deblur.core.kernel_support import KernelProbeSpec
 from lightning_deblur.core.losses import DATA_TERMS, KERNEL_L2_REDUCTIONS, LossInputs, weighted_loss
 from lightning_deblur.core.metrics import psnr
 from lightning_deblur.core.physics import blur_valid, crop_to_observation
@@ -123,6 +124,7 @@ class DeblurJob(JobStages, LightningModule):
         lr_schedule: LearningRateSchedule = LearningRateSchedule(),
         starts: int = 1,
         restarts: int = 0,
+        kernel_probe: KernelProbeSpec = KernelProbeSpec(),
     ) -> None:
         super().__init__()
         check_choices(
@@ -137,6 +139,7 @@ class DeblurJob(JobStages, LightningModule):
         self.schedule, self.lr_schedule = schedule, lr_schedule
         self.iterations, self.input_perturbation = iterations, input_perturbation
         self.kernel_l2_reduction, self.starts, self.restarts = kernel_l2_reduction, starts, restarts
+        self.kernel_probe = kernel_probe
         self.centre_kernel, self.centre_kernel_between_scales = centre_kernel, centre_kernel_between_scales
         self.loss_weights: dict[str, float] = {"mse": 1.0}
         """Weight of each loss term for the current step (from ``schedule``, before each step)."""
@@ -326,5 +329,5 @@ def check_choices(
 # records as hyperparameters must be allowed by name.
 torch.serialization.add_safe_globals([
     ImageNetSpec, KernelNetSpec, OptimizerSpec, ScalesSpec, RefitSpec, ShockFilterSpec, KernelCropSpec, FinishSpec,
-    LearningRateSchedule,
+    LearningRateSchedule, KernelProbeSpec,
 ])  # fmt: skip

@@ -114,7 +114,7 @@ class ScaleTransition(Callback):
         # New parameters need a new optimizer (and learning-rate scheduler): the strategy
         # makes them from configure_optimizers as it did at the start of the fit.
         trainer.strategy.setup_optimizers(trainer)
-        fresh = entered.start is not None or pl_module.plan.begins_attempt(entered)
+        fresh = pl_module.plan.begins_afresh(entered)
         self._log_refit(trainer, pl_module, include_image=not fresh)
 
     @classmethod
@@ -139,6 +139,9 @@ class ScaleTransition(Callback):
             if record is not None:
                 cls._log_attempt(trainer, job, record, restarted=job.plan.attempts > attempts)
             job.end_blind_scales()
+            choice = job.end_probe()  # the chosen kernel size replaces the later stages
+            if choice is not None:
+                cls._log_kernel_size(trainer, choice)
         if scale.index + 1 >= len(job.plan.stages):
             return None
         x_previous, k_previous = job.latest_x, job.latest_k
@@ -150,8 +153,9 @@ class ScaleTransition(Callback):
             start = job.finishing_start()
             if start is not None:
                 cls._fit_image(job, start)
-        elif nxt.start is not None or job.plan.begins_attempt(nxt):
-            # A new start or a restart begins as the job did: random nets, only the kernel fitted.
+        elif job.plan.begins_afresh(nxt):
+            # A new start, a restart or the method after the kernel-size probe begins as the
+            # job did: random nets, only the kernel fitted.
             cls._fit_initial_kernel(job)
         else:
             if job.centre_kernel_between_scales:
@@ -218,6 +222,16 @@ class ScaleTransition(Callback):
         metrics = {prefix + name: value for name, value in pl_module.start_records[-1].as_metrics().items()}
         if scale.start == pl_module.plan.starts - 1:
             metrics[prefix + "chosen"] = float(pl_module.chosen_start)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
+    @staticmethod
+    def _log_kernel_size(trainer: Trainer, choice: dict) -> None:
+        """The size the kernel-size probe chose under ``kernel_size/`` (height, width) and
+        the probe kernel's centred extent (probe pixels)."""
+        (height, width), (extent_h, extent_w) = choice["kernel_size"], choice["probe_extent"]
+        metrics = {"kernel_size/height": float(height), "kernel_size/width": float(width)}
+        metrics.update({"kernel_size/probe_extent_height": extent_h, "kernel_size/probe_extent_width": extent_w})
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
 

@@ -70,7 +70,7 @@ class ResultWriter(Callback):
         metrics = {
             "status": "failed" if pl_module.failure else "stopped" if pl_module.stopped_early else "done",
             "image": str(observation.source.path),
-            "kernel_size": list(observation.kernel_size),
+            "kernel_size": list(pl_module.plan.kernel_size),
             "iterations": int(trainer.global_step),
             "wall_time_s": round(wall_time, 3),
             "seconds_per_iteration": round(wall_time / max(trainer.global_step, 1), 5),
@@ -98,6 +98,8 @@ class ResultWriter(Callback):
             metrics["starts"] = [record.as_metrics() for record in pl_module.start_records]
             if len(pl_module.start_records) == pl_module.plan.starts:
                 metrics["chosen_start"] = pl_module.chosen_start
+        if pl_module.kernel_size_choice is not None:
+            metrics["kernel_size_choice"] = pl_module.kernel_size_choice
         if pl_module.attempt_records:
             metrics["attempts"] = pl_module.attempt_records
             metrics["restarts"] = pl_module.plan.attempts - 1
@@ -234,6 +236,10 @@ def summary_line(folder: Path, metrics: dict) -> str:
         )
     if "aligned_psnr" in metrics:
         line += f"; shift-aligned PSNR {metrics['input_aligned_psnr']:.2f} -> {metrics['aligned_psnr']:.2f} dB"
+    if "kernel_size_choice" in metrics:
+        choice = metrics["kernel_size_choice"]
+        size, bound = ("x".join(str(side) for side in choice[key]) for key in ("kernel_size", "max_kernel_size"))
+        line += f"; kernel size {size}, chosen by a probe at {choice['probe_image_size'][0]} px (at most {bound})"
     if "chosen_start" in metrics:
         borders = ", ".join(f"{start['kernel_border']:.2f}" for start in metrics["starts"])
         line += (

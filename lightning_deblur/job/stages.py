@@ -12,6 +12,7 @@ initialized layer, made at the change (its random draw is part of the method).
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,6 +20,8 @@ import torch
 from lightning_deblur.core.centring import LOST_MASS_WARNING, centre_kernel, kernel_centroid_offset
 from lightning_deblur.core.colour import colour_support
 from lightning_deblur.core.errors import InputError
+from lightning_deblur.core.generators import copy_state, empty_net
+from lightning_deblur.core.kernel_support import kernel_size_choice
 from lightning_deblur.core.metrics import ssim_window
 from lightning_deblur.core.physics import crop_to_observation, pad_to_support, support_size
 from lightning_deblur.core.planning import JobPlan, Scale
@@ -75,6 +78,9 @@ class JobStages:
         """With ``restarts``: the verdict of every pass over the blind scales that has ended,
         in order (:meth:`end_attempt`)."""
         self.best_start_image_net = self.best_start_kernel_net = None
+        self.kernel_size_choice: dict | None = None
+        """With ``--data.kernel_size auto``, after the probe: the size chosen and what it was
+        chosen from (for metrics.json and the final line), else ``None``."""
 
     # ------------------------------------------------------------- properties
     def run_folder(self) -> Path:
@@ -177,13 +183,10 @@ class JobStages:
             self.register_buffer(name, None)
         self.register_buffer("fixed_kernel", None if blind else observation.kernel.clone())
         if plan.has_finishing:
-            channels, size, kernel_size = plan.finishing_channels, observation.size, observation.kernel_size
+            channels, size = plan.finishing_channels, observation.size
             self.register_buffer("finish_sum", torch.zeros(1, channels, *size))
             self.register_buffer("finish_weight", torch.zeros(1, 1, *size))
-            if blind:
-                self.fixed_kernel = torch.zeros(kernel_size)
-                if plan.crop is None:
-                    self.blind_estimate = torch.zeros(1, 1, *support_size(size, kernel_size))
+            self.size_kernel_buffers()
             # The first tile copies the image net into it.
             self.finish_start_net = empty_net(lambda: self.image_spec.build(output_channels=channels))
         if plan.starts > 1:
@@ -194,6 +197,19 @@ class JobStages:
             self.register_buffer("best_start_k", torch.zeros(first.kernel_size))
             self.register_buffer("best_start_z_k", torch.zeros_like(self.z_k))
         self.enter_scale(0)
+
+    def size_kernel_buffers(self) -> None:
+        """Give the buffers a blind job's finishing stage fills from the blind scales (the
+        fixed kernel, and without a crop the full-size estimate) the plan's full-size
+        kernel size, zero-filled: at :meth:`build`, and again when the kernel-size probe
+        or a checkpoint changes the plan."""
+        plan = self.plan
+        if not plan.has_finishing or plan.blind_scale_count == 0:
+            return
+        device = self.y_full.device
+        self.fixed_kernel = torch.zeros(plan.kernel_size, device=device)
+        if plan.crop is None:
+            self.blind_estimate = torch.zeros(1, 1, *support_size(self.y_full.shape[-2:], plan.kernel_size), device=device)
 
     def enter_scale(self, index: int) -> None:
         """Switch data, input noise and kernel-net output size to stage ``index``.
@@ -209,7 +225,9 @@ class JobStages:
         if scale.finishing:
             self._enter_finishing_stage(scale)
             return
-        if scale.start:  # a start after the first (the first has build's generators)
+        # A start after the first (the first has build's generators), or the first stage
+        # after the kernel-size probe: the method begins as it would without the probe.
+        if scale.start or self.plan.follows_probe(scale):
             self._fresh_generators(scale)
         y, sharp, crop = self.y_full, self.sharp_full, self.plan.crop
         if crop is not None:
@@ -323,6 +341,25 @@ class JobStages:
             self.plan = self.plan.with_restart()
         return record
 
+    def end_probe(self) -> dict | None:
+        """At the end of the kernel-size probe: measure its kernel, choose the full-size
+        kernel size (:func:`~lightning_deblur.core.kernel_support.size_from_probe`), and
+        replace :attr:`plan` by the probe followed by the job planned with that size.
+
+        Returns:
+            :attr:`kernel_size_choice`, or ``None`` where the current stage is no probe.
+        """
+        scale = self.current_scale
+        if not scale.probe or self.latest_k is None:
+            return None
+        region = self.plan.crop.size if self.plan.crop is not None else self.observation.size
+        choice = kernel_size_choice(self.latest_k, scale.image_size, region, self.plan.kernel_size, self.kernel_probe.threshold)
+        chosen = tuple(choice["kernel_size"])
+        self.plan = self.plan.after_probe(self.plan_on(replace(self.observation, kernel_size=chosen), self.trainer))
+        self.size_kernel_buffers()
+        self.kernel_size_choice = choice
+        return self.kernel_size_choice
+
     def finishing_start(self) -> torch.Tensor | None:
         """What the image net is fitted to before the current finishing tile, or ``None``
         (a non-blind job starts from the nets' initial weights, as the original does).
@@ -359,6 +396,7 @@ class JobStages:
             "centring": self.centring,
             "starts": self.start_records,
             "attempts": self.attempt_records,
+            "kernel_size_choice": self.kernel_size_choice,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
@@ -374,14 +412,17 @@ class JobStages:
         if not resuming:
             self.plan = state["plan"]
             self.build(observation_in(checkpoint["state_dict"], self.plan))
-        elif state["plan"].attempts > self.plan.attempts:
-            # The job had restarted: its plan grew past the one planned from the options.
+        elif state["plan"] != self.plan:
+            # The plan changed after the job began: a restart grew it, the kernel-size probe
+            # chose the size of the later stages (or the device's memory gave other tiles).
             self.plan = state["plan"]
+            self.size_kernel_buffers()
         if state["scale_index"] != self.scale_index:
             self.enter_scale(state["scale_index"])
         self.centring = state.get("centring")
         self.start_records = list(state.get("starts", []))
         self.attempt_records = list(state.get("attempts", []))
+        self.kernel_size_choice = state.get("kernel_size_choice")
         if resuming:
             torch.set_rng_state(state["torch_rng"])
             if state["cuda_rng"] is not None and torch.cuda.is_available():
@@ -439,27 +480,6 @@ class JobStages:
             add_tile(weighted, weights, estimate, scale.tile, self.plan.tile_overlap)
         observation = self.y_colour if scale.channels == 3 else self.y_full
         return blended(weighted, weights, observation), self.fixed_kernel
-
-
-def copy_state(sources: tuple, targets: tuple) -> None:
-    """Copy each net's weights or tensor's values into the matching target, in place."""
-    for source, target in zip(sources, targets, strict=True):
-        if isinstance(source, torch.nn.Module):
-            target.load_state_dict(source.state_dict())
-        else:
-            target.copy_(source)
-
-
-def empty_net(make) -> torch.nn.Module:
-    """A net of ``make()``'s shape, zero-filled and frozen: a holder for copies of a
-    generator's weights. Built on the meta device and then allocated, so no weights are
-    drawn (the random stream stays the method's)."""
-    with torch.device("meta"):
-        net = make()
-    net = net.to_empty(device="cpu").requires_grad_(False)
-    for tensor in net.state_dict().values():
-        tensor.zero_()
-    return net
 
 
 def observation_in(state_dict: dict, plan: JobPlan) -> Observation:

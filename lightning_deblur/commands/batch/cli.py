@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -14,7 +15,8 @@ from jsonargparse import ArgumentParser
 from lightning_deblur.commands.batch.jobs import build_jobs, parse_seeds
 from lightning_deblur.commands.batch.runner import run_batch
 from lightning_deblur.core.errors import InputError
-from lightning_deblur.core.manifest import read_manifest, rows_from_folder
+from lightning_deblur.core.imagefiles import parse_kernel_size
+from lightning_deblur.core.manifest import ManifestRow, read_manifest, rows_from_folder
 
 
 FORBIDDEN_FIT_OPTIONS = {
@@ -36,6 +38,7 @@ def batch(
     manifest: str | None = None,
     images: str | None = None,
     kernel_size: str | None = None,
+    max_kernel_size: str | None = None,
     config: list[str] | None = None,
     seeds: str = "0",
     devices: str = "auto",
@@ -50,9 +53,13 @@ def batch(
 
     Args:
         output_dir: jobs go to OUTPUT_DIR/<name>/seed<k>/, the summary to OUTPUT_DIR/summary.csv.
-        manifest: CSV with columns image, kernel_size (27 or 27x31), optional name, sharp, kernel.
+        manifest: CSV with columns image, kernel_size (27, 27x31 or auto), optional name, sharp, kernel,
+            max_kernel_size.
         images: a folder of blurred images, or one image file (instead of --manifest).
-        kernel_size: kernel size of every image in --images: 27 or 27x31.
+        kernel_size: kernel size of every image in --images: 27, 27x31, or auto (each job finds it).
+        max_kernel_size: the largest size an automatic kernel size may take, for every input whose
+            kernel_size is auto and whose manifest row gives none: 41 or 41x41 (default: a sixth of the
+            image's short side).
         config: fit config file(s), e.g. configs/improved.yaml (repeat --config for several).
         seeds: seeds of every image: 0-9, 0,3,5 or 3.
         devices: device slots: N or auto (every GPU, or 1 CPU slot).
@@ -85,6 +92,8 @@ def batch(
     cases = read_manifest(manifest) if manifest else rows_from_folder(images, kernel_size)
     if not cases:
         raise InputError(f"no inputs in {manifest or images}; nothing to do")
+    if max_kernel_size is not None:
+        cases = bound_automatic_sizes(cases, max_kernel_size)
     for path in config or []:
         if not Path(path).is_file():
             raise InputError(f"config file '{path}' not found; check the path given to --config")
@@ -107,6 +116,17 @@ def batch(
     if pool_members:
         return pool.run_pool(pool_members, output, run_member)
     return run_member(output, [])
+
+
+def bound_automatic_sizes(cases: list[ManifestRow], max_kernel_size: str) -> list[ManifestRow]:
+    """``cases`` with ``max_kernel_size`` as the bound of every automatic kernel size that has none."""
+    bound = parse_kernel_size(str(max_kernel_size), "--max_kernel_size")
+    if all(case.kernel_size is not None for case in cases):
+        raise InputError("--max_kernel_size bounds automatic kernel sizes, and no input has kernel_size auto")
+    return [
+        replace(case, max_kernel_size=bound) if case.kernel_size is None and case.max_kernel_size is None else case
+        for case in cases
+    ]
 
 
 def make_parser() -> ArgumentParser:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightning_deblur.core.errors import InputError
+from lightning_deblur.core.kernel_support import AUTO
 from lightning_deblur.core.manifest import ManifestRow
 
 
@@ -53,14 +54,17 @@ def fit_arguments(job: BatchJob, output_dir: str | Path, fit_prefix, known_kerne
 
     ``known_kernel``: pass the case's true kernel (``--data.kernel``), for non-blind jobs.
     """
-    kh, kw = job.case.kernel_size
+    # An automatic size: the job finds it; with the true kernel given, the kernel's own.
+    size = job.case.kernel_size
+    kernel_size = f"[{size[0]}, {size[1]}]" if size is not None else "null" if known_kernel else AUTO
     # The name goes into the run folder through save_dir, never as a value of its own: fit
     # reads an option value `null` as None and one starting with `-` as an option. The
     # absolute folders keep every value a plain path (a relative "null" would parse as None too).
     folder = Path(output_dir).absolute() / job.case.name
     options = {
         "--data.image": job.case.image,
-        "--data.kernel_size": f"[{kh}, {kw}]",
+        "--data.kernel_size": kernel_size,
+        **({"--data.max_kernel_size": "x".join(map(str, job.case.max_kernel_size))} if job.case.max_kernel_size and not known_kernel else {}),
         "--data.sharp": job.case.sharp or "null",  # not the config's, should it name one
         **({"--data.kernel": job.case.kernel} if known_kernel and job.case.kernel else {}),
         "--seed_everything": str(job.seed),

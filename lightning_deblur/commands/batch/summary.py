@@ -90,13 +90,12 @@ def _read_json(path: Path) -> dict:
 def summary_row(job: BatchJob, output_dir: Path, status: str, **values) -> dict:
     """One row of ``summary.csv``; figures come from the job's ``metrics.json`` when it is finished."""
     run_dir = job.run_dir(output_dir)
-    kh, kw = job.case.kernel_size
     row = {
         "name": job.case.name,
         "seed": job.seed,
         "image": job.case.image,
         "sharp": job.case.sharp or "",
-        "kernel_size": f"{kh}x{kw}",
+        "kernel_size": job.case.kernel_size_text,
         "status": status,
         "run_dir": str(run_dir),
     }

@@ -1,0 +1,156 @@
+"""The kernel size of a job that was not told it (``--data.kernel_size auto``).
+
+A job given ``auto`` first runs a *probe*: the method's own coarse-scale optimization on
+the observation shrunk by :attr:`KernelProbeSpec.scale`, with a kernel support as large
+as the bound allows. How far the probe's kernel reaches, measured about its centre of
+mass, sets the kernel size of everything that follows: the method then runs from fresh
+generators as it would with that size given
+(:meth:`~lightning_deblur.core.planning.JobPlan.after_probe`). The probe's steps are the
+price: as many steps as the method's coarse scales take (500 in the papers' methods, 100
+in fast), at a quarter of the pixels.
+
+The measure is the smallest box centred on the kernel's centre of mass that holds every
+pixel of at least :attr:`KernelProbeSpec.threshold` times the kernel's peak. A relative
+threshold rather than a share of the mass: a generator's kernel spreads a faint floor
+over its whole support (1e-4 per pixel over 41 × 41 pixels is 17 % of the mass), which a
+mass criterion would count as blur. The threshold, 0.15, lies between what the truth
+and the probes ask for: Levin et al.'s eight true kernels, shrunk to half size, keep
+their full extent up to 0.2 of the peak (mapped back: 10-26 px, rounded up to odd 11-27,
+against SelfDeblur's sizes 11-27 for them) and lose it at 0.3; half-size probes of the
+improved method on Levin's real blurs spread faint structure across their support that
+a threshold of 0.05 counts (41 px for a 27-px blur) and 0.2 does not (29 px)
+(``benchmarks/kernel_size_auto``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from lightning_deblur.core.errors import InputError
+
+AUTO = "auto"
+"""The value of ``--data.kernel_size`` (and of a manifest's kernel_size column) that asks
+the job to find the size itself."""
+
+MAX_KERNEL_FRACTION = 1 / 6
+"""Default bound of an automatic kernel size, as a share of the short side of the region
+the kernel is estimated on (the image, or its kernel crop): 41 px at 255 px, 85 px on a
+512-px crop. Levin et al.'s largest blur is 27 px in 255-px images (0.106) and the
+synthetic range 9-31 px reaches 0.12 at that size; 1/6 leaves room above both while the
+probe's support, the only stage that pays for the bound, stays at half resolution."""
+
+
+@dataclass
+class KernelProbeSpec:
+    """The probe that sets an automatic kernel size.
+
+    Attributes:
+        scale: size of the probe's observation relative to the region the kernel is
+            estimated on (0.5: half resolution, the improved method's coarsest scale).
+        iterations: optimization steps of the probe; ``None``: the method's coarse-scale
+            budget (``scales.coarse_iterations``: 500 in the papers' methods, 100 in fast).
+        threshold: pixels of at least this share of the kernel's peak count as blur.
+    """
+
+    scale: float = 0.5
+    iterations: int | None = None
+    threshold: float = 0.15
+
+    def __post_init__(self) -> None:
+        if not 0 < self.scale <= 1:
+            raise InputError(f"--model.kernel_probe.scale must be in (0, 1], got {self.scale}")
+        if self.iterations is not None and self.iterations < 1:
+            raise InputError(f"--model.kernel_probe.iterations must be positive, got {self.iterations}")
+        if not 0 < self.threshold < 1:
+            raise InputError(f"--model.kernel_probe.threshold must be in (0, 1), got {self.threshold}")
+
+
+def largest_odd_at_most(value: float) -> int:
+    """The largest odd integer not above ``value`` (at least 1)."""
+    return max(2 * math.floor((value - 1) / 2) + 1, 1)
+
+
+def smallest_odd_at_least(value: float) -> int:
+    """The smallest odd integer not below ``value`` (at least 1)."""
+    return max(2 * math.ceil((value - 1) / 2 - 1e-9) + 1, 1)
+
+
+def default_max_kernel_size(region_size: tuple[int, int]) -> int:
+    """The bound of an automatic kernel size on a region of ``(H, W)`` pixels: the largest
+    odd size within :data:`MAX_KERNEL_FRACTION` of its short side, at least 3."""
+    return max(largest_odd_at_most(min(region_size) * MAX_KERNEL_FRACTION), 3)
+
+
+def centred_extent(k: torch.Tensor, threshold: float) -> tuple[float, float]:
+    """Height and width in pixels of the smallest box centred on the kernel's centre of
+    mass that holds every pixel of at least ``threshold`` times the peak.
+
+    Args:
+        k: ``(kh, kw)`` kernel (negative values count as 0).
+        threshold: share of the peak, in (0, 1).
+
+    Returns:
+        ``(extent_h, extent_w)``: twice the largest distance of such a pixel from the
+        centre of mass along the axis, plus one pixel (the pixel's own width); not rounded.
+    """
+    weights = k.detach().double().clamp_min(0)
+    if float(weights.sum()) <= 0:
+        return float(k.shape[0]), float(k.shape[1])  # no mass: nothing tells the size
+    weights = weights / weights.sum()
+    rows, cols = torch.nonzero(weights >= threshold * weights.max(), as_tuple=True)
+    extents = []
+    for axis, hits in ((0, rows), (1, cols)):
+        profile = weights.sum(dim=1 - axis)
+        centre = float((profile * torch.arange(k.shape[axis], dtype=torch.float64)).sum())
+        extents.append(2 * float((hits.double() - centre).abs().max()) + 1)
+    return extents[0], extents[1]
+
+
+def size_from_probe(k: torch.Tensor, factor: tuple[float, float], bound: tuple[int, int], threshold: float) -> tuple[int, int]:
+    """The full-resolution kernel size a probe's kernel asks for.
+
+    Args:
+        k: ``(kh, kw)`` the probe's kernel estimate.
+        factor: ``(fy, fx)`` size of the probe's observation over the full-resolution
+            region's (about :attr:`KernelProbeSpec.scale`).
+        bound: ``(kh, kw)`` the largest size allowed (odd).
+        threshold: as for :func:`centred_extent`.
+
+    Returns:
+        ``(kh, kw)``: the centred extent divided by ``factor``, rounded up to odd, at
+        least 3 and at most ``bound``.
+    """
+    extent = centred_extent(k, threshold)
+    return tuple(
+        min(max(smallest_odd_at_least(side / scale), 3), limit) for side, scale, limit in zip(extent, factor, bound)
+    )
+
+
+def kernel_size_choice(k: torch.Tensor, probe_image_size, region, bound, threshold: float) -> dict:
+    """The size a probe's kernel asks for, and what it was chosen from (metrics.json's
+    ``kernel_size_choice``).
+
+    Args:
+        k: ``(kh, kw)`` the probe's kernel estimate (its shape: the probe's kernel size).
+        probe_image_size: ``(h, w)`` of the probe's observation.
+        region: ``(H, W)`` of the full-resolution region the kernel is estimated on.
+        bound: ``(kh, kw)`` the largest size allowed.
+        threshold: as for :func:`centred_extent`.
+
+    Returns:
+        ``kernel_size`` (chosen, :func:`size_from_probe`), ``max_kernel_size``,
+        ``probe_image_size``, ``probe_kernel_size``, ``probe_extent`` (probe pixels) and
+        ``probe_threshold``.
+    """
+    factor = tuple(probe / full for probe, full in zip(probe_image_size, region))
+    return {
+        "kernel_size": list(size_from_probe(k, factor, tuple(bound), threshold)),
+        "max_kernel_size": list(bound),
+        "probe_image_size": list(probe_image_size),
+        "probe_kernel_size": list(k.shape),
+        "probe_extent": [round(side, 2) for side in centred_extent(k, threshold)],
+        "probe_threshold": threshold,
+    }
