@@ -1,0 +1,209 @@
+"""Does ``--data.kernel_size auto`` choose well? Chosen size against the true one, and
+quality and cost against the same job given the true size and given twice the true size.
+
+Subcommands:
+
+- ``shake``: draw random camera-shake kernels (sizes 9-31) and make the synthetic set
+  from them with ``synth`` (Kodak, 256x256, 1 % noise, image i with kernel i).
+- ``run``: for every input of a protocol, one job per arm (``true``: the manifest's size;
+  ``double``: twice it, made odd; ``auto``), one input at a time so arms stay paired;
+  each job is a one-row ``batch`` (resumable: a finished job is skipped, a killed one
+  resumes from its checkpoint).
+- ``table``: every finished run's chosen size, aligned ISNR and wall time, per protocol
+  and arm, with the paired differences; writes ``results/<study>/table.md`` and ``.json``.
+
+Run from the repository root, e.g.::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/kernel_size_auto/kernel_size_auto.py run \\
+        --protocol benchmarks/protocols/levin8_true_sizes_manifest.csv --config configs/fast.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import DATA, RESULTS, ROOT, machine  # noqa: E402
+
+from lightning_deblur.core.manifest import read_manifest, write_manifest  # noqa: E402
+
+STUDY = RESULTS / "kernel_size_auto"
+ARMS = ("true", "double", "auto")
+SHAKE_SIZES = (9, 13, 15, 19, 23, 25, 29, 31)
+SHAKE_PROTOCOL = ROOT / "benchmarks" / "protocols" / "shake256"
+
+
+def shake_path(rng: np.random.Generator, steps: int = 400) -> np.ndarray:
+    """``(steps, 2)`` positions of a random camera-shake path, sampled at equal times: a
+    random walk of the velocity (Gaussian steps, now and then a jerk), so slow stretches
+    collect more of the exposure."""
+    velocity = rng.normal(size=2)
+    points = [np.zeros(2)]
+    for _ in range(steps - 1):
+        velocity = 0.9 * velocity + rng.normal(scale=0.3, size=2)
+        if rng.random() < 0.02:
+            velocity += rng.normal(scale=2.0, size=2)
+        points.append(points[-1] + 0.1 * velocity)
+    return np.array(points)
+
+
+def render(path: np.ndarray, size: int) -> np.ndarray:
+    """The path splatted bilinearly onto a ``size x size`` support with its centre of mass
+    at the support's centre (pixel-exact up to the splat), summing to 1."""
+    centre = (path.mean(axis=0) if len(path) else np.zeros(2))
+    points = path - centre + (size - 1) / 2
+    weights = np.zeros((size + 1, size + 1))
+    for y, x in points:
+        top, left = int(math.floor(y)), int(math.floor(x))
+        fy, fx = y - top, x - left
+        for dy, dx, w in ((0, 0, (1 - fy) * (1 - fx)), (1, 0, fy * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 1, fy * fx)):
+            weights[top + dy, left + dx] += w
+    kernel = weights[:size, :size]
+    return kernel / kernel.sum()
+
+
+def shake_kernel(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random camera-shake kernel that fills a ``size x size`` support about its centre
+    of mass: the path is scaled until its farthest point from the centre of mass lies
+    within the support's half-width, less one pixel for the splat."""
+    path = shake_path(rng)
+    path = path - path.mean(axis=0)
+    reach = np.abs(path).max()
+    path *= ((size - 1) / 2 - 1) / max(reach, 1e-9)
+    return render(path, size)
+
+
+def make_shake(args) -> None:
+    rng = np.random.default_rng(args.seed)
+    kernels = SHAKE_PROTOCOL / "source_kernels"
+    kernels.mkdir(parents=True, exist_ok=True)
+    for index, size in enumerate(SHAKE_SIZES, start=1):
+        np.save(kernels / f"shake{index}_{size}.npy", shake_kernel(size, rng).astype(np.float32))
+    subprocess.run(
+        [sys.executable, "-m", "lightning_deblur", "synth", "--images", str(DATA / "kodak"), "--kernels", str(kernels),
+         "--output_dir", str(SHAKE_PROTOCOL), "--size", "256", "--pairs", "diagonal", "--noise_std", "0.01",
+         "--seed", "0"],
+        check=True, cwd=ROOT,
+    )  # fmt: skip
+
+
+def arm_row(row, arm: str):
+    """The manifest row an arm runs: the true size, twice it (odd), or ``auto``."""
+    if arm == "true":
+        return row
+    if arm == "double":
+        return replace(row, kernel_size=tuple(2 * side + 1 for side in row.kernel_size))
+    return replace(row, kernel_size=None)
+
+
+def run(args, extra: list[str]) -> int:
+    protocol = Path(args.protocol).resolve()
+    rows = read_manifest(protocol)
+    if args.inputs:
+        rows = [row for row in rows if row.name in args.inputs.split(",")]
+    study = Path(args.root) / f"{protocol.stem}_{Path(args.config).stem}_seed{args.seed}"
+    code = 0
+    for row in rows:
+        for arm in args.arms.split(","):
+            folder = study / arm
+            manifest = write_manifest(folder / "manifests" / f"{row.name}.csv", [arm_row(row, arm)])
+            command = [
+                sys.executable, "-W", "ignore", "-m", "lightning_deblur", "batch", "--config", str(Path(args.config).resolve()),
+                "--manifest", str(manifest), "--output_dir", str(folder), "--seeds", str(args.seed), "--devices", "1",
+                "--jobs_per_device", "1", "--image_logging.every_n_steps", "0", "--curve.every_n_steps", "100",
+                "--trainer.precision", args.precision, *extra,
+            ]  # fmt: skip
+            print(f"=== {row.name} {arm}", flush=True)
+            code = max(code, subprocess.run(command, cwd=ROOT).returncode)
+    return code
+
+
+def finished_runs(study: Path) -> dict:
+    """``{(arm, name): metrics}`` of every finished run under ``study``."""
+    runs = {}
+    for metrics_file in sorted(study.glob("*/*/seed*/metrics.json")):
+        metrics = json.loads(metrics_file.read_text())
+        if metrics.get("status") == "done":
+            runs[(metrics_file.parents[2].name, metrics_file.parents[1].name)] = metrics
+    return runs
+
+
+def table(args) -> None:
+    lines, payload = [], {"machine": machine(), "studies": {}}
+    for study in sorted(p for p in STUDY.iterdir() if p.is_dir()):
+        runs = finished_runs(study)
+        names = sorted({name for _, name in runs})
+        rows = []
+        for name in names:
+            row = {"name": name}
+            for arm in ARMS:
+                metrics = runs.get((arm, name))
+                if metrics:
+                    row[arm] = {
+                        "kernel_size": metrics["kernel_size"],
+                        "aligned_isnr": metrics.get("aligned_isnr"),
+                        "wall_time_s": metrics["wall_time_s"],
+                    }
+            rows.append(row)
+        payload["studies"][study.name] = rows
+        lines += [f"## {study.name}", "", "| input | true size | true: ISNR | double: size, ISNR | auto: size, ISNR | auto/true time |", "|---|---|---|---|---|---|"]
+        for row in rows:
+            cells = [row["name"]]
+            true, double, auto = (row.get(arm) for arm in ARMS)
+            cells.append("x".join(map(str, true["kernel_size"])) if true else "")
+            cells.append(f"{true['aligned_isnr']:.2f}" if true else "")
+            cells.append(f"{double['kernel_size'][0]}, {double['aligned_isnr']:.2f}" if double else "")
+            cells.append("x".join(map(str, auto["kernel_size"])) + f", {auto['aligned_isnr']:.2f}" if auto else "")
+            cells.append(f"{auto['wall_time_s'] / true['wall_time_s']:.2f}" if auto and true else "")
+            lines.append("| " + " | ".join(cells) + " |")
+        complete = [row for row in rows if all(arm in row for arm in ARMS)]
+        if complete:
+            minus_true = np.array([row["auto"]["aligned_isnr"] - row["true"]["aligned_isnr"] for row in complete])
+            minus_double = np.array([row["auto"]["aligned_isnr"] - row["double"]["aligned_isnr"] for row in complete])
+            cost = np.array([row["auto"]["wall_time_s"] / row["true"]["wall_time_s"] for row in complete])
+            lines += [
+                "",
+                f"{len(complete)} complete inputs: auto - true {minus_true.mean():+.2f} dB (worst {minus_true.min():+.2f}); "
+                f"auto - double {minus_double.mean():+.2f} dB (worst {minus_double.min():+.2f}); "
+                f"time auto/true {cost.mean():.2f}x (max {cost.max():.2f}x)",
+            ]
+        lines.append("")
+    STUDY.mkdir(parents=True, exist_ok=True)
+    (STUDY / "table.md").write_text("\n".join(lines))
+    (STUDY / "table.json").write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    actions = parser.add_subparsers(dest="action", required=True)
+    shake = actions.add_parser("shake", help="random camera-shake kernels and their synthetic set")
+    shake.add_argument("--seed", type=int, default=0)
+    runner = actions.add_parser("run", help="the three arms on a protocol, one input at a time")
+    runner.add_argument("--protocol", required=True)
+    runner.add_argument("--config", default=str(ROOT / "configs" / "fast.yaml"))
+    runner.add_argument("--arms", default=",".join(ARMS))
+    runner.add_argument("--inputs", default="", help="comma-separated input names (default: all)")
+    runner.add_argument("--seed", type=int, default=0)
+    runner.add_argument("--precision", default="32-true")
+    runner.add_argument("--root", default=str(STUDY), help="where the study's runs go")
+    actions.add_parser("table", help="the table of every finished run")
+    args, extra = parser.parse_known_args()
+    if args.action == "shake":
+        make_shake(args)
+    elif args.action == "run":
+        sys.exit(run(args, extra))
+    else:
+        table(args)
+
+
+if __name__ == "__main__":
+    main()
