@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch import Callback
 from conftest import CONF, KillAt, read_metrics, run_fit
 from test_bad_input import run_expecting_error
 from test_resume import large_case
@@ -77,7 +78,7 @@ def fit_tiny(tmp_path, case, *extra):
 
 
 @pytest.mark.slow
-def test_a_no_blur_pass_restarts_from_fresh_generators_until_one_is_ok(blurred_case, tmp_path, monkeypatch):
+def test_a_no_blur_pass_restarts_until_one_is_ok(blurred_case, tmp_path, monkeypatch):
     calls: list = []
     monkeypatch.setattr(stages, "judge", judge_as(["no-blur", "no-blur"], calls))
     run = fit_tiny(tmp_path / "restarted", blurred_case, "--model.restarts", "5")
@@ -106,6 +107,35 @@ def test_a_no_blur_pass_restarts_from_fresh_generators_until_one_is_ok(blurred_c
     plain = fit_tiny(tmp_path / "plain", blurred_case)
     first_pass = np.load(run / "scales" / "scale2_kernel.npy")
     np.testing.assert_array_equal(first_pass, np.load(plain / "scales" / "scale2_kernel.npy"))
+
+
+class ImageNetAtRestart(Callback):
+    """Keeps the image net's weights as the first pass ended them and as the restart's
+    coarsest scale began."""
+
+    def __init__(self):
+        self.ended = self.began = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        weights = [p.detach().clone() for p in pl_module.image_net.parameters()]
+        if trainer.global_step == PASS_STEPS - 1:
+            self.ended = weights  # the last step's update is applied before the next batch
+        if trainer.global_step == PASS_STEPS + 1:
+            self.began = weights
+
+
+@pytest.mark.slow
+def test_a_restart_refits_the_kernel_and_goes_on_with_the_image_net(blurred_case, tmp_path, monkeypatch):
+    """What a restart is (docs/METHOD.md): new input noise and the kernel fitted to the
+    initial Gaussian again, while G_x is not re-drawn: one step into the restart its
+    weights are one Adam step from where the first pass left them, not a fresh draw."""
+    monkeypatch.setattr(stages, "judge", judge_as(["no-blur"], []))
+    watcher = ImageNetAtRestart()
+    original = DeblurJob.configure_callbacks
+    monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), watcher])
+    fit_tiny(tmp_path, blurred_case, "--model.restarts", "1")
+    moved = max(float((a - b).abs().max()) for a, b in zip(watcher.began, watcher.ended))
+    assert 0 < moved < 0.05  # two Adam steps at lr 0.01 move each weight by at most about 0.02
 
 
 @pytest.mark.slow

@@ -188,8 +188,8 @@ class JobPlan:
         return stage.index - (self.starts - 1) - self.probe_stages - stage.attempt * self.scale_count
 
     def begins_attempt(self, stage: Scale) -> bool:
-        """Whether ``stage`` is the coarsest scale of a restart: it starts from fresh
-        generators, as a start of the coarsest scale does."""
+        """Whether ``stage`` is the coarsest scale of a restart: it begins as the job did,
+        with new input noise and G_k fitted to the initial kernel (G_x keeps its weights)."""
         return stage.attempt > 0 and not stage.finishing and self.scale_number(stage) == 0
 
     def scale_name(self, stage: Scale) -> str:
@@ -209,8 +209,8 @@ class JobPlan:
         return sum(stage.iterations for stage in last_pass)
 
     def with_restart(self) -> JobPlan:
-        """This plan with one more pass over the blind scales, run once more from fresh
-        generators after the last pass (one start of the coarsest scale, whatever
+        """This plan with one more pass over the blind scales, run once more after the last
+        pass (one start of the coarsest scale, whatever
         ``starts`` says), before the finishing stages, which move back by its steps."""
         blind, count = self.blind_scale_count, self.scale_count
         previous = self.stages[blind - count : blind]

@@ -96,8 +96,8 @@ class DeblurJob(JobStages, LightningModule):
         restarts: at most this many restarts of a blind job: when the verdict on a pass
             over the blind scales (at its finest scale) is ``no-blur``
             (:mod:`~lightning_deblur.core.verdict`), the job runs every blind scale once more
-            from fresh generators (new weights and inputs, the initial kernel fit redone)
-            and continues with that pass; each pass's verdict goes to ``metrics.json``
+            (new input noise, G_k fitted to the initial kernel again, G_x continuing from
+            the weights the last pass ended with) and continues with that pass; each pass's verdict goes to ``metrics.json``
             (``attempts``) and TensorBoard (``attempt/``). 0, the default, is the papers'
             method.
     """

@@ -93,7 +93,12 @@ class ScaleTransition(Callback):
     - With ``restarts``, at the end of each pass over the blind scales has the job judge
       it (``end_attempt``), logs the verdict under ``attempt/``, and when the job
       restarts, extends the Trainer's step budget by the new pass; the restart's coarsest
-      scale begins as the job did (fresh generators, only the kernel fitted).
+      scale begins as the job did, with only the kernel fitted (the image net goes on
+      from the last pass's weights).
+    - With ``--data.kernel_size auto``, at the end of the probe has the job choose the
+      kernel size (``end_probe``: the plan's later stages replaced), logs it under
+      ``kernel_size/``, and begins the method's first stage as the job would have
+      begun without the probe: fresh generators, only the kernel fitted.
     - After the finest blind scale, has the job centre its kernel (``end_blind_scales``);
       with ``centre_kernel_between_scales``, centres every coarser scale's estimates
       before the next scale's generators are fitted to them.
@@ -155,7 +160,8 @@ class ScaleTransition(Callback):
                 cls._fit_image(job, start)
         elif job.plan.begins_afresh(nxt):
             # A new start, a restart or the method after the kernel-size probe begins as the
-            # job did: random nets, only the kernel fitted.
+            # job did: only the kernel fitted (the job drew fresh nets for a start and after
+            # the probe; a restart's image net goes on from the last pass).
             cls._fit_initial_kernel(job)
         else:
             if job.centre_kernel_between_scales:
