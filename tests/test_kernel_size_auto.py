@@ -231,3 +231,13 @@ def test_the_probe_takes_the_methods_coarse_scale_budget_unless_told_otherwise()
     assert default.stages[0].iterations == 37 and default.stages[1].start_step == 37
     told = plan_job(observation, scales=ScalesSpec(count=1), probe=KernelProbeSpec(iterations=5), **settings)
     assert told.stages[0].iterations == 5
+
+
+@pytest.mark.slow
+def test_the_python_api_takes_auto(blurred_case, tmp_path):
+    from lightning_deblur import deblur
+
+    options = {"data.max_kernel_size": 9, "model.kernel_probe.iterations": 6, "model.image_net.levels": 3,
+               "trainer.logger.init_args.save_dir": str(tmp_path)}  # fmt: skip
+    result = deblur(blurred_case["image"], "auto", config=CONF / "tiny_improved.yaml", options=options)
+    assert result.kernel.shape == tuple(result.metrics["kernel_size"]) == tuple(result.metrics["kernel_size_choice"]["kernel_size"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,27 @@ def test_members_and_a_config_together_are_refused(tmp_path, capsys, no_cluster)
     err = capsys.readouterr().err.strip()
     assert "leave --config out" in err and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_pool_finds_the_kernel_size_in_every_member(tmp_path, capsys, no_cluster):
+    """``--kernel_size auto`` reaches every member's jobs: each probes and chooses its
+    size (within ``--max_kernel_size``), and the pool keeps one of them as usual."""
+    make_manifest(tmp_path, ["p"])
+    small = "--model.image_net.levels, '3', --model.kernel_probe.iterations, '6'"  # a probe of half of 37x31
+    pool = write_pool(
+        tmp_path,
+        f"members:\n  original: [--config, {CONF / 'tiny.yaml'}, {small}]\n"
+        f"  improved: [--config, {CONF / 'tiny_improved.yaml'}, {small}]\n",
+    )
+    output = tmp_path / "out"
+    main(["batch", "--members", str(pool), "--images", str(tmp_path / "p.png"), "--kernel_size", "auto",
+          "--max_kernel_size", "9", "--output_dir", str(output)])  # fmt: skip
+    for member in ("original", "improved"):
+        (row,) = read_rows(output / member / "summary.csv")
+        assert row["status"] == "done" and row["kernel_size"] == "auto"
+        metrics = json.loads((Path(row["run_dir"]) / "metrics.json").read_text())
+        assert metrics["kernel_size_choice"]["max_kernel_size"] == [9, 9]
+        assert metrics["kernel_size"] == metrics["kernel_size_choice"]["kernel_size"]
+    (kept,) = read_rows(output / "pool.csv")
+    assert kept["kept"] in ("original", "improved") and kept["status"] == "done"
