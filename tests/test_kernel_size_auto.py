@@ -23,6 +23,7 @@ from lightning_deblur.core.kernel_support import (
 from lightning_deblur.core.manifest import read_manifest, rows_from_folder, write_manifest
 from lightning_deblur.core.generators import ImageNetSpec
 from lightning_deblur.core.planning import ScalesSpec, plan_job
+from lightning_deblur.core.resample import odd_size
 from lightning_deblur.core.tiles import FinishSpec
 from lightning_deblur.job.data import Observation, load_observation
 from lightning_deblur.job.deblur_job import DeblurJob
@@ -161,22 +162,34 @@ def auto_fit(tmp_path, image, *extra, config="tiny_improved.yaml"):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["tiny.yaml", "tiny_improved.yaml"], ids=["one-scale", "three-scales"])
-def test_an_automatic_job_probes_chooses_and_runs_the_method_with_the_size_it_chose(blurred_case, tmp_path, config):
-    run = auto_fit(tmp_path, blurred_case["image"], config=config)
+@pytest.mark.parametrize(
+    "config, starts", [("tiny.yaml", 1), ("tiny_improved.yaml", 1), ("tiny_improved.yaml", 2)],
+    ids=["one-scale", "three-scales", "three-scales-two-starts"],
+)  # fmt: skip
+def test_an_automatic_job_probes_chooses_and_runs_the_method_with_the_size_it_chose(blurred_case, tmp_path, config, starts):
+    # With starts, a probe at 3/4 size: the best start's holders must take the coarsest
+    # scale's sizes, not the probe's.
+    probe_scale = "0.5" if starts == 1 else "0.75"
+    run = auto_fit(tmp_path, blurred_case["image"], "--model.starts", str(starts), "--model.kernel_probe.scale", probe_scale, config=config)
     metrics = read_metrics(run)
     choice = metrics["kernel_size_choice"]
     chosen = tuple(choice["kernel_size"])
-    assert choice["max_kernel_size"] == [9, 9] and choice["probe_image_size"] == [19, 16]
-    assert choice["probe_kernel_size"] == [5, 5] and 3 <= min(chosen) and max(chosen) <= 9
+    probe_size, probe_kernel = ([19, 16], [5, 5]) if starts == 1 else ([28, 23], [7, 7])
+    assert choice["max_kernel_size"] == [9, 9] and choice["probe_image_size"] == probe_size
+    assert choice["probe_kernel_size"] == probe_kernel and 3 <= min(chosen) and max(chosen) <= 9
     assert tuple(metrics["kernel_size"]) == chosen == np.load(run / "kernel.npy").shape
-    assert np.load(run / "scales" / "probe_kernel.npy").shape == (5, 5)
+    assert list(np.load(run / "scales" / "probe_kernel.npy").shape) == probe_kernel
     # The method's own stages ran with the chosen size: the finest scale's kernel has it,
     # and the job took the probe's steps on top of the method's.
     finest = "scale0" if config == "tiny.yaml" else "scale2"
     assert np.load(run / "scales" / f"{finest}_kernel.npy").shape == chosen
-    method_steps = 20 if config == "tiny.yaml" else 8 + 8 + 20  # a grey input: no colour stage
+    method_steps = 20 if config == "tiny.yaml" else 8 * starts + 8 + 20  # a grey input: no colour stage
     assert metrics["iterations"] == 6 + method_steps
+    if starts > 1:  # both starts ran at the coarsest size planned from the chosen one
+        coarsest = tuple(min(side, max(5, odd_size(side / 2))) for side in chosen)  # tiny_improved's floor: 5
+        for start in (0, 1):
+            assert np.load(run / "scales" / f"scale0_start{start}_kernel.npy").shape == coarsest
+        assert metrics["chosen_start"] in (0, 1)
     events = b"".join(p.read_bytes() for p in run.glob("events.out.tfevents.*"))
     assert b"kernel_size/height" in events and b"kernel_size/probe_extent_width" in events
 

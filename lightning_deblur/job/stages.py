@@ -186,30 +186,33 @@ class JobStages:
             channels, size = plan.finishing_channels, observation.size
             self.register_buffer("finish_sum", torch.zeros(1, channels, *size))
             self.register_buffer("finish_weight", torch.zeros(1, 1, *size))
-            self.size_kernel_buffers()
             # The first tile copies the image net into it.
             self.finish_start_net = empty_net(lambda: self.image_spec.build(output_channels=channels))
         if plan.starts > 1:
-            first = plan.stages[0]
             self.best_start_image_net = empty_net(lambda: self.image_spec.build(output_channels=1))
-            self.best_start_kernel_net = empty_net(lambda: self.kernel_spec.build(first.kernel_size))
-            self.register_buffer("best_start_x", torch.zeros(1, 1, *first.support))
-            self.register_buffer("best_start_k", torch.zeros(first.kernel_size))
+            self.register_buffer("best_start_x", None)
+            self.register_buffer("best_start_k", None)
             self.register_buffer("best_start_z_k", torch.zeros_like(self.z_k))
+        self.size_kernel_buffers()
         self.enter_scale(0)
 
     def size_kernel_buffers(self) -> None:
-        """Give the buffers a blind job's finishing stage fills from the blind scales (the
-        fixed kernel, and without a crop the full-size estimate) the plan's full-size
-        kernel size, zero-filled: at :meth:`build`, and again when the kernel-size probe
-        or a checkpoint changes the plan."""
-        plan = self.plan
-        if not plan.has_finishing or plan.blind_scale_count == 0:
-            return
-        device = self.y_full.device
-        self.fixed_kernel = torch.zeros(plan.kernel_size, device=device)
-        if plan.crop is None:
-            self.blind_estimate = torch.zeros(1, 1, *support_size(self.y_full.shape[-2:], plan.kernel_size), device=device)
+        """Size what holds kernel-sized state from one stage for another, zero-filled, as
+        the plan gives it: the buffers a blind job's finishing stage fills from the blind
+        scales (the full-size kernel, and without a crop the full-size estimate), and with
+        several starts the holders of the best start (its kernel net, estimates and
+        kernel at the coarsest scale). At :meth:`build`, and again when the kernel-size
+        probe or a checkpoint changes the plan."""
+        plan, device = self.plan, self.y_full.device
+        if plan.has_finishing and plan.blind_scale_count:
+            self.fixed_kernel = torch.zeros(plan.kernel_size, device=device)
+            if plan.crop is None:
+                self.blind_estimate = torch.zeros(1, 1, *support_size(self.y_full.shape[-2:], plan.kernel_size), device=device)
+        if plan.starts > 1:
+            first = plan.stages[plan.probe_stages]  # the coarsest scale's first start
+            self.best_start_kernel_net = empty_net(lambda: self.kernel_spec.build(first.kernel_size)).to(device)
+            self.best_start_x = torch.zeros(1, 1, *first.support, device=device)
+            self.best_start_k = torch.zeros(first.kernel_size, device=device)
 
     def enter_scale(self, index: int) -> None:
         """Switch data, input noise and kernel-net output size to stage ``index``.
