@@ -47,11 +47,13 @@ def test_the_extent_is_measured_about_the_centre_of_mass_and_ignores_a_faint_flo
     assert centred_extent(line_kernel(31, 9), threshold=1e-5) == pytest.approx((31, 31))
 
 
-def test_the_chosen_size_is_the_extent_at_full_resolution_rounded_up_to_odd_within_its_bounds():
+def test_the_chosen_size_is_the_longer_extent_at_full_resolution_rounded_up_to_odd_within_its_bounds():
     k = line_kernel(21, 9)
-    assert size_from_probe(k, (0.5, 0.5), (41, 41), 0.05) == (3, 19)  # 1 -> 2 -> 3 (at least 3); 9 -> 18 -> 19
-    assert size_from_probe(k, (0.5, 0.5), (41, 15), 0.05) == (3, 15)  # never above the bound
-    assert size_from_probe(k, (128 / 255, 128 / 255), (41, 41), 0.05) == (3, 19)  # 9 / 0.502 = 17.9
+    # Square, from the longer extent: 9 -> 18 -> 19 (the short axis, 1 px, would ask for 3).
+    assert size_from_probe(k, (0.5, 0.5), (41, 41), 0.05) == (19, 19)
+    assert size_from_probe(k, (0.5, 0.5), (41, 15), 0.05) == (19, 15)  # never above the bound
+    assert size_from_probe(k, (128 / 255, 128 / 255), (41, 41), 0.05) == (19, 19)  # 9 / 0.502 = 17.9
+    assert size_from_probe(line_kernel(5, 1), (0.5, 0.5), (41, 41), 0.05) == (3, 3)  # at least 3
 
 
 def test_the_default_bound_is_a_sixth_of_the_short_side_rounded_down_to_odd():
@@ -234,16 +236,15 @@ def test_the_final_line_says_the_size_and_how_it_was_chosen(tmp_path):
     assert "kernel size 19x17, chosen by a probe at 128 px (at most 41x41)" in summary_line(tmp_path, metrics)
 
 
-def test_the_probe_takes_the_methods_coarse_scale_budget_unless_told_otherwise():
+def test_the_probe_runs_500_steps_unless_told_otherwise():
     observation = automatic_observation()
     settings = dict(
         blind=True, colour="full", image_spec=ImageNetSpec(channels=8, skip_channels=4, levels=3), iterations=20,
-        kernel_crop=KernelCropSpec(), finish=FinishSpec(),
+        kernel_crop=KernelCropSpec(), finish=FinishSpec(), scales=ScalesSpec(count=1, coarse_iterations=37),
     )  # fmt: skip
-    default = plan_job(observation, scales=ScalesSpec(count=1, coarse_iterations=37), **settings)
-    assert default.stages[0].iterations == 37 and default.stages[1].start_step == 37
-    told = plan_job(observation, scales=ScalesSpec(count=1), probe=KernelProbeSpec(iterations=5), **settings)
-    assert told.stages[0].iterations == 5
+    default = plan_job(observation, **settings)
+    assert default.stages[0].iterations == 500 and default.stages[1].start_step == 500
+    assert plan_job(observation, probe=KernelProbeSpec(iterations=5), **settings).stages[0].iterations == 5
 
 
 @pytest.mark.slow

@@ -9,6 +9,9 @@ Subcommands:
   ``double``: twice it, made odd; ``auto``), one input at a time so arms stay paired;
   each job is a one-row ``batch`` (resumable: a finished job is skipped, a killed one
   resumes from its checkpoint).
+- ``probes``: the probe alone (``--trainer.max_steps`` at its end) on every input of a
+  protocol: the size it chooses, for the price of the probe; with the papers' configs
+  this measures their choice without their whole jobs.
 - ``table``: every finished run's chosen size, aligned ISNR and wall time, per protocol
   and arm, with the paired differences; writes ``results/<study>/table.md`` and ``.json``.
 
@@ -126,6 +129,58 @@ def run(args, extra: list[str]) -> int:
     return code
 
 
+def probes(args, extra: list[str]) -> int:
+    """One probe-only ``fit`` per input (skipped where its metrics.json exists)."""
+    protocol = Path(args.protocol).resolve()
+    config = Path(args.config).resolve()
+    folder = Path(args.root) / "probes" / f"{protocol.stem}_{config.stem}_seed{args.seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "protocol.txt").write_text(str(protocol.relative_to(ROOT)) + "\n")  # for the table's true sizes
+    code = 0
+    for row in read_manifest(protocol):
+        if (folder / row.name / "metrics.json").is_file():
+            continue
+        steps = args.steps
+        command = [
+            sys.executable, "-W", "ignore", "-m", "lightning_deblur", "fit", "--config", str(config),
+            "--data.image", row.image, "--data.kernel_size", "auto", "--seed_everything", str(args.seed),
+            "--trainer.max_steps", str(steps), "--trainer.precision", args.precision,
+            "--trainer.logger.init_args.save_dir", str(folder), "--trainer.logger.init_args.name", "",
+            "--trainer.logger.init_args.version", row.name, "--image_logging.every_n_steps", "0",
+            "--checkpoint.every_n_steps", "0", *extra,
+        ]  # fmt: skip
+        print(f"=== probe {row.name}", flush=True)
+        code = max(code, subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL).returncode)
+    return code
+
+
+def probe_table(root: Path) -> list[str]:
+    """Chosen against true size for every probe-only run under ``root/probes``."""
+    lines = []
+    for folder in sorted((root / "probes").glob("*")):
+        rows = []
+        truth = {row.name: row.kernel_size for row in read_manifest(ROOT / (folder / "protocol.txt").read_text().strip())}
+        for metrics_file in sorted(folder.glob("*/metrics.json")):
+            metrics = json.loads(metrics_file.read_text())
+            choice = metrics.get("kernel_size_choice")
+            if choice is None:
+                continue
+            rows.append((metrics_file.parent.name, truth[metrics_file.parent.name], choice))
+        if not rows:
+            continue
+        lines += [f"## probes: {folder.name}", "", "| input | true size | chosen | chosen / true | probe extent (probe px) |", "|---|---|---|---|---|"]
+        ratios = []
+        for name, true, choice in rows:
+            chosen = choice["kernel_size"]
+            ratio = max(chosen) / max(true)
+            ratios.append(ratio)
+            lines.append(f"| {name} | {true[0]}x{true[1]} | {chosen[0]}x{chosen[1]} | {ratio:.2f} | {choice['probe_extent'][0]:.1f}x{choice['probe_extent'][1]:.1f} |")
+        ratios = np.array(ratios)
+        lines += ["", f"{len(rows)} inputs: chosen / true {ratios.mean():.2f} on average ({ratios.min():.2f}-{ratios.max():.2f}); "
+                  f"{int((ratios < 1).sum())} below the true size", ""]
+    return lines
+
+
 def finished_runs(study: Path) -> dict:
     """``{(arm, name): metrics}`` of every finished run under ``study``."""
     runs = {}
@@ -138,7 +193,7 @@ def finished_runs(study: Path) -> dict:
 
 def table(args) -> None:
     lines, payload = [], {"machine": machine(), "studies": {}}
-    for study in sorted(p for p in STUDY.iterdir() if p.is_dir()):
+    for study in sorted(p for p in STUDY.iterdir() if p.is_dir() and p.name != "probes"):
         runs = finished_runs(study)
         names = sorted({name for _, name in runs})
         rows = []
@@ -176,6 +231,7 @@ def table(args) -> None:
                 f"time auto/true {cost.mean():.2f}x (max {cost.max():.2f}x)",
             ]
         lines.append("")
+    lines += probe_table(STUDY)
     STUDY.mkdir(parents=True, exist_ok=True)
     (STUDY / "table.md").write_text("\n".join(lines))
     (STUDY / "table.json").write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
@@ -195,12 +251,21 @@ def main() -> None:
     runner.add_argument("--seed", type=int, default=0)
     runner.add_argument("--precision", default="32-true")
     runner.add_argument("--root", default=str(STUDY), help="where the study's runs go")
+    prober = actions.add_parser("probes", help="the probe alone on every input: the size it chooses")
+    prober.add_argument("--protocol", required=True)
+    prober.add_argument("--config", default=str(ROOT / "configs" / "fast.yaml"))
+    prober.add_argument("--steps", type=int, default=100, help="the probe's steps (the config's coarse-scale budget)")
+    prober.add_argument("--seed", type=int, default=0)
+    prober.add_argument("--precision", default="32-true")
+    prober.add_argument("--root", default=str(STUDY))
     actions.add_parser("table", help="the table of every finished run")
     args, extra = parser.parse_known_args()
     if args.action == "shake":
         make_shake(args)
     elif args.action == "run":
         sys.exit(run(args, extra))
+    elif args.action == "probes":
+        sys.exit(probes(args, extra))
     else:
         table(args)
 

@@ -6,8 +6,8 @@ as the bound allows. How far the probe's kernel reaches, measured about its cent
 mass, sets the kernel size of everything that follows: the method then runs from fresh
 generators as it would with that size given
 (:meth:`~lightning_deblur.core.planning.JobPlan.after_probe`). The probe's steps are the
-price: as many steps as the method's coarse scales take (500 in the papers' methods, 100
-in fast), at a quarter of the pixels.
+price: 500 steps at a quarter of the pixels (about 3 % of the papers' jobs, 11 % of
+``fast``'s).
 
 The measure is the smallest box centred on the kernel's centre of mass that holds every
 pixel of at least :attr:`KernelProbeSpec.threshold` times the kernel's peak. A relative
@@ -16,10 +16,11 @@ over its whole support (1e-4 per pixel over 41 × 41 pixels is 17 % of the mass)
 mass criterion would count as blur. The threshold, 0.15, lies between what the truth
 and the probes ask for: Levin et al.'s eight true kernels, shrunk to half size, keep
 their full extent up to 0.2 of the peak (mapped back: 10-26 px, rounded up to odd 11-27,
-against SelfDeblur's sizes 11-27 for them) and lose it at 0.3; half-size probes of the
-improved method on Levin's real blurs spread faint structure across their support that
-a threshold of 0.05 counts (41 px for a 27-px blur) and 0.2 does not (29 px)
-(``benchmarks/kernel_size_auto``).
+against SelfDeblur's sizes 11-27 for them) and lose it at 0.3; probes on Levin's real
+blurs spread faint structure over their support that a lower threshold counts (the
+improved method's probe of a 27-px blur: 41 px at 0.05, 29 px at 0.2), while higher ones
+cut real blur short (``fast``'s probes: chosen over true support 1.09 on average at 0.15,
+0.89 at 0.25, 0.66 at 0.5; ``benchmarks/kernel_size_auto``).
 """
 
 from __future__ import annotations
@@ -50,19 +51,20 @@ class KernelProbeSpec:
     Attributes:
         scale: size of the probe's observation relative to the region the kernel is
             estimated on (0.5: half resolution, the improved method's coarsest scale).
-        iterations: optimization steps of the probe; ``None``: the method's coarse-scale
-            budget (``scales.coarse_iterations``: 500 in the papers' methods, 100 in fast).
+        iterations: optimization steps of the probe (500: the papers' coarse-scale budget;
+            ``fast``'s own 100 leave its kernel near the initial Gaussian, twice the true
+            size on Levin's blurs, where 500 come within 0.7-1.8x of it).
         threshold: pixels of at least this share of the kernel's peak count as blur.
     """
 
     scale: float = 0.5
-    iterations: int | None = None
+    iterations: int = 500
     threshold: float = 0.15
 
     def __post_init__(self) -> None:
         if not 0 < self.scale <= 1:
             raise InputError(f"--model.kernel_probe.scale must be in (0, 1], got {self.scale}")
-        if self.iterations is not None and self.iterations < 1:
+        if self.iterations < 1:
             raise InputError(f"--model.kernel_probe.iterations must be positive, got {self.iterations}")
         if not 0 < self.threshold < 1:
             raise InputError(f"--model.kernel_probe.threshold must be in (0, 1), got {self.threshold}")
@@ -120,13 +122,14 @@ def size_from_probe(k: torch.Tensor, factor: tuple[float, float], bound: tuple[i
         threshold: as for :func:`centred_extent`.
 
     Returns:
-        ``(kh, kw)``: the centred extent divided by ``factor``, rounded up to odd, at
-        least 3 and at most ``bound``.
+        ``(kh, kw)``: the larger of the two centred extents divided by ``factor``,
+        rounded up to odd, at least 3 and at most ``bound``, on both sides. Square,
+        because one axis is often measured short (7 × 11 px for Levin's 13-px kernel 5),
+        and a support cut short costs more than one too large.
     """
     extent = centred_extent(k, threshold)
-    return tuple(
-        min(max(smallest_odd_at_least(side / scale), 3), limit) for side, scale, limit in zip(extent, factor, bound)
-    )
+    side = max(smallest_odd_at_least(length / scale) for length, scale in zip(extent, factor))
+    return tuple(min(max(side, 3), limit) for limit in bound)
 
 
 def kernel_size_choice(k: torch.Tensor, probe_image_size, region, bound, threshold: float) -> dict:

@@ -271,14 +271,12 @@ def automatic_size_bound(observation, region: tuple[int, int]) -> tuple[int, int
     return side, side
 
 
-def probe_stage(region: tuple[int, int], bound: tuple[int, int], probe: KernelProbeSpec, coarse_iterations: int) -> Scale:
+def probe_stage(region: tuple[int, int], bound: tuple[int, int], probe: KernelProbeSpec) -> Scale:
     """The kernel-size probe: ``region`` shrunk by ``probe.scale`` with the bound's kernel
-    shrunk alike (odd, at least 3), for ``probe.iterations`` steps (or the method's
-    ``coarse_iterations``) from step 0."""
+    shrunk alike (odd, at least 3), for ``probe.iterations`` steps from step 0."""
     image = tuple(max(1, math.floor(side * probe.scale + 0.5 + 1e-9)) for side in region)
     kernel = tuple(min(full, max(odd_size(full * probe.scale), 3)) for full in bound)
-    iterations = coarse_iterations if probe.iterations is None else probe.iterations
-    return Scale(0, image, kernel, iterations, 0, probe=True)
+    return Scale(0, image, kernel, probe.iterations, 0, probe=True)
 
 
 def check_stage_size(size: tuple[int, int], kernel_size: tuple[int, int], image_spec: ImageNetSpec, what: str, enlarge: str):
@@ -334,7 +332,7 @@ def plan_job(
     if blind:
         stages = plan_scales(region, kernel_size, scales, iterations, starts)
         if automatic:
-            first = probe_stage(region, kernel_size, probe, scales.coarse_iterations)
+            first = probe_stage(region, kernel_size, probe)
             stages = [first] + [
                 replace(stage, index=stage.index + 1, start_step=stage.start_step + first.iterations) for stage in stages
             ]
