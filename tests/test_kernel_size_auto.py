@@ -197,6 +197,23 @@ def test_an_automatic_job_probes_chooses_and_runs_the_method_with_the_size_it_ch
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("config", ["tiny.yaml", "tiny_improved.yaml"], ids=["one-scale", "three-scales"])
+def test_after_its_probe_an_automatic_job_is_the_job_given_the_size_it_chose(blurred_case, tmp_path, config):
+    """The method after the probe draws its generators from the random stream as the job
+    began, so on a CPU it computes bit for bit what the job given that size computes: a
+    comparison of sizes is not one of random draws too."""
+    auto = auto_fit(tmp_path / "auto", blurred_case["image"], config=config)
+    height, width = read_metrics(auto)["kernel_size"]
+    given = run_fit(
+        tmp_path / "given", "--data.image", str(blurred_case["image"]), "--data.kernel_size", f"[{height}, {width}]",
+        "--model.image_net.levels", "3", config=CONF / config,
+    )  # fmt: skip
+    np.testing.assert_array_equal(np.load(auto / "kernel.npy"), np.load(given / "kernel.npy"))
+    np.testing.assert_array_equal(read_image(auto / "deblurred.png").pixels, read_image(given / "deblurred.png").pixels)
+    assert read_metrics(auto)["final_loss"] == read_metrics(given)["final_loss"]
+
+
+@pytest.mark.slow
 def test_an_automatic_job_killed_after_its_probe_resumes_with_the_size_it_chose(blurred_case, tmp_path, monkeypatch):
     """The probe's choice lives in the checkpoint: the resumed job rebuilds the chosen plan
     (its kernel net has the chosen size, not the bound) and ends exactly as an

@@ -98,6 +98,12 @@ def make_shake(args) -> None:
     )  # fmt: skip
 
 
+def protocol_label(protocol: Path) -> str:
+    """A protocol's name in folder names: the manifest's stem, or its folder's name for a
+    ``manifest.csv`` (``shake256``, ``kodak256``)."""
+    return protocol.parent.name if protocol.stem == "manifest" else protocol.stem
+
+
 def arm_row(row, arm: str):
     """The manifest row an arm runs: the true size, twice it (odd), or ``auto``."""
     if arm == "true":
@@ -112,7 +118,7 @@ def run(args, extra: list[str]) -> int:
     rows = read_manifest(protocol)
     if args.inputs:
         rows = [row for row in rows if row.name in args.inputs.split(",")]
-    study = Path(args.root) / f"{protocol.stem}_{Path(args.config).stem}_seed{args.seed}"
+    study = Path(args.root) / f"{protocol_label(protocol)}_{Path(args.config).stem}_seed{args.seed}"
     code = 0
     for row in rows:
         for arm in args.arms.split(","):
@@ -133,7 +139,7 @@ def probes(args, extra: list[str]) -> int:
     """One probe-only ``fit`` per input (skipped where its metrics.json exists)."""
     protocol = Path(args.protocol).resolve()
     config = Path(args.config).resolve()
-    folder = Path(args.root) / "probes" / f"{protocol.stem}_{config.stem}_seed{args.seed}"
+    folder = Path(args.root) / "probes" / f"{protocol_label(protocol)}_{config.stem}_seed{args.seed}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "protocol.txt").write_text(str(protocol.relative_to(ROOT)) + "\n")  # for the table's true sizes
     code = 0

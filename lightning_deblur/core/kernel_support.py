@@ -3,8 +3,8 @@
 A job given ``auto`` first runs a *probe*: the method's own coarse-scale optimization on
 the observation shrunk by :attr:`KernelProbeSpec.scale`, with a kernel support as large
 as the bound allows. How far the probe's kernel reaches, measured about its centre of
-mass, sets the kernel size of everything that follows: the method then runs from fresh
-generators as it would with that size given
+mass, sets the kernel size of everything that follows: the method then runs as it would
+with that size given, its generators drawn from the random stream as the job began
 (:meth:`~lightning_deblur.core.planning.JobPlan.after_probe`). The probe's steps are the
 price: 500 steps at a quarter of the pixels (about 3 % of the papers' jobs, 11 % of
 ``fast``'s).

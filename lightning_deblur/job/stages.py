@@ -78,6 +78,8 @@ class JobStages:
         """With ``restarts``: the verdict of every pass over the blind scales that has ended,
         in order (:meth:`end_attempt`)."""
         self.best_start_image_net = self.best_start_kernel_net = None
+        self.initial_rng: torch.Tensor | None = None
+        """The CPU random state as :meth:`build` found it (kept for the kernel-size probe)."""
         self.kernel_size_choice: dict | None = None
         """With ``--data.kernel_size auto``, after the probe: the size chosen and what it was
         chosen from (for metrics.json and the final line), else ``None``."""
@@ -170,6 +172,9 @@ class JobStages:
         if self.image_net is not None:
             return
         self.observation, plan = observation, self.plan
+        # The random stream as the job begins: after a kernel-size probe the method draws
+        # its generators from here again, as a job given that size would.
+        self.initial_rng = torch.get_rng_state()
         blind = plan.blind_scale_count > 0
         self.image_net = self.image_spec.build(output_channels=1 if blind else plan.finishing_channels)
         if blind:
@@ -228,9 +233,12 @@ class JobStages:
         if scale.finishing:
             self._enter_finishing_stage(scale)
             return
-        # A start after the first (the first has build's generators), or the first stage
-        # after the kernel-size probe: the method begins as it would without the probe.
-        if scale.start or self.plan.follows_probe(scale):
+        if self.plan.follows_probe(scale):
+            # The method begins as a job given the chosen size does: from the random stream
+            # as the job began (on a CPU, bit for bit the same generators, noise and steps).
+            torch.set_rng_state(self.initial_rng)
+            self._fresh_generators(scale)
+        elif scale.start:  # a start after the first (the first has build's generators)
             self._fresh_generators(scale)
         y, sharp, crop = self.y_full, self.sharp_full, self.plan.crop
         if crop is not None:
@@ -400,6 +408,7 @@ class JobStages:
             "starts": self.start_records,
             "attempts": self.attempt_records,
             "kernel_size_choice": self.kernel_size_choice,
+            "initial_rng": self.initial_rng,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
@@ -426,6 +435,8 @@ class JobStages:
         self.start_records = list(state.get("starts", []))
         self.attempt_records = list(state.get("attempts", []))
         self.kernel_size_choice = state.get("kernel_size_choice")
+        if state.get("initial_rng") is not None:
+            self.initial_rng = state["initial_rng"]
         if resuming:
             torch.set_rng_state(state["torch_rng"])
             if state["cuda_rng"] is not None and torch.cuda.is_available():
