@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -136,7 +137,7 @@ def run(args, extra: list[str]) -> int:
 
 
 def probes(args, extra: list[str]) -> int:
-    """One probe-only ``fit`` per input (skipped where its metrics.json exists)."""
+    """One probe-only ``fit`` per input (skipped where it has chosen its size)."""
     protocol = Path(args.protocol).resolve()
     config = Path(args.config).resolve()
     folder = Path(args.root) / "probes" / f"{protocol_label(protocol)}_{config.stem}_seed{args.seed}"
@@ -144,8 +145,10 @@ def probes(args, extra: list[str]) -> int:
     (folder / "protocol.txt").write_text(str(protocol.relative_to(ROOT)) + "\n")  # for the table's true sizes
     code = 0
     for row in read_manifest(protocol):
-        if (folder / row.name / "metrics.json").is_file():
+        metrics_file = folder / row.name / "metrics.json"
+        if metrics_file.is_file() and "kernel_size_choice" in json.loads(metrics_file.read_text()):
             continue
+        shutil.rmtree(folder / row.name, ignore_errors=True)  # a probe stopped before its end starts over
         steps = args.steps
         command = [
             sys.executable, "-W", "ignore", "-m", "lightning_deblur", "fit", "--config", str(config),
