@@ -132,9 +132,9 @@ class JobPlan:
         return int(bool(self.stages) and self.stages[0].probe)
 
     def begins_afresh(self, stage: Scale) -> bool:
-        """Whether ``stage`` begins as a job does, from fresh generators with only the kernel
-        fitted: a start of the coarsest scale, a restart's coarsest scale, or the first
-        stage after the kernel-size probe."""
+        """Whether ``stage`` begins as a job does, with only the kernel fitted (nothing handed
+        up): a start of the coarsest scale or the first stage after the kernel-size probe
+        (both from fresh generators), or a restart's coarsest scale (G_x kept)."""
         return stage.start is not None or self.begins_attempt(stage) or self.follows_probe(stage)
 
     def follows_probe(self, stage: Scale) -> bool:
@@ -209,9 +209,9 @@ class JobPlan:
         return sum(stage.iterations for stage in last_pass)
 
     def with_restart(self) -> JobPlan:
-        """This plan with one more pass over the blind scales, run once more after the last
-        pass (one start of the coarsest scale, whatever
-        ``starts`` says), before the finishing stages, which move back by its steps."""
+        """This plan with one more pass over the blind scales after the last pass (one start
+        of the coarsest scale, whatever ``starts`` says; never the kernel-size probe),
+        before the finishing stages, which move back by its steps."""
         blind, count = self.blind_scale_count, self.scale_count
         previous = self.stages[blind - count : blind]
         step, added = self.stages[blind - 1].end_step, []
