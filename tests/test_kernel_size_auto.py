@@ -124,6 +124,8 @@ def test_auto_is_refused_with_a_known_kernel_and_a_bound_without_auto(blurred_ca
         load_observation(str(blurred_case["image"]), 5, max_kernel_size=9)
     with pytest.raises(InputError, match="max_kernel_size must be odd|is even"):
         load_observation(str(blurred_case["image"]), "auto", max_kernel_size=10)
+    with pytest.raises(InputError, match="e.g. 27, 27x31 or auto"):
+        load_observation(str(blurred_case["image"]), "automatic")
     observation = load_observation(str(blurred_case["image"]), "AUTO", max_kernel_size="9x7")
     assert observation.kernel_size is None and observation.max_kernel_size == (9, 7)
 

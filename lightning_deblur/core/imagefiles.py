@@ -298,19 +298,22 @@ def read_kernel(path: str | os.PathLike, option: str = "--data.kernel") -> np.nd
     return kernel / kernel.sum()
 
 
-def parse_kernel_size(kernel_size: int | str | Sequence[int], option: str = "--data.kernel_size") -> tuple[int, int]:
+def parse_kernel_size(
+    kernel_size: int | str | Sequence[int], option: str = "--data.kernel_size", also: str = ""
+) -> tuple[int, int]:
     """The one reading of a kernel size: ``27``, ``(kh, kw)``, or text (``"27"``, ``"27x31"``,
     ``"[27, 31]"``, ``"27,31"``: a manifest cell or a command-line value) -> ``(kh, kw)``,
     both odd and at least 3.
 
     Raises:
         InputError: even, too small, or not one or two integers (``option`` names where
-            the value came from, for the message).
+            the value came from, for the message; ``also`` another value it takes, e.g. ``auto``).
     """
     if isinstance(kernel_size, str):
         parts = kernel_size.strip().strip("[]()").lower().replace(",", "x").replace(" ", "").split("x")
         if not 1 <= len(parts) <= 2 or not all(part.isdigit() for part in parts):
-            raise InputError(f"kernel size '{kernel_size}' is not one or two numbers; give {option} e.g. 27 or 27x31")
+            examples = f"27, 27x31 or {also}" if also else "27 or 27x31"
+            raise InputError(f"kernel size '{kernel_size}' is not one or two numbers; give {option} e.g. {examples}")
         kernel_size = tuple(int(part) for part in parts) if len(parts) == 2 else int(parts[0])
     sizes = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
     if len(sizes) != 2 or not all(isinstance(s, int) for s in sizes):

@@ -152,7 +152,7 @@ def parse_row_kernel_size(text: str | int, option: str) -> tuple[int, int] | Non
     """A row's kernel size: ``(kh, kw)``, or ``None`` for ``auto`` (see :func:`parse_kernel_size`)."""
     if isinstance(text, str) and text.strip().lower() == AUTO:
         return None
-    return parse_kernel_size(text, option)
+    return parse_kernel_size(text, option, also=AUTO)
 
 
 def check_name(name: str, where: str) -> str:

@@ -112,7 +112,9 @@ def load_observation(
                 "--data.max_kernel_size",
             )
     else:
-        kernel_size = parse_kernel_size(kernel_size if isinstance(kernel_size, (int, str)) else tuple(kernel_size))
+        kernel_size = parse_kernel_size(
+            kernel_size if isinstance(kernel_size, (int, str)) else tuple(kernel_size), also=AUTO
+        )
     source = read_image(resolve_path(image), "--data.image")
     if np.ptp(source.pixels) == 0:
         raise InputError(
