@@ -274,3 +274,14 @@ def test_the_python_api_takes_auto(blurred_case, tmp_path):
                "trainer.logger.init_args.save_dir": str(tmp_path)}  # fmt: skip
     result = deblur(blurred_case["image"], "auto", config=CONF / "tiny_improved.yaml", options=options)
     assert result.kernel.shape == tuple(result.metrics["kernel_size"]) == tuple(result.metrics["kernel_size_choice"]["kernel_size"])
+
+
+def test_the_progress_line_names_the_probe_and_counts_the_methods_scales_without_it():
+    from types import SimpleNamespace
+
+    from lightning_deblur.job.progress import JobProgressBar
+
+    before = plan(automatic_observation(bound=(21, 17)))
+    after = before.after_probe(plan(Observation(y=torch.rand(1, 1, 96, 80), kernel_size=(9, 9), source=None)))
+    words = [JobProgressBar.description(SimpleNamespace(plan=after, current_scale=stage)) for stage in after.stages]
+    assert words == ["probing the kernel size"] + [f"deblurring, scale {s}/3" for s in (1, 2, 3)]

@@ -113,6 +113,8 @@ class JobProgressBar(TQDMProgressBar):
             return f"non-blind finishing, tile {index + 1}/{plan.tile_count}" if plan.tile_count > 1 else "non-blind finishing"
         if plan is not None and len(plan.stages) > 1:
             stage = pl_module.current_scale
+            if stage.probe:
+                return "probing the kernel size"
             words = f"deblurring, scale {plan.scale_number(stage) + 1}/{plan.scale_count}"
             if stage.attempt:
                 words += f", restart {stage.attempt}"
