@@ -144,6 +144,20 @@ def load_observation(
     return observation
 
 
+def observation_in(state_dict: dict, plan) -> Observation:
+    """The observation a checkpoint's buffers hold (without the decoded source file), its
+    kernel size the full-size one of ``plan`` (the job's :class:`~lightning_deblur.core.planning.JobPlan`)."""
+    return Observation(
+        y=state_dict["y_full"],
+        kernel_size=plan.stages[-1].kernel_size,
+        source=None,
+        sharp=state_dict.get("sharp_full"),
+        kernel=state_dict.get("fixed_kernel"),
+        y_colour=state_dict.get("y_colour"),
+        sharp_colour=state_dict.get("sharp_colour"),
+    )
+
+
 class StepIndices(Dataset):
     """``length`` items, each its own index as a plain ``int``.
 

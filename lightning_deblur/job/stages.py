@@ -29,7 +29,7 @@ from lightning_deblur.core.resample import resize_image
 from lightning_deblur.core.starts import StartRecord, best_start, score_start
 from lightning_deblur.core.tiles import Box, add_tile, blended
 from lightning_deblur.core.verdict import NO_BLUR, judge
-from lightning_deblur.job.data import Observation
+from lightning_deblur.job.data import Observation, observation_in
 from lightning_deblur.job.lightning_internals import attached_trainer, set_step_limit, step_limit
 
 # Checkpoints are loaded with torch.load(weights_only=True): the classes a job stores in
@@ -494,16 +494,3 @@ class JobStages:
             add_tile(weighted, weights, estimate, scale.tile, self.plan.tile_overlap)
         observation = self.y_colour if scale.channels == 3 else self.y_full
         return blended(weighted, weights, observation), self.fixed_kernel
-
-
-def observation_in(state_dict: dict, plan: JobPlan) -> Observation:
-    """The observation a checkpoint's buffers hold (without the decoded source file)."""
-    return Observation(
-        y=state_dict["y_full"],
-        kernel_size=plan.stages[-1].kernel_size,
-        source=None,
-        sharp=state_dict.get("sharp_full"),
-        kernel=state_dict.get("fixed_kernel"),
-        y_colour=state_dict.get("y_colour"),
-        sharp_colour=state_dict.get("sharp_colour"),
-    )
