@@ -298,6 +298,11 @@ def read_kernel(path: str | os.PathLike, option: str = "--data.kernel") -> np.nd
     return kernel / kernel.sum()
 
 
+def size_text(size: Sequence[int]) -> str:
+    """``(kh, kw)`` as a manifest and the final line write it: ``27x31``."""
+    return "x".join(str(side) for side in size)
+
+
 def parse_kernel_size(
     kernel_size: int | str | Sequence[int], option: str = "--data.kernel_size", also: str = ""
 ) -> tuple[int, int]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lightning_deblur.core.centring import kernel_centroid_offset
 from lightning_deblur.core.errors import InputError
 
 AUTO = "auto"
@@ -42,6 +43,11 @@ the kernel is estimated on (the image, or its kernel crop): 41 px at 255 px, 85 
 512-px crop. Levin et al.'s largest blur is 27 px in 255-px images (0.106) and the
 synthetic range 9-31 px reaches 0.12 at that size; 1/6 leaves room above both while the
 probe's support, the only stage that pays for the bound, stays at half resolution."""
+
+
+def is_automatic(kernel_size) -> bool:
+    """Whether a kernel-size value (an option's or a manifest cell's) is :data:`AUTO`, in any case."""
+    return isinstance(kernel_size, str) and kernel_size.strip().lower() == AUTO
 
 
 @dataclass
@@ -101,12 +107,10 @@ def centred_extent(k: torch.Tensor, threshold: float) -> tuple[float, float]:
     weights = k.detach().double().clamp_min(0)
     if float(weights.sum()) <= 0:
         return float(k.shape[0]), float(k.shape[1])  # no mass: nothing tells the size
-    weights = weights / weights.sum()
     rows, cols = torch.nonzero(weights >= threshold * weights.max(), as_tuple=True)
     extents = []
-    for axis, hits in ((0, rows), (1, cols)):
-        profile = weights.sum(dim=1 - axis)
-        centre = float((profile * torch.arange(k.shape[axis], dtype=torch.float64)).sum())
+    for hits, side, offset in zip((rows, cols), k.shape, kernel_centroid_offset(k)):
+        centre = (side - 1) / 2 + offset
         extents.append(2 * float((hits.double() - centre).abs().max()) + 1)
     return extents[0], extents[1]
 
@@ -127,7 +131,11 @@ def size_from_probe(k: torch.Tensor, factor: tuple[float, float], bound: tuple[i
         because one axis is often measured short (7 × 11 px for Levin's 13-px kernel 5),
         and a support cut short costs more than one too large.
     """
-    extent = centred_extent(k, threshold)
+    return size_from_extent(centred_extent(k, threshold), factor, bound)
+
+
+def size_from_extent(extent: tuple[float, float], factor: tuple[float, float], bound: tuple[int, int]) -> tuple[int, int]:
+    """:func:`size_from_probe` from the probe kernel's :func:`centred_extent` (probe pixels)."""
     side = max(smallest_odd_at_least(length / scale) for length, scale in zip(extent, factor))
     return tuple(min(max(side, 3), limit) for limit in bound)
 
@@ -149,11 +157,12 @@ def kernel_size_choice(k: torch.Tensor, probe_image_size, region, bound, thresho
         ``probe_threshold``.
     """
     factor = tuple(probe / full for probe, full in zip(probe_image_size, region))
+    extent = centred_extent(k, threshold)
     return {
-        "kernel_size": list(size_from_probe(k, factor, tuple(bound), threshold)),
+        "kernel_size": list(size_from_extent(extent, factor, tuple(bound))),
         "max_kernel_size": list(bound),
         "probe_image_size": list(probe_image_size),
         "probe_kernel_size": list(k.shape),
-        "probe_extent": [round(side, 2) for side in centred_extent(k, threshold)],
+        "probe_extent": [round(side, 2) for side in extent],
         "probe_threshold": threshold,
     }

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from lightning_deblur.core.errors import InputError
-from lightning_deblur.core.imagefiles import parse_kernel_size, read_csv, write_csv
-from lightning_deblur.core.kernel_support import AUTO
+from lightning_deblur.core.imagefiles import parse_kernel_size, read_csv, size_text, write_csv
+from lightning_deblur.core.kernel_support import AUTO, is_automatic
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 """Files taken as images when a folder is given instead of a list (lower-case suffixes)."""
@@ -61,7 +61,7 @@ class ManifestRow:
     @property
     def kernel_size_text(self) -> str:
         """``kernel_size`` as the manifest writes it: ``27x31``, or ``auto``."""
-        return AUTO if self.kernel_size is None else f"{self.kernel_size[0]}x{self.kernel_size[1]}"
+        return AUTO if self.kernel_size is None else size_text(self.kernel_size)
 
 
 MANIFEST_FIELDS = [field.name for field in fields(ManifestRow) if field.name != "max_kernel_size"]
@@ -76,7 +76,7 @@ def write_manifest(path: str | Path, rows: list[ManifestRow]) -> Path:
     for row in rows:
         values = {key: "" if value is None else value for key, value in asdict(row).items()}
         values["kernel_size"] = row.kernel_size_text
-        values["max_kernel_size"] = "" if row.max_kernel_size is None else "x".join(map(str, row.max_kernel_size))
+        values["max_kernel_size"] = "" if row.max_kernel_size is None else size_text(row.max_kernel_size)
         cells.append(values)
     bounded = any(row.max_kernel_size is not None for row in rows)
     if not bounded:
@@ -150,7 +150,7 @@ def rows_from_folder(folder: str | Path, kernel_size: str | int, option: str = "
 
 def parse_row_kernel_size(text: str | int, option: str) -> tuple[int, int] | None:
     """A row's kernel size: ``(kh, kw)``, or ``None`` for ``auto`` (see :func:`parse_kernel_size`)."""
-    if isinstance(text, str) and text.strip().lower() == AUTO:
+    if is_automatic(text):
         return None
     return parse_kernel_size(text, option, also=AUTO)
 

@@ -247,19 +247,26 @@ def plan_scales(
     for index in range(spec.count):
         factor = spec.ratio ** -(spec.count - 1 - index)
         finest = index == spec.count - 1
-        # Half-up rounding with a little slack: √2·√2 is not exactly 2 in floating point.
-        image = image_size if finest else tuple(max(1, math.floor(side * factor + 0.5 + 1e-9)) for side in image_size)
-        kernel = (
-            kernel_size
-            if finest
-            else tuple(min(full, max(spec.min_kernel_size, odd_size(full * factor))) for full in kernel_size)
-        )
+        image = image_size if finest else scaled_image_size(image_size, factor)
+        kernel = kernel_size if finest else scaled_kernel_size(kernel_size, factor, spec.min_kernel_size)
         iterations = finest_iterations if finest else spec.coarse_iterations
         repeated = index == 0 and starts > 1
         for run in range(starts if repeated else 1):
             scales.append(Scale(len(scales), image, kernel, iterations, start, start=run if repeated else None))
             start += iterations
     return scales
+
+
+def scaled_image_size(size: tuple[int, int], factor: float) -> tuple[int, int]:
+    """``(H, W)`` times ``factor``, rounded half up (at least 1): a coarser scale's image."""
+    # A little slack: √2·√2 is not exactly 2 in floating point.
+    return tuple(max(1, math.floor(side * factor + 0.5 + 1e-9)) for side in size)
+
+
+def scaled_kernel_size(size: tuple[int, int], factor: float, floor: int) -> tuple[int, int]:
+    """``(kh, kw)`` times ``factor``, rounded to odd, at least ``floor`` and at most ``size``:
+    a coarser scale's kernel."""
+    return tuple(min(full, max(floor, odd_size(full * factor))) for full in size)
 
 
 def automatic_size_bound(observation, region: tuple[int, int]) -> tuple[int, int]:
@@ -274,8 +281,7 @@ def automatic_size_bound(observation, region: tuple[int, int]) -> tuple[int, int
 def probe_stage(region: tuple[int, int], bound: tuple[int, int], probe: KernelProbeSpec) -> Scale:
     """The kernel-size probe: ``region`` shrunk by ``probe.scale`` with the bound's kernel
     shrunk alike (odd, at least 3), for ``probe.iterations`` steps from step 0."""
-    image = tuple(max(1, math.floor(side * probe.scale + 0.5 + 1e-9)) for side in region)
-    kernel = tuple(min(full, max(odd_size(full * probe.scale), 3)) for full in bound)
+    image, kernel = scaled_image_size(region, probe.scale), scaled_kernel_size(bound, probe.scale, 3)
     return Scale(0, image, kernel, probe.iterations, 0, probe=True)
 
 
@@ -337,12 +343,9 @@ def plan_job(
                 replace(stage, index=stage.index + 1, start_step=stage.start_step + first.iterations) for stage in stages
             ]
         words = ("image", "a larger image") if crop is None else ("kernel crop", "a larger crop (--model.kernel_crop.size or .box)")
+        probe_words = ("kernel-size probe", "a larger image, --model.kernel_probe.scale nearer 1, or a kernel size instead of auto")
         for scale in reversed(stages):  # the full-size check first: its message is the clearest
-            if scale.probe:
-                probe_words = ("kernel-size probe", "a larger image, --model.kernel_probe.scale nearer 1, or a kernel size instead of auto")
-                check_stage_size(scale.image_size, scale.kernel_size, image_spec, *probe_words)
-            else:
-                check_stage_size(scale.image_size, scale.kernel_size, image_spec, *words)
+            check_stage_size(scale.image_size, scale.kernel_size, image_spec, *(probe_words if scale.probe else words))
     blind_scale_count = len(stages)
     channels = 3 if colour == "full" and observation.y_colour is not None else 1
     steps_per_tile = finishing_iterations(blind, crop is not None, iterations, finish)

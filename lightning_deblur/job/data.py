@@ -13,7 +13,7 @@ from lightning_deblur.core.colour import luminance
 from lightning_deblur.core.errors import InputError
 from lightning_deblur.core.package_files import resolve_path
 from lightning_deblur.core.imagefiles import LoadedImage, parse_kernel_size, read_image, read_kernel
-from lightning_deblur.core.kernel_support import AUTO
+from lightning_deblur.core.kernel_support import AUTO, is_automatic
 
 
 @dataclass
@@ -80,7 +80,7 @@ def load_observation(
         InputError: unreadable files, a bad kernel size or kernel, a blurred image of one
             flat colour, or a sharp reference whose size differs from the blurred image.
     """
-    automatic = isinstance(kernel_size, str) and kernel_size.strip().lower() == AUTO
+    automatic = is_automatic(kernel_size)
     if max_kernel_size is not None and not automatic:
         raise InputError("--data.max_kernel_size bounds an automatic size: add --data.kernel_size auto, or leave it out")
     if automatic and kernel is not None:
@@ -107,14 +107,9 @@ def load_observation(
     if automatic:
         kernel_size = None
         if max_kernel_size is not None:
-            max_kernel_size = parse_kernel_size(
-                max_kernel_size if isinstance(max_kernel_size, (int, str)) else tuple(max_kernel_size),
-                "--data.max_kernel_size",
-            )
+            max_kernel_size = parse_kernel_size(max_kernel_size, "--data.max_kernel_size")
     else:
-        kernel_size = parse_kernel_size(
-            kernel_size if isinstance(kernel_size, (int, str)) else tuple(kernel_size), also=AUTO
-        )
+        kernel_size = parse_kernel_size(kernel_size, also=AUTO)
     source = read_image(resolve_path(image), "--data.image")
     if np.ptp(source.pixels) == 0:
         raise InputError(
@@ -149,7 +144,7 @@ def observation_in(state_dict: dict, plan) -> Observation:
     kernel size the full-size one of ``plan`` (the job's :class:`~lightning_deblur.core.planning.JobPlan`)."""
     return Observation(
         y=state_dict["y_full"],
-        kernel_size=plan.stages[-1].kernel_size,
+        kernel_size=plan.kernel_size,
         source=None,
         sharp=state_dict.get("sharp_full"),
         kernel=state_dict.get("fixed_kernel"),

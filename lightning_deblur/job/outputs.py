@@ -13,7 +13,7 @@ from lightning_deblur.job.checkpointing import JobCheckpoint, JobTimer
 from lightning_deblur.core.colour import luminance, replace_luminance
 from lightning_deblur.core.errors import InputError
 from lightning_deblur.job.image_logging import tensorboard_writer
-from lightning_deblur.core.imagefiles import write_image, write_json, write_kernel_npy, write_kernel_png
+from lightning_deblur.core.imagefiles import size_text, write_image, write_json, write_kernel_npy, write_kernel_png
 from lightning_deblur.core.metrics import isnr_per_image, psnr_per_image, ssim_per_image
 from lightning_deblur.core.alignment import aligned_isnr, aligned_psnr, aligned_ssim
 from lightning_deblur.core.verdict import Verdict, judge
@@ -238,7 +238,7 @@ def summary_line(folder: Path, metrics: dict) -> str:
         line += f"; shift-aligned PSNR {metrics['input_aligned_psnr']:.2f} -> {metrics['aligned_psnr']:.2f} dB"
     if "kernel_size_choice" in metrics:
         choice = metrics["kernel_size_choice"]
-        size, bound = ("x".join(str(side) for side in choice[key]) for key in ("kernel_size", "max_kernel_size"))
+        size, bound = (size_text(choice[key]) for key in ("kernel_size", "max_kernel_size"))
         line += f"; kernel size {size}, chosen by a probe at {choice['probe_image_size'][0]} px (at most {bound})"
     if "chosen_start" in metrics:
         borders = ", ".join(f"{start['kernel_border']:.2f}" for start in metrics["starts"])

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightning_deblur.core.errors import InputError
+from lightning_deblur.core.imagefiles import size_text
 from lightning_deblur.core.kernel_support import AUTO
 from lightning_deblur.core.manifest import ManifestRow
 
@@ -64,7 +65,7 @@ def fit_arguments(job: BatchJob, output_dir: str | Path, fit_prefix, known_kerne
     options = {
         "--data.image": job.case.image,
         "--data.kernel_size": kernel_size,
-        **({"--data.max_kernel_size": "x".join(map(str, job.case.max_kernel_size))} if job.case.max_kernel_size and not known_kernel else {}),
+        **({"--data.max_kernel_size": size_text(job.case.max_kernel_size)} if job.case.max_kernel_size and not known_kernel else {}),
         "--data.sharp": job.case.sharp or "null",  # not the config's, should it name one
         **({"--data.kernel": job.case.kernel} if known_kernel and job.case.kernel else {}),
         "--seed_everything": str(job.seed),
