@@ -62,8 +62,7 @@ def shake_path(rng: np.random.Generator, steps: int = 400) -> np.ndarray:
 def render(path: np.ndarray, size: int) -> np.ndarray:
     """The path splatted bilinearly onto a ``size x size`` support with its centre of mass
     at the support's centre (pixel-exact up to the splat), summing to 1."""
-    centre = (path.mean(axis=0) if len(path) else np.zeros(2))
-    points = path - centre + (size - 1) / 2
+    points = path - path.mean(axis=0) + (size - 1) / 2
     weights = np.zeros((size + 1, size + 1))
     for y, x in points:
         top, left = int(math.floor(y)), int(math.floor(x))
@@ -149,11 +148,10 @@ def probes(args, extra: list[str]) -> int:
         if metrics_file.is_file() and "kernel_size_choice" in json.loads(metrics_file.read_text()):
             continue
         shutil.rmtree(folder / row.name, ignore_errors=True)  # a probe stopped before its end starts over
-        steps = args.steps
         command = [
             sys.executable, "-W", "ignore", "-m", "lightning_deblur", "fit", "--config", str(config),
             "--data.image", row.image, "--data.kernel_size", "auto", "--seed_everything", str(args.seed),
-            "--trainer.max_steps", str(steps), "--trainer.precision", args.precision,
+            "--trainer.max_steps", str(args.steps), "--trainer.precision", args.precision,
             "--trainer.logger.init_args.save_dir", str(folder), "--trainer.logger.init_args.name", "",
             "--trainer.logger.init_args.version", row.name, "--image_logging.every_n_steps", "0",
             "--checkpoint.every_n_steps", "0", *extra,
