@@ -3,6 +3,7 @@ ask for it (fit, manifest, batch), and whole jobs that choose their size and res
 
 from __future__ import annotations
 
+import json
 import numpy as np
 import pytest
 import torch
@@ -10,6 +11,7 @@ from conftest import CONF, KillAt, read_metrics, run_fit
 
 from lightning_deblur.commands.batch.cli import bound_automatic_sizes
 from lightning_deblur.commands.batch.jobs import BatchJob, fit_arguments
+from lightning_deblur.commands.batch.summary import summary_row
 from lightning_deblur.commands.fit import main
 from lightning_deblur.core.errors import InputError
 from lightning_deblur.core.imagefiles import read_image
@@ -155,6 +157,19 @@ def test_manifests_and_batch_carry_auto_and_its_bound(blurred_case, tmp_path):
     bad.write_text(f"image,kernel_size,max_kernel_size\n{blurred_case['image']},5,9\n")
     with pytest.raises(InputError, match="set its kernel_size to auto"):
         read_manifest(bad)
+
+
+def test_the_batch_summary_gives_the_size_an_automatic_job_chose(blurred_case, tmp_path):
+    (case,) = rows_from_folder(blurred_case["image"], "auto")
+    job = BatchJob(0, case, 0)
+    run_dir = job.run_dir(tmp_path)
+    run_dir.mkdir(parents=True)
+    choice = {"kernel_size": [19, 17], "probe_extent": [8.6, 4.2]}
+    (run_dir / "metrics.json").write_text(json.dumps({"kernel_size": [19, 17], "kernel_size_choice": choice, "psnr": 20.0}))
+    row = summary_row(job, tmp_path, "done")
+    assert row["kernel_size"] == "auto" and row["chosen_kernel_size"] == "19x17" and row["psnr"] == 20.0
+    (run_dir / "metrics.json").write_text(json.dumps({"kernel_size": [5, 5], "psnr": 20.0}))  # a size given
+    assert "chosen_kernel_size" not in summary_row(job, tmp_path, "done")
 
 
 def auto_fit(tmp_path, image, *extra, config="tiny_improved.yaml"):

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from lightning_deblur.commands.batch.jobs import BatchJob
-from lightning_deblur.core.imagefiles import write_csv
+from lightning_deblur.core.imagefiles import size_text, write_csv
 from lightning_deblur.commands.ranks import Rank
 
 
@@ -30,6 +30,7 @@ SUMMARY_FIELDS = [
 
 
 METRIC_FIELDS = [
+    "chosen_kernel_size",
     "psnr",
     "ssim",
     "isnr",
@@ -52,7 +53,8 @@ METRIC_FIELDS = [
 
 """Figures taken from each job's ``metrics.json`` (``fit_time_s`` is its ``wall_time_s``:
 the optimization alone, without process start-up; ``gradient_sparsity`` is in its
-``verdict_signals``), and ``sparsest`` (:func:`mark_sparsest`). Other numeric keys follow, sorted."""
+``verdict_signals``; ``chosen_kernel_size``, e.g. ``19x19``, is the size a job given ``auto``
+chose, its ``kernel_size``), and ``sparsest`` (:func:`mark_sparsest`). Other numeric keys follow, sorted."""
 
 
 FINISHED_STATUSES = ("done", "skipped-done")
@@ -107,6 +109,8 @@ def summary_row(job: BatchJob, output_dir: Path, status: str, **values) -> dict:
         for key, value in metrics.items():
             if key == "wall_time_s":
                 row["fit_time_s"] = value
+            elif key == "kernel_size_choice" and isinstance(metrics.get("kernel_size"), list):
+                row["chosen_kernel_size"] = size_text(metrics["kernel_size"])
             elif key == "verdict_signals" and isinstance(value, dict) and "gradient_sparsity" in value:
                 row["gradient_sparsity"] = value["gradient_sparsity"]
             elif key in METRIC_FIELDS or (
