@@ -12,6 +12,9 @@ Subcommands:
 - ``probes``: the probe alone (``--trainer.max_steps`` at its end) on every input of a
   protocol: the size it chooses, for the price of the probe; with the papers' configs
   this measures their choice without their whole jobs.
+- ``measures``: the probe's extent measure against alternatives, recomputed from every
+  probe's saved kernel (``scales/probe_kernel.npy``) and from the true kernels; writes
+  ``results/<study>/measures.md``.
 - ``table``: every finished run's chosen size, aligned ISNR and wall time, per protocol
   and arm, with the paired differences; writes ``results/<study>/table.md`` and ``.json``.
 
@@ -33,16 +36,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import DATA, RESULTS, ROOT, machine  # noqa: E402
 
+from lightning_deblur.core.kernel_support import KernelProbeSpec, centred_extent, size_from_extent  # noqa: E402
 from lightning_deblur.core.manifest import read_manifest, write_manifest  # noqa: E402
+from lightning_deblur.core.resample import odd_size, resize_kernel  # noqa: E402
 
 STUDY = RESULTS / "kernel_size_auto"
 ARMS = ("true", "double", "auto")
 SHAKE_SIZES = (9, 13, 15, 19, 23, 25, 29, 31)
-SHAKE_PROTOCOL = ROOT / "benchmarks" / "protocols" / "shake256"
 
 
 def shake_path(rng: np.random.Generator, steps: int = 400) -> np.ndarray:
@@ -86,13 +92,14 @@ def shake_kernel(size: int, rng: np.random.Generator) -> np.ndarray:
 
 def make_shake(args) -> None:
     rng = np.random.default_rng(args.seed)
-    kernels = SHAKE_PROTOCOL / "source_kernels"
+    protocol = ROOT / args.protocol
+    kernels = protocol / "source_kernels"
     kernels.mkdir(parents=True, exist_ok=True)
     for index, size in enumerate(SHAKE_SIZES, start=1):
         np.save(kernels / f"shake{index}_{size}.npy", shake_kernel(size, rng).astype(np.float32))
     subprocess.run(
         [sys.executable, "-m", "lightning_deblur", "synth", "--images", str(DATA / "kodak"), "--kernels", str(kernels),
-         "--output_dir", str(SHAKE_PROTOCOL), "--size", "256", "--pairs", "diagonal", "--noise_std", "0.01",
+         "--output_dir", str(protocol), "--size", "256", "--pairs", "diagonal", "--noise_std", "0.01",
          "--seed", "0"],
         check=True, cwd=ROOT,
     )  # fmt: skip
@@ -188,6 +195,63 @@ def probe_table(root: Path) -> list[str]:
     return lines
 
 
+def mass_extent(k: np.ndarray, share: float) -> tuple[float, float]:
+    """Side in pixels of the smallest square centred on the kernel's centre of mass that
+    holds ``share`` of its mass (both axes: the same side), the alternative measure."""
+    weights = np.clip(k, 0, None) / np.clip(k, 0, None).sum()
+    rows, cols = np.indices(k.shape)
+    radius = np.maximum(np.abs(rows - (weights * rows).sum()), np.abs(cols - (weights * cols).sum())).ravel()
+    order = np.argsort(radius)
+    reach = radius[order][np.searchsorted(np.cumsum(weights.ravel()[order]), share)]
+    return 2 * reach + 1, 2 * reach + 1
+
+
+MEASURES = {
+    "peak share 0.15 (shipped)": lambda k: centred_extent(torch.from_numpy(k), KernelProbeSpec.threshold),
+    "peak share 0.25": lambda k: centred_extent(torch.from_numpy(k), 0.25),
+    "80 % of the mass": lambda k: mass_extent(k, 0.8),
+}
+
+
+def measures(args) -> None:
+    """Each measure's chosen / true size over the fast probes of each protocol, and on the
+    true kernels themselves (what a probe that found the truth would get)."""
+    def summary(ratios: list[float]) -> str:
+        ratios = np.array(ratios)
+        return (f"{ratios.mean():.2f} ({ratios.min():.2f}-{ratios.max():.2f}), |log| {np.abs(np.log(ratios)).mean():.2f}, "
+                f"{int((ratios < 0.8).sum())} < 0.8, {int((ratios > 1.4).sum())} > 1.4")  # fmt: skip
+
+    lines = ["| probes | inputs | " + " | ".join(MEASURES) + " |", "|---|---|" + "---|" * len(MEASURES)]
+    for folder in sorted((STUDY / "probes").glob("*_fast_seed0")):
+        manifest = ROOT / (folder / "protocol.txt").read_text().strip()
+        rows = {row.name: row for row in read_manifest(manifest)}
+        ratios = {name: [] for name in MEASURES}
+        for kernel_file in sorted(folder.glob("*/scales/probe_kernel.npy")):
+            metrics = json.loads((kernel_file.parents[1] / "metrics.json").read_text())
+            choice = metrics["kernel_size_choice"]
+            row = rows[kernel_file.parents[1].name]
+            with Image.open(row.image) as image:
+                factor = [probe / full for probe, full in zip(choice["probe_image_size"], image.size[::-1])]
+            k = np.load(kernel_file).squeeze().astype(np.float64)
+            for name, measure in MEASURES.items():
+                chosen = size_from_extent(measure(k), factor, tuple(choice["max_kernel_size"]))
+                ratios[name].append(max(chosen) / max(row.kernel_size))
+        lines.append(f"| {folder.name} | {len(ratios[next(iter(MEASURES))])} | " + " | ".join(summary(r) for r in ratios.values()) + " |")
+    true_ratios = {name: [] for name in MEASURES}
+    for kernel_file in sorted(ROOT.glob("benchmarks/protocols/levin_kernels_convolution/*.npy")) + sorted(ROOT.glob("benchmarks/protocols/shake256*/kernels/*.npy")):
+        # As a probe at half size would see it: the kernel shrunk by half (odd support).
+        k = torch.from_numpy(np.load(kernel_file).squeeze().astype(np.float64))
+        small = odd_size(k.shape[0] * KernelProbeSpec.scale)
+        shrunk = resize_kernel(k, (small, small)).double().numpy()
+        for name, measure in MEASURES.items():
+            chosen = size_from_extent(measure(shrunk), (small / k.shape[0],) * 2, (99, 99))
+            true_ratios[name].append(chosen[0] / k.shape[0])
+    lines.append(f"| the true kernels, shrunk by half | {len(true_ratios[next(iter(MEASURES))])} | " + " | ".join(summary(r) for r in true_ratios.values()) + " |")
+    lines += ["", "Cells: chosen / true size, mean (range), mean |log ratio|, counts below 0.8 and above 1.4.", ""]
+    (STUDY / "measures.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
 def finished_runs(study: Path) -> dict:
     """``{(arm, name): metrics}`` of every finished run under ``study``."""
     runs = {}
@@ -250,6 +314,10 @@ def main() -> None:
     actions = parser.add_subparsers(dest="action", required=True)
     shake = actions.add_parser("shake", help="random camera-shake kernels and their synthetic set")
     shake.add_argument("--seed", type=int, default=0)
+    shake.add_argument(
+        "--protocol", default="benchmarks/protocols/shake256",
+        help="the set's folder (seed 0: shake256; seed 1: shake256_seed1, held out from the choice of the probe's measure)",
+    )  # fmt: skip
     runner = actions.add_parser("run", help="the three arms on a protocol, one input at a time")
     runner.add_argument("--protocol", required=True)
     runner.add_argument("--config", default=str(ROOT / "configs" / "fast.yaml"))
@@ -265,6 +333,7 @@ def main() -> None:
     prober.add_argument("--seed", type=int, default=0)
     prober.add_argument("--precision", default="32-true")
     prober.add_argument("--root", default=str(STUDY))
+    actions.add_parser("measures", help="the probe's extent measure against alternatives, from the saved probe kernels")
     actions.add_parser("table", help="the table of every finished run")
     args, extra = parser.parse_known_args()
     if args.action == "shake":
@@ -273,6 +342,8 @@ def main() -> None:
         sys.exit(run(args, extra))
     elif args.action == "probes":
         sys.exit(probes(args, extra))
+    elif args.action == "measures":
+        measures(args)
     else:
         table(args)
 
