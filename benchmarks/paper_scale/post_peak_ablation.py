@@ -17,7 +17,9 @@ change to the finest scale's schedule, and runs to the end in its own folder:
         --checkpoint CKPT --run benchmarks/results/paper_scale_levin8/improved/im1_kernel1/seed0
 
 Results go to ``benchmarks/results/paper_scale_levin8/post_peak/<arm>/<input>/``; each
-arm's ``curve.csv`` against the banked run's tells where the fall comes from.
+arm's ``curve.csv`` against the banked run's tells where the fall comes from. The arms run
+``python -m lightning_deblur`` in ``--code``: a checkout of the commit that made the banked
+run, since its checkpoint holds that code's classes and the control must reproduce it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True, help="the banked run's checkpoint at the switch (step 3000)")
     parser.add_argument("--run", required=True, help="the banked run's folder (its config.yaml is used)")
     parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--code", default=str(ROOT), help="checkout whose lightning_deblur runs the arms (the bank's commit)")
     parser.add_argument("--root", default=str(ROOT / "benchmarks" / "results" / "paper_scale_levin8" / "post_peak"))
     args = parser.parse_args()
     run = Path(args.run).resolve()
@@ -57,7 +60,7 @@ def main() -> None:
             "--ckpt_path", str(resume if resume.is_file() else Path(args.checkpoint).resolve()), *ARMS[arm],
         ]  # fmt: skip
         print(f"=== {arm} {name}", flush=True)
-        code = max(code, subprocess.run(command, cwd=ROOT).returncode)
+        code = max(code, subprocess.run(command, cwd=args.code).returncode)
     sys.exit(code)
 
 
