@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from lightning_deblur.core.provenance import code_commit, cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 """Banked run folders, read by several studies (the full-fidelity bank, its held-out seeds, Levin 255×255)."""
@@ -99,22 +101,16 @@ def machine() -> dict:
     """What the figures were measured on."""
     info = {
         "host": socket.gethostname(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "code": code_commit(),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
-        if names:
-            info["cpu"] = names[0]
-    except OSError:
-        pass
     return info
 
 

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from conftest import CONF, blur, gaussian_kernel, read_metrics, run_fit, synthetic_sharp, write_easy_case
 from PIL import Image
 
+from lightning_deblur import __version__
 from lightning_deblur.commands.fit import main
 from lightning_deblur.core.colour import rgb_to_ycbcr
 from lightning_deblur.core.imagefiles import read_image, write_image
@@ -30,6 +32,8 @@ def test_fit_writes_every_result_file(blurred_case, tmp_path):
     metrics = read_metrics(run)
     assert metrics["iterations"] == 20 and np.isfinite(metrics["final_loss"]) and metrics["wall_time_s"] > 0
     assert "psnr" not in metrics  # no sharp reference given
+    software = metrics["software"]
+    assert software["lightning_deblur"] == __version__ and software["torch"] == torch.__version__ and software["cpu"]
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["data"]["kernel_size"] == 5 and config["model"]["image_net"]["channels"] == 8
 

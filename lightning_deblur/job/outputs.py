@@ -15,6 +15,7 @@ from lightning_deblur.core.errors import InputError
 from lightning_deblur.job.image_logging import tensorboard_writer
 from lightning_deblur.core.imagefiles import size_text, write_image, write_json, write_kernel_npy, write_kernel_png
 from lightning_deblur.core.metrics import isnr_per_image, psnr_per_image, ssim_per_image
+from lightning_deblur.core.provenance import provenance
 from lightning_deblur.core.alignment import aligned_isnr, aligned_psnr, aligned_ssim
 from lightning_deblur.core.verdict import Verdict, judge
 
@@ -76,6 +77,7 @@ class ResultWriter(Callback):
             "seconds_per_iteration": round(wall_time / max(trainer.global_step, 1), 5),
             "device": str(pl_module.device),
             "precision": str(trainer.precision),
+            "software": provenance(),
         }
         if pl_module.failure:
             metrics["error"] = pl_module.failure
