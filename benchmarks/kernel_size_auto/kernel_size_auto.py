@@ -198,7 +198,8 @@ def probe_table(root: Path) -> list[str]:
 def mass_extent(k: np.ndarray, share: float) -> tuple[float, float]:
     """Side in pixels of the smallest square centred on the kernel's centre of mass that
     holds ``share`` of its mass (both axes: the same side), the alternative measure."""
-    weights = np.clip(k, 0, None) / np.clip(k, 0, None).sum()
+    weights = np.clip(k, 0, None)
+    weights = weights / weights.sum()
     rows, cols = np.indices(k.shape)
     radius = np.maximum(np.abs(rows - (weights * rows).sum()), np.abs(cols - (weights * cols).sum())).ravel()
     order = np.argsort(radius)
@@ -220,10 +221,14 @@ def measures(args) -> None:
     """Each measure's chosen / true size over each folder of probes (a protocol, a method,
     a variant), and on the true kernels themselves (what a probe that found the truth
     would get)."""
-    def summary(ratios: list[float]) -> str:
-        ratios = np.array(ratios)
-        return (f"{ratios.mean():.2f} ({ratios.min():.2f}-{ratios.max():.2f}), |log| {np.abs(np.log(ratios)).mean():.2f}, "
-                f"{int((ratios < 0.8).sum())} < 0.8, {int((ratios > 1.4).sum())} > 1.4")  # fmt: skip
+    def table_row(label: str, ratios: dict[str, list[float]]) -> str:
+        cells = []
+        for values in map(np.array, ratios.values()):
+            cells.append(
+                f"{values.mean():.2f} ({values.min():.2f}-{values.max():.2f}), |log| {np.abs(np.log(values)).mean():.2f}, "
+                f"{int((values < 0.8).sum())} < 0.8, {int((values > 1.4).sum())} > 1.4"
+            )
+        return f"| {label} | {len(values)} | " + " | ".join(cells) + " |"
 
     lines = ["| probes | inputs | " + " | ".join(MEASURES) + " |", "|---|---|" + "---|" * len(MEASURES)]
     for folder in sorted(p.parent for p in (STUDY / "probes").glob("*/protocol.txt")):
@@ -240,9 +245,8 @@ def measures(args) -> None:
             for name, measure in MEASURES.items():
                 chosen = size_from_extent(measure(k), factor, tuple(choice["max_kernel_size"]))
                 ratios[name].append(max(chosen) / max(row.kernel_size))
-        if not ratios[next(iter(MEASURES))]:
-            continue  # no probe has ended there yet
-        lines.append(f"| {folder.name} | {len(ratios[next(iter(MEASURES))])} | " + " | ".join(summary(r) for r in ratios.values()) + " |")
+        if any(ratios.values()):  # some probe has ended there
+            lines.append(table_row(folder.name, ratios))
     true_ratios = {name: [] for name in MEASURES}
     for kernel_file in sorted(ROOT.glob("benchmarks/protocols/levin_kernels_convolution/*.npy")) + sorted(ROOT.glob("benchmarks/protocols/shake256*/kernels/*.npy")):
         # As a probe at half size would see it: the kernel shrunk by half (odd support).
@@ -252,7 +256,7 @@ def measures(args) -> None:
         for name, measure in MEASURES.items():
             chosen = size_from_extent(measure(shrunk), (small / k.shape[0],) * 2, (99, 99))
             true_ratios[name].append(chosen[0] / k.shape[0])
-    lines.append(f"| the true kernels, shrunk by half | {len(true_ratios[next(iter(MEASURES))])} | " + " | ".join(summary(r) for r in true_ratios.values()) + " |")
+    lines.append(table_row("the true kernels, shrunk by half", true_ratios))
     lines += ["", "Cells: chosen / true size, mean (range), mean |log ratio|, counts below 0.8 and above 1.4.", ""]
     (STUDY / "measures.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -22,8 +22,9 @@ eight true kernels, shrunk to half size, keep their full extent up to 0.2 of the
 (mapped back: 10-26 px, rounded up to odd 11-27, against SelfDeblur's sizes 11-27 for
 them) and lose it at 0.3; probes on Levin's real blurs spread faint structure over
 their support that a lower threshold counts (the improved method's probe of a 27-px
-blur: 41 px at 0.05, 29 px at 0.2), while higher ones cut real blur short (``fast``'s probes: chosen over true support 1.09 on average at 0.15,
-0.89 at 0.25, 0.66 at 0.5; ``benchmarks/kernel_size_auto``).
+blur: 41 px at 0.05, 29 px at 0.2), while higher ones cut real blur short (``fast``'s
+probes: chosen over true support 1.09 on average at 0.15, 0.89 at 0.25, 0.66 at 0.5;
+``benchmarks/kernel_size_auto``).
 """
 
 from __future__ import annotations
