@@ -228,7 +228,8 @@ def measures(args) -> None:
                 f"{values.mean():.2f} ({values.min():.2f}-{values.max():.2f}), |log| {np.abs(np.log(values)).mean():.2f}, "
                 f"{int((values < 0.8).sum())} < 0.8, {int((values > 1.4).sum())} > 1.4"
             )
-        return f"| {label} | {len(values)} | " + " | ".join(cells) + " |"
+        inputs = len(next(iter(ratios.values())))  # every measure saw the same kernels
+        return f"| {label} | {inputs} | " + " | ".join(cells) + " |"
 
     lines = ["| probes | inputs | " + " | ".join(MEASURES) + " |", "|---|---|" + "---|" * len(MEASURES)]
     for folder in sorted(p.parent for p in (STUDY / "probes").glob("*/protocol.txt")):
