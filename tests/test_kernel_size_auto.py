@@ -253,6 +253,22 @@ def test_an_automatic_job_killed_after_its_probe_resumes_with_the_size_it_chose(
     np.testing.assert_array_equal(read_image(killed / "deblurred.png").pixels, read_image(whole / "deblurred.png").pixels)
 
 
+@pytest.mark.slow
+def test_a_probe_only_run_gives_the_probe_and_its_choice_and_resumes_to_the_whole_job(blurred_case, tmp_path):
+    """``--trainer.max_steps`` at the probe's last step (6) stops the job between the probe
+    and the method: the results are the probe's, the choice is made and kept, and the
+    resumed job begins the method as the uninterrupted one did."""
+    whole = auto_fit(tmp_path / "whole", blurred_case["image"])
+    probe = auto_fit(tmp_path / "probe", blurred_case["image"], "--trainer.max_steps", "6")
+    metrics = read_metrics(probe)
+    assert metrics["status"] == "stopped" and metrics["iterations"] == 6
+    assert metrics["kernel_size_choice"] == read_metrics(whole)["kernel_size_choice"]
+    np.testing.assert_array_equal(np.load(probe / "kernel.npy"), np.load(probe / "scales" / "probe_kernel.npy"))
+    main(["fit", *metrics["error"].split("resume with ", 1)[1].split()])
+    np.testing.assert_array_equal(np.load(probe / "kernel.npy"), np.load(whole / "kernel.npy"))
+    np.testing.assert_array_equal(read_image(probe / "deblurred.png").pixels, read_image(whole / "deblurred.png").pixels)
+
+
 def test_a_probe_too_small_for_the_image_net_says_so_and_how_to_fix_it(blurred_case, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_fit(tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "auto")

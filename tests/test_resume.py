@@ -270,6 +270,37 @@ def test_a_signal_stops_the_job_at_a_step_with_its_checkpoint_and_a_non_zero_exi
     np.testing.assert_array_equal(np.load(run / "kernel.npy"), np.load(whole / "kernel.npy"))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["max_steps", "SIGTERM"])
+def test_a_job_stopped_at_a_scales_end_gives_that_scale_and_resumes_to_the_same_result(
+    blurred_case, tmp_path, monkeypatch, stop
+):
+    """Scales of 8, 8 and 20 steps, stopped right after step 8: the first scale's last."""
+    fit(tmp_path / "whole", blurred_case["image"])
+    (whole,) = [p.parent for p in (tmp_path / "whole").glob("*/version_*/metrics.json")]
+    if stop == "max_steps":
+        fit(tmp_path / "stopped", blurred_case["image"], "--trainer.max_steps", "8")
+    else:  # sent after step 7, noted at step 8's end, before the scale transition looks
+        original = DeblurJob.configure_callbacks
+        monkeypatch.setattr(DeblurJob, "configure_callbacks", lambda self: [*original(self), SignalAt(7, signal.SIGTERM)])
+        with pytest.raises(SystemExit):
+            fit(tmp_path / "stopped", blurred_case["image"])
+        monkeypatch.setattr(DeblurJob, "configure_callbacks", original)
+    run, checkpoint = checkpoint_of(tmp_path / "stopped")
+    metrics = read_metrics(run)
+    assert metrics["status"] == "stopped" and metrics["iterations"] == 8
+    # The results are the ended scale's estimate, not the next scale's freshly fitted nets.
+    np.testing.assert_array_equal(np.load(run / "kernel.npy"), np.load(run / "scales" / "scale0_kernel.npy"))
+    scale0 = read_image(run / "scales" / "scale0_image.png").pixels
+    np.testing.assert_array_equal(read_image(run / "deblurred.png").pixels, scale0)
+    assert not (run / "scales" / "scale1_kernel.npy").exists()
+    main(["fit", *metrics["error"].split("resume with ", 1)[1].split()])  # enters scale 1 first
+    assert read_metrics(run)["status"] == "done" and read_metrics(run)["iterations"] == 36
+    np.testing.assert_array_equal(np.load(run / "kernel.npy"), np.load(whole / "kernel.npy"))
+    np.testing.assert_array_equal(read_image(run / "deblurred.png").pixels, read_image(whole / "deblurred.png").pixels)
+    assert (run / "curve.csv").read_text() == (whole / "curve.csv").read_text()
+
+
 def test_a_corrupt_checkpoint_is_one_line_naming_it(blurred_case, tmp_path, capsys):
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
     checkpoint.parent.mkdir(parents=True)

@@ -203,14 +203,15 @@ class DeblurJob(JobStages, LightningModule):
 
     def configure_callbacks(self) -> list:
         """The callbacks the method needs, in the order they act after a step: the
-        divergence guard, the scale transition, the stop on SIGTERM/SIGINT; the result
-        writer and the timer whose wall time it reports. A guard, writer or timer the
-        Trainer already has (the command line configures its own) is kept."""
+        divergence guard, the stop on SIGTERM/SIGINT, the scale transition (which enters
+        no new stage once the fit is told to stop); the result writer and the timer whose
+        wall time it reports. A guard, writer or timer the Trainer already has (the
+        command line configures its own, and the Trainer's callbacks act first) is kept."""
         trainer = attached_trainer(self)
         present = trainer.callbacks if trainer is not None else []
         makers = {Timer: lambda: JobTimer(interval="step"), ResultWriter: ResultWriter, DivergenceGuard: DivergenceGuard}
         missing = [make() for kind, make in makers.items() if not any(isinstance(c, kind) for c in present)]
-        return missing + [ScaleTransition(), StopOnSignal()]
+        return missing + [StopOnSignal(), ScaleTransition()]
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self.loss_weights = self.schedule.weights_at(self.step_in_scale, self.is_finest_scale)

@@ -20,6 +20,7 @@ from lightning_deblur.core.imagefiles import write_image, write_kernel_npy, writ
 from lightning_deblur.core.planning import Scale
 from lightning_deblur.core.resample import gaussian_kernel, magnify
 from lightning_deblur.core.verdict import NO_BLUR
+from lightning_deblur.job.lightning_internals import step_limit
 
 
 @dataclass
@@ -102,6 +103,9 @@ class ScaleTransition(Callback):
     - After the finest blind scale, has the job centre its kernel (``end_blind_scales``);
       with ``centre_kernel_between_scales``, centres every coarser scale's estimates
       before the next scale's generators are fitted to them.
+    - When the fit stops at a stage's end (``--trainer.max_steps``, a time budget, a
+      signal), ends that stage but enters no other: the job's results are the ended
+      stage's estimate, and a fit resumed from its checkpoint enters the next stage first.
     - Writes every blind scale's estimate into ``<run folder>/scales/`` and logs the state right
       after each re-fit to TensorBoard under ``refit/``.
 
@@ -109,27 +113,46 @@ class ScaleTransition(Callback):
     """
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if pl_module.global_step == 0 and self._fit_initial_kernel(pl_module):
-            self._log_refit(trainer, pl_module, include_image=False)
+        if pl_module.global_step == 0:
+            if self._fit_initial_kernel(pl_module):
+                self._log_refit(trainer, pl_module, include_image=False)
+        elif pl_module.between_stages:
+            # Resumed from a fit that stopped at a stage's end: enter the next stage now,
+            # as the uninterrupted fit did right after that step (the RNG is restored).
+            self._enter_next_stage(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
-        entered = self.advance(trainer, pl_module)
-        if entered is None:
+        if not self.end_stage(trainer, pl_module) or not pl_module.between_stages:
             return
+        if self._fit_ends_now(trainer):
+            # Its results are the ended stage's estimate, not the next stage's freshly
+            # fitted nets; the checkpoint enters the next stage when resumed.
+            return
+        self._enter_next_stage(trainer, pl_module)
+
+    @staticmethod
+    def _fit_ends_now(trainer: Trainer) -> bool:
+        """Whether the fit ends after the step just taken: told to stop (a time budget, a
+        signal; the job's own callbacks that say so act before this one) or at its step
+        limit (``--trainer.max_steps``, or the plan's last step)."""
+        limit = step_limit(trainer)
+        return trainer.should_stop or (limit is not None and 0 <= limit <= trainer.global_step)
+
+    @classmethod
+    def _enter_next_stage(cls, trainer: Trainer, job) -> None:
+        entered = cls.enter_next_stage(job)
         # New parameters need a new optimizer (and learning-rate scheduler): the strategy
         # makes them from configure_optimizers as it did at the start of the fit.
         trainer.strategy.setup_optimizers(trainer)
-        fresh = pl_module.plan.begins_afresh(entered)
-        self._log_refit(trainer, pl_module, include_image=not fresh)
+        cls._log_refit(trainer, job, include_image=not job.plan.begins_afresh(entered))
 
     @classmethod
-    def advance(cls, trainer: Trainer, job) -> Scale | None:
-        """End ``job``'s stage if this step was its last, and enter and prepare the next
-        one (re-fits included); return the stage entered, or ``None`` when the job stays
-        (or has no next stage). The caller sets up the new optimizer."""
+    def end_stage(cls, trainer: Trainer, job) -> bool:
+        """If this step was the last of ``job``'s stage, end it (scales/, starts, verdicts,
+        centring, the kernel-size probe's choice, a tile's blend) and return ``True``."""
         scale = job.current_scale
         if trainer.global_step != scale.end_step or job.failure is not None:
-            return None
+            return False
         if scale.finishing:
             job.blend_finished_tile()
         else:
@@ -147,8 +170,13 @@ class ScaleTransition(Callback):
             choice = job.end_probe()  # the chosen kernel size replaces the later stages
             if choice is not None:
                 cls._log_kernel_size(trainer, choice)
-        if scale.index + 1 >= len(job.plan.stages):
-            return None
+        return True
+
+    @classmethod
+    def enter_next_stage(cls, job) -> Scale:
+        """Enter the stage after ``job``'s ended one and prepare it (re-fits included);
+        return it. The caller sets up the new optimizer."""
+        scale = job.current_scale
         x_previous, k_previous = job.latest_x, job.latest_k
         job.enter_scale(scale.index + 1)
         nxt = job.current_scale

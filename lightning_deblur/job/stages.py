@@ -148,6 +148,21 @@ class JobStages:
         return self.failure is None and self.plan is not None and self.global_step < self.plan.total_steps
 
     @property
+    def between_stages(self) -> bool:
+        """Whether the current stage has taken its last step and the next one is not yet
+        entered. A fit that stops at a stage's end leaves the job so (the end's bookkeeping
+        done: scales/, starts, verdicts, the probe's choice), its results are that stage's
+        estimate, and its checkpoint enters the next stage when resumed
+        (:class:`~lightning_deblur.job.multiscale.ScaleTransition`)."""
+        plan = self.plan
+        return (
+            plan is not None
+            and self.failure is None
+            and self.scale_index + 1 < len(plan.stages)
+            and self.global_step == self.current_scale.end_step
+        )
+
+    @property
     def reached_step_limit(self) -> bool:
         """Whether the job stopped early at the Trainer's own ``max_steps``, as asked."""
         limit = self.requested_max_steps
@@ -408,6 +423,8 @@ class JobStages:
             "starts": self.start_records,
             "attempts": self.attempt_records,
             "kernel_size_choice": self.kernel_size_choice,
+            # Between stages, the next stage starts from the last estimate (handed up to it).
+            "latest": (self.latest_x, self.latest_k) if self.between_stages else None,
             "initial_rng": self.initial_rng,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -435,6 +452,8 @@ class JobStages:
         self.start_records = list(state.get("starts", []))
         self.attempt_records = list(state.get("attempts", []))
         self.kernel_size_choice = state.get("kernel_size_choice")
+        if state.get("latest") is not None:
+            self.latest_x, self.latest_k = (tensor.to(self.device) for tensor in state["latest"])
         if state.get("initial_rng") is not None:
             self.initial_rng = state["initial_rng"]
         if resuming:
