@@ -273,8 +273,26 @@ def finished_runs(study: Path) -> dict:
     return runs
 
 
+def summary_line(complete: list[dict]) -> str:
+    """The goals' figures over ``complete`` (rows with all three arms): auto - true and
+    auto - double in dB (mean with its standard error, worst), every input where auto
+    lies below double by more than the table's rounding, and the wall-time ratio."""
+    minus_true = np.array([row["auto"]["aligned_isnr"] - row["true"]["aligned_isnr"] for row in complete])
+    minus_double = np.array([row["auto"]["aligned_isnr"] - row["double"]["aligned_isnr"] for row in complete])
+    cost = np.array([row["auto"]["wall_time_s"] / row["true"]["wall_time_s"] for row in complete])
+    error = minus_true.std(ddof=1) / np.sqrt(len(minus_true)) if len(minus_true) > 1 else float("nan")
+    below = [f"{row['name']} {gap:+.2f}" for row, gap in zip(complete, minus_double) if gap < -0.005]
+    return (
+        f"{len(complete)} complete inputs: auto - true {minus_true.mean():+.2f} dB (standard error {error:.2f}; "
+        f"worst {minus_true.min():+.2f}); auto - double {minus_double.mean():+.2f} dB (worst {minus_double.min():+.2f}); "
+        f"below double on {len(below)}{': ' + ', '.join(below) if below else ''}; "
+        f"time auto/true {cost.mean():.2f}x (max {cost.max():.2f}x)"
+    )
+
+
 def table(args) -> None:
     lines, payload = [], {"machine": machine(), "studies": {}}
+    pooled = []
     for study in sorted(p for p in STUDY.iterdir() if p.is_dir() and p.name != "probes"):
         runs = finished_runs(study)
         names = sorted({name for _, name in runs})
@@ -303,16 +321,11 @@ def table(args) -> None:
             lines.append("| " + " | ".join(cells) + " |")
         complete = [row for row in rows if all(arm in row for arm in ARMS)]
         if complete:
-            minus_true = np.array([row["auto"]["aligned_isnr"] - row["true"]["aligned_isnr"] for row in complete])
-            minus_double = np.array([row["auto"]["aligned_isnr"] - row["double"]["aligned_isnr"] for row in complete])
-            cost = np.array([row["auto"]["wall_time_s"] / row["true"]["wall_time_s"] for row in complete])
-            lines += [
-                "",
-                f"{len(complete)} complete inputs: auto - true {minus_true.mean():+.2f} dB (worst {minus_true.min():+.2f}); "
-                f"auto - double {minus_double.mean():+.2f} dB (worst {minus_double.min():+.2f}); "
-                f"time auto/true {cost.mean():.2f}x (max {cost.max():.2f}x)",
-            ]
+            lines += ["", summary_line(complete)]
+            pooled += complete
         lines.append("")
+    if pooled:
+        lines += ["## all studies together", "", summary_line(pooled), ""]
     lines += probe_table(STUDY)
     STUDY.mkdir(parents=True, exist_ok=True)
     (STUDY / "table.md").write_text("\n".join(lines))
