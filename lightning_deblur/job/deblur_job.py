@@ -17,13 +17,14 @@ from lightning_deblur.core.kernel_support import KernelProbeSpec
 from lightning_deblur.core.losses import DATA_TERMS, KERNEL_L2_REDUCTIONS, LossInputs, weighted_loss
 from lightning_deblur.core.metrics import psnr
 from lightning_deblur.core.physics import blur_valid, crop_to_observation
-from lightning_deblur.core.planning import JobPlan, ScalesSpec, plan_job_from_options
+from lightning_deblur.core.planning import JobPlan, Scale, ScalesSpec, plan_job_from_options
 from lightning_deblur.core.precision import activation_bytes
 from lightning_deblur.core.schedule import LearningRateSchedule, LossSchedule
 from lightning_deblur.core.shock_filter import ShockFilterSpec, shock_filter
-from lightning_deblur.core.tiles import FinishSpec
+from lightning_deblur.core.starts import StartRecord
+from lightning_deblur.core.tiles import Box, FinishSpec
 from lightning_deblur.job.checkpointing import JobTimer, StopOnSignal
-from lightning_deblur.job.data import BlurredImage, Observation
+from lightning_deblur.job.data import BlurredImage, Observation, observation_in
 from lightning_deblur.job.divergence import DivergenceGuard
 from lightning_deblur.job.lightning_internals import attached_trainer
 from lightning_deblur.job.multiscale import RefitSpec, ScaleTransition
@@ -281,6 +282,56 @@ class DeblurJob(JobStages, LightningModule):
             self.latest_psnr = logged["psnr"] = psnr(estimate, self.sharp)
         return logged
 
+    # ------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep what a resumed job needs to continue exactly: the plan, the stage, the RNG streams."""
+        checkpoint["deblur"] = {
+            "plan": self.plan,
+            "scale_index": self.scale_index,
+            # Centring happened at the end of the blind scales; a job resumed in a
+            # finishing stage must still report it.
+            "centring": self.centring,
+            "starts": self.start_records,
+            "attempts": self.attempt_records,
+            "kernel_size_choice": self.kernel_size_choice,
+            # Between stages, the next stage starts from the last estimate (handed up to it).
+            "latest": (self.latest_x, self.latest_k) if self.between_stages else None,
+            "initial_rng": self.initial_rng,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Rebuild the sizes of the saved stage (so the saved weights fit). Resuming a fit,
+        also restore the RNG; loaded outside a fit (``load_from_checkpoint``), first build
+        the job from the plan and the observation the checkpoint holds."""
+        state = checkpoint.get("deblur")
+        if state is None:
+            raise InputError("this checkpoint was not written by a deblurring job; pass a run's checkpoints/last.ckpt")
+        resuming = attached_trainer(self) is not None
+        if not resuming:
+            self.plan = state["plan"]
+            self.build(observation_in(checkpoint["state_dict"], self.plan))
+        elif state["plan"] != self.plan:
+            # The plan changed after the job began: a restart grew it, the kernel-size probe
+            # chose the size of the later stages (or the device's memory gave other tiles).
+            self.plan = state["plan"]
+            self.size_kernel_buffers()
+        if state["scale_index"] != self.scale_index:
+            self.enter_scale(state["scale_index"])
+        self.centring = state.get("centring")
+        self.start_records = list(state.get("starts", []))
+        self.attempt_records = list(state.get("attempts", []))
+        self.kernel_size_choice = state.get("kernel_size_choice")
+        if state.get("latest") is not None:
+            self.latest_x, self.latest_k = (tensor.to(self.device) for tensor in state["latest"])
+        if state.get("initial_rng") is not None:
+            self.initial_rng = state["initial_rng"]
+        if resuming:
+            torch.set_rng_state(state["torch_rng"])
+            if state["cuda_rng"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+
 
 def planned_observation(module: LightningModule, trainer) -> Observation:
     """The observation of the trainer's :class:`BlurredImage` datamodule, with the job
@@ -327,8 +378,9 @@ def check_choices(
 
 
 # Checkpoints are loaded with torch.load(weights_only=True): the settings classes a job
-# records as hyperparameters must be allowed by name.
+# records as hyperparameters, and those of the stage state it keeps (on_save_checkpoint),
+# must be allowed by name.
 torch.serialization.add_safe_globals([
     ImageNetSpec, KernelNetSpec, OptimizerSpec, ScalesSpec, RefitSpec, ShockFilterSpec, KernelCropSpec, FinishSpec,
-    LearningRateSchedule, KernelProbeSpec,
+    LearningRateSchedule, KernelProbeSpec, JobPlan, Scale, Box, StartRecord,
 ])  # fmt: skip

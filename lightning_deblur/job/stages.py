@@ -19,7 +19,6 @@ import torch
 
 from lightning_deblur.core.centring import LOST_MASS_WARNING, centre_kernel, kernel_centroid_offset
 from lightning_deblur.core.colour import colour_support
-from lightning_deblur.core.errors import InputError
 from lightning_deblur.core.generators import copy_state, empty_net
 from lightning_deblur.core.kernel_support import kernel_size_choice
 from lightning_deblur.core.metrics import ssim_window
@@ -27,14 +26,10 @@ from lightning_deblur.core.physics import crop_to_observation, pad_to_support, s
 from lightning_deblur.core.planning import JobPlan, Scale
 from lightning_deblur.core.resample import resize_image
 from lightning_deblur.core.starts import StartRecord, best_start, score_start
-from lightning_deblur.core.tiles import Box, add_tile, blended
+from lightning_deblur.core.tiles import add_tile, blended
 from lightning_deblur.core.verdict import NO_BLUR, judge
-from lightning_deblur.job.data import Observation, observation_in
+from lightning_deblur.job.data import Observation
 from lightning_deblur.job.lightning_internals import attached_trainer, set_step_limit, step_limit
-
-# Checkpoints are loaded with torch.load(weights_only=True): the classes a job stores in
-# them (its plan here, its settings in job.py) must be allowed by name.
-torch.serialization.add_safe_globals([JobPlan, Scale, Box, StartRecord])
 
 
 class JobStages:
@@ -410,56 +405,6 @@ class JobStages:
         scale = self.current_scale
         estimate = crop_to_observation(self.latest_x, scale.kernel_size)
         add_tile(self.finish_sum, self.finish_weight, estimate, scale.tile, self.plan.tile_overlap)
-
-    # ------------------------------------------------------------- checkpoints
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep what a resumed job needs to continue exactly: the plan, the stage, the RNG streams."""
-        checkpoint["deblur"] = {
-            "plan": self.plan,
-            "scale_index": self.scale_index,
-            # Centring happened at the end of the blind scales; a job resumed in a
-            # finishing stage must still report it.
-            "centring": self.centring,
-            "starts": self.start_records,
-            "attempts": self.attempt_records,
-            "kernel_size_choice": self.kernel_size_choice,
-            # Between stages, the next stage starts from the last estimate (handed up to it).
-            "latest": (self.latest_x, self.latest_k) if self.between_stages else None,
-            "initial_rng": self.initial_rng,
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Rebuild the sizes of the saved stage (so the saved weights fit). Resuming a fit,
-        also restore the RNG; loaded outside a fit (``load_from_checkpoint``), first build
-        the job from the plan and the observation the checkpoint holds."""
-        state = checkpoint.get("deblur")
-        if state is None:
-            raise InputError("this checkpoint was not written by a deblurring job; pass a run's checkpoints/last.ckpt")
-        resuming = attached_trainer(self) is not None
-        if not resuming:
-            self.plan = state["plan"]
-            self.build(observation_in(checkpoint["state_dict"], self.plan))
-        elif state["plan"] != self.plan:
-            # The plan changed after the job began: a restart grew it, the kernel-size probe
-            # chose the size of the later stages (or the device's memory gave other tiles).
-            self.plan = state["plan"]
-            self.size_kernel_buffers()
-        if state["scale_index"] != self.scale_index:
-            self.enter_scale(state["scale_index"])
-        self.centring = state.get("centring")
-        self.start_records = list(state.get("starts", []))
-        self.attempt_records = list(state.get("attempts", []))
-        self.kernel_size_choice = state.get("kernel_size_choice")
-        if state.get("latest") is not None:
-            self.latest_x, self.latest_k = (tensor.to(self.device) for tensor in state["latest"])
-        if state.get("initial_rng") is not None:
-            self.initial_rng = state["initial_rng"]
-        if resuming:
-            torch.set_rng_state(state["torch_rng"])
-            if state["cuda_rng"] is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
 
     # ---------------------------------------------------------------- results
     def end_blind_scales(self) -> None:
