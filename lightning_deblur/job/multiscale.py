@@ -140,7 +140,7 @@ class ScaleTransition(Callback):
 
     @classmethod
     def _enter_next_stage(cls, trainer: Trainer, job) -> None:
-        entered = cls.enter_next_stage(job)
+        entered = cls._enter_and_refit(job)
         # New parameters need a new optimizer (and learning-rate scheduler): the strategy
         # makes them from configure_optimizers as it did at the start of the fit.
         trainer.strategy.setup_optimizers(trainer)
@@ -173,7 +173,7 @@ class ScaleTransition(Callback):
         return True
 
     @classmethod
-    def enter_next_stage(cls, job) -> Scale:
+    def _enter_and_refit(cls, job) -> Scale:
         """Enter the stage after ``job``'s ended one and prepare it (re-fits included);
         return it. The caller sets up the new optimizer."""
         scale = job.current_scale
