@@ -175,6 +175,6 @@ def inputs(
     axes.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize="small")
     axes.set_ylabel(LABELS.get(metric, metric))
     counts = ", ".join(f"{method} {len(data)}" for method, data in values.items())
-    axes.set_title(title or f"{LABELS.get(metric, metric)} per input (runs: {counts}; bars: means)")
+    axes.set_title(title or f"{LABELS.get(metric, metric)} per input (runs: {counts}; bars: means)", wrap=True)
     axes.legend(fontsize="small")
     return save_figure(figure, output)
