@@ -6,7 +6,9 @@ under ``benchmarks/results/paper_scale_<protocol>/`` (the true-kernel runs, wher
 as the error ratio's reference), then writes ``benchmarks/paper_scale/results/table.md``:
 per method the mean aligned and plain ISNR, the spread over seeds, the failures, the
 error ratio; the paired differences improved − original and improved_bf16 − improved over
-the (input, seed) pairs both have, with their standard errors; and every run's ISNR.
+the (input, seed) pairs both have, with their standard errors; and every run's ISNR. Beside
+it, per protocol, ``results/inputs_<protocol>.png``: every run's aligned ISNR per input
+(``figures inputs``), the papers' methods first.
 
     .venv/bin/python benchmarks/paper_scale/table.py
 """
@@ -55,6 +57,22 @@ def evaluate(protocol: str, manifest: Path) -> list[dict]:
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     with open(root / "eval" / "runs.csv", newline="") as file:
         return list(csv.DictReader(file))
+
+
+def per_input_figure(protocol: str, runs: list[dict]) -> Path:
+    """``figures inputs`` over the protocol's runs.csv: the papers' methods first, then ours."""
+    papers = ["original", "improved", "improved_bf16"]
+    present = {r["method"] for r in runs}
+    methods = [m for m in papers if m in present] + sorted(present - set(papers) - {TRUE_KERNEL_METHOD})
+    figure = OUT.parent / f"inputs_{protocol}.png"
+    command = [
+        sys.executable, "-W", "ignore", "-m", "lightning_deblur", "figures", "inputs",
+        "--runs", str((RESULTS / f"paper_scale_{protocol}" / "eval" / "runs.csv").relative_to(ROOT)),
+        "--output", str(figure.relative_to(ROOT)), "--methods", *methods,
+        "--title", f"{protocol} at the paper's scale: aligned ISNR per input (dB)",
+    ]  # fmt: skip
+    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return figure
 
 
 def number(value: str) -> float:
@@ -135,6 +153,8 @@ def main() -> None:
             continue
         sections += method_rows(protocol, runs) + [""] + paired_rows(runs) + ["", "Aligned ISNR of every run (dB):", ""]
         sections += per_run_rows(runs)
+        figure = per_input_figure(protocol, runs)
+        sections += ["", f"Per input: [{figure.name}]({figure.name})."]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(sections) + "\n")
     print(OUT.read_text())
