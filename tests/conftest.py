@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,17 @@ from lightning_deblur.core.imagefiles import write_image
 from lightning_deblur.core.physics import blur_valid
 
 CONF = Path(__file__).parent / "conf"
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (scripts/test.sh runs one worker per core) each worker gets its
+    share of the cores, so workers do not oversubscribe them; the jobs a test starts as
+    subprocesses inherit it through OMP_NUM_THREADS."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 @pytest.fixture(autouse=True)
