@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +148,10 @@ def test_a_checkpoint_reloads_as_a_job_with_its_settings_and_estimates(blurred_c
     scale = job.current_scale
     assert tuple(x.shape[-2:]) == scale.support and tuple(k.shape) == scale.kernel_size
     assert float(k.sum()) == pytest.approx(1, abs=1e-5)
+    # A fresh interpreter reads it with the checkpoint reader alone (the job's module not imported first).
+    read = "import sys; from lightning_deblur.job.checkpointing import load_checkpoint_file as load; print(load(sys.argv[1])['global_step'])"
+    done = subprocess.run([sys.executable, "-c", read, str(run / "checkpoints" / "last.ckpt")], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "10", done.stderr[-500:]
 
 
 @pytest.mark.slow

@@ -47,6 +47,11 @@ def load_checkpoint_file(path, map_location: Any | None = None) -> dict[str, Any
         InputError: no such file, or a file that is not a complete checkpoint (truncated,
             corrupt, or holding objects other than tensors and the job's own settings).
     """
+    # The job's module allows its settings classes by name (torch's safe globals) when it
+    # is imported; a reader that has not imported it yet would take a whole checkpoint for
+    # a broken one. (Imported here, not at the top: the job's module imports this one.)
+    import lightning_deblur.job.deblur_job  # noqa: F401
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint '{path}' not found; pass a run's checkpoints/last.ckpt to --ckpt_path")
