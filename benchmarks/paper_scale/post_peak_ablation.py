@@ -4,27 +4,37 @@ where the schedule switches (1 − SSIM + TV, kernel ℓ2 off), under other sche
 The improved method's finest scale switches at its step 2000 (global step 3000 after two
 coarse scales of 500) from MSE with the kernel ℓ2 term to 1 − SSIM + 0.01·TV without it.
 On the 96×96 bank it peaked about 300 steps later and lost most of the gain by the end.
-Each arm resumes a copy of a banked improved run's checkpoint at that step (the bank
-writes ``last.ckpt`` every 500 steps; a copy taken while it holds step 3000) with one
-change to the finest scale's schedule, and runs to the end in its own folder:
+Each arm resumes the run's checkpoint at that step with one change to the finest scale's
+schedule, and runs to the end in its own folder:
 
 - ``as_published``: the schedule unchanged (the control: it reproduces the banked run
   bit for bit on the same machine, checked on a tiny job);
 - ``no_tv``: the TV term left out after the switch;
 - ``kernel_l2_kept``: the kernel ℓ2 term (0.1) kept on after the switch.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/paper_scale/post_peak_ablation.py \\
-        --checkpoint CKPT --run benchmarks/results/paper_scale_levin8/improved/im1_kernel1/seed0
+The checkpoint at step 3000 is either given (``--checkpoint``: a copy taken while the
+banked run's ``last.ckpt`` held step 3000; the bank writes it every 500 steps) or made
+here: the banked run's config.yaml run again with ``--trainer.max_steps 3000`` into
+``<root>/prefix/<input>/`` (the same steps as the banked run on the same machine and
+threads), whose stop leaves that checkpoint. A checkpoint only resumes on the machine that
+wrote it, so the prefix and the arms belong to one sitting; each stage is skipped once
+done, so a stopped command resumes.
+
+    # the control left out: the banked run's own curve.csv is the schedule as published
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/paper_scale/post_peak_ablation.py --arms no_tv,kernel_l2_kept \
+        --run benchmarks/results/paper_scale_levin8/improved/im2_kernel2/seed0
 
 Results go to ``benchmarks/results/paper_scale_levin8/post_peak/<arm>/<input>/``; each
 arm's ``curve.csv`` against the banked run's tells where the fall comes from. The arms run
-``python -m lightning_deblur`` in ``--code``: a checkout of the commit that made the banked
-run, since its checkpoint holds that code's classes and the control must reproduce it.
+``python -m lightning_deblur`` in ``--code``: a checkout of the commit that made the
+checkpoint, since it holds that code's classes and the control must reproduce the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,30 +47,70 @@ ARMS = {
 }
 
 
+SWITCH_STEP = 3000
+"""The global step of the improved config's switch to 1 − SSIM + TV (500 + 500 coarse steps, then 2000)."""
+
+
+def status(run: Path) -> tuple[str, int]:
+    """A run folder's ``metrics.json`` status and iterations (``("", 0)`` when it has none)."""
+    metrics = run / "metrics.json"
+    if not metrics.is_file():
+        return "", 0
+    figures = json.loads(metrics.read_text())
+    return figures.get("status", ""), int(figures.get("iterations", 0))
+
+
+def fit(code: Path, config: Path, folder: Path, name: str, *extra: str) -> int:
+    """``python -m lightning_deblur fit`` of ``config`` into ``folder/name``; its exit code."""
+    command = [
+        sys.executable, "-W", "ignore", "-m", "lightning_deblur", "fit", "--config", str(config),
+        "--trainer.logger.init_args.save_dir", str(folder), "--trainer.logger.init_args.name", "",
+        "--trainer.logger.init_args.version", name, *extra,
+    ]  # fmt: skip
+    return subprocess.run(command, cwd=code).returncode
+
+
+def switch_checkpoint(args, run: Path, root: Path, name: str) -> Path:
+    """The checkpoint at the switch: ``--checkpoint``, or the prefix run's (made if needed)."""
+    if args.checkpoint:
+        return Path(args.checkpoint).resolve()
+    prefix = root / "prefix" / name
+    kept = prefix / f"step{args.switch_step}.ckpt"  # outside checkpoints/: the arms write their own folders
+    if not kept.is_file():
+        resume = prefix / "checkpoints" / "last.ckpt"
+        if status(prefix) != ("stopped", args.switch_step):
+            print(f"=== prefix {name}: steps 0-{args.switch_step}", flush=True)
+            extra = ["--trainer.max_steps", str(args.switch_step)] + (["--ckpt_path", str(resume)] if resume.is_file() else [])
+            code = fit(Path(args.code), run / "config.yaml", root / "prefix", name, *extra)
+            if code != 0 or status(prefix) != ("stopped", args.switch_step):
+                sys.exit(f"error: the prefix run in {prefix} did not stop at step {args.switch_step} (exit {code}); run the command again to resume it")
+        shutil.copyfile(resume, kept)
+    return kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="the banked run's checkpoint at the switch (step 3000)")
     parser.add_argument("--run", required=True, help="the banked run's folder (its config.yaml is used)")
-    parser.add_argument("--arms", default=",".join(ARMS))
-    parser.add_argument("--code", default=str(ROOT), help="checkout whose lightning_deblur runs the arms (the bank's commit)")
+    parser.add_argument("--checkpoint", help="a copy of the banked run's checkpoint at the switch (default: made here)")
+    parser.add_argument("--switch_step", type=int, default=SWITCH_STEP, help="global step of the switch (the prefix's end)")
+    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated: " + ", ".join(ARMS))
+    parser.add_argument("--code", default=str(ROOT), help="checkout whose lightning_deblur runs the arms")
     parser.add_argument("--root", default=str(ROOT / "benchmarks" / "results" / "paper_scale_levin8" / "post_peak"))
     args = parser.parse_args()
-    run = Path(args.run).resolve()
+    unknown = sorted(set(args.arms.split(",")) - set(ARMS))
+    if unknown:
+        sys.exit(f"error: unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+    run, root = Path(args.run).resolve(), Path(args.root).resolve()
     name = run.parent.name
+    start = switch_checkpoint(args, run, root, name)
     code = 0
     for arm in args.arms.split(","):
-        folder = Path(args.root).resolve() / arm
-        if (folder / name / "metrics.json").is_file():
+        folder = root / arm
+        if status(folder / name)[0] == "done":
             continue
         resume = folder / name / "checkpoints" / "last.ckpt"
-        command = [
-            sys.executable, "-W", "ignore", "-m", "lightning_deblur", "fit", "--config", str(run / "config.yaml"),
-            "--trainer.logger.init_args.save_dir", str(folder), "--trainer.logger.init_args.name", "",
-            "--trainer.logger.init_args.version", name,
-            "--ckpt_path", str(resume if resume.is_file() else Path(args.checkpoint).resolve()), *ARMS[arm],
-        ]  # fmt: skip
         print(f"=== {arm} {name}", flush=True)
-        code = max(code, subprocess.run(command, cwd=args.code).returncode)
+        code = max(code, fit(Path(args.code), run / "config.yaml", folder, name, "--ckpt_path", str(resume if resume.is_file() else start), *ARMS[arm]))
     sys.exit(code)
 
 
