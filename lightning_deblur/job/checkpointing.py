@@ -16,8 +16,26 @@ from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_deblur.core.errors import InputError
+from lightning_deblur.core.generators import ImageNetSpec, KernelNetSpec, OptimizerSpec
 from lightning_deblur.core.imagefiles import atomic_write
+from lightning_deblur.core.kernel_crop import KernelCropSpec
+from lightning_deblur.core.kernel_support import KernelProbeSpec
+from lightning_deblur.core.planning import JobPlan, Scale, ScalesSpec
+from lightning_deblur.core.schedule import LearningRateSchedule
+from lightning_deblur.core.shock_filter import ShockFilterSpec
+from lightning_deblur.core.starts import StartRecord
+from lightning_deblur.core.tiles import Box, FinishSpec
 from lightning_deblur.job.lightning_internals import take_over_sigterm
+from lightning_deblur.job.multiscale import RefitSpec
+
+# Checkpoints are read with torch.load(weights_only=True), which unpickles only classes
+# allowed by name: the settings classes a job records as hyperparameters, and those of the
+# stage state it keeps (DeblurJob.on_save_checkpoint). Allowed here, beside the reader, so
+# that any reader of a checkpoint has them, whether or not the job's module is loaded.
+torch.serialization.add_safe_globals([
+    ImageNetSpec, KernelNetSpec, OptimizerSpec, ScalesSpec, RefitSpec, ShockFilterSpec, KernelCropSpec, FinishSpec,
+    LearningRateSchedule, KernelProbeSpec, JobPlan, Scale, Box, StartRecord,
+])  # fmt: skip
 
 
 class JobCheckpointIO(TorchCheckpointIO):
@@ -47,11 +65,6 @@ def load_checkpoint_file(path, map_location: Any | None = None) -> dict[str, Any
         InputError: no such file, or a file that is not a complete checkpoint (truncated,
             corrupt, or holding objects other than tensors and the job's own settings).
     """
-    # The job's module allows its settings classes by name (torch's safe globals) when it
-    # is imported; a reader that has not imported it yet would take a whole checkpoint for
-    # a broken one. (Imported here, not at the top: the job's module imports this one.)
-    import lightning_deblur.job.deblur_job  # noqa: F401
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint '{path}' not found; pass a run's checkpoints/last.ckpt to --ckpt_path")

@@ -17,12 +17,11 @@ from lightning_deblur.core.kernel_support import KernelProbeSpec
 from lightning_deblur.core.losses import DATA_TERMS, KERNEL_L2_REDUCTIONS, LossInputs, weighted_loss
 from lightning_deblur.core.metrics import psnr
 from lightning_deblur.core.physics import blur_valid, crop_to_observation
-from lightning_deblur.core.planning import JobPlan, Scale, ScalesSpec, plan_job_from_options
+from lightning_deblur.core.planning import JobPlan, ScalesSpec, plan_job_from_options
 from lightning_deblur.core.precision import activation_bytes
 from lightning_deblur.core.schedule import LearningRateSchedule, LossSchedule
 from lightning_deblur.core.shock_filter import ShockFilterSpec, shock_filter
-from lightning_deblur.core.starts import StartRecord
-from lightning_deblur.core.tiles import Box, FinishSpec
+from lightning_deblur.core.tiles import FinishSpec
 from lightning_deblur.job.checkpointing import JobTimer, StopOnSignal
 from lightning_deblur.job.data import BlurredImage, Observation, observation_in
 from lightning_deblur.job.divergence import DivergenceGuard
@@ -375,12 +374,3 @@ def check_choices(
         raise InputError(f"model.refit.initial_kernel must be 'gaussian' or 'none', got '{refit.initial_kernel}'")
     if kernel_l2_reduction not in KERNEL_L2_REDUCTIONS:
         raise InputError(f"model.kernel_l2_reduction must be 'mean' or 'sum', got '{kernel_l2_reduction}'")
-
-
-# Checkpoints are loaded with torch.load(weights_only=True): the settings classes a job
-# records as hyperparameters, and those of the stage state it keeps (on_save_checkpoint),
-# must be allowed by name.
-torch.serialization.add_safe_globals([
-    ImageNetSpec, KernelNetSpec, OptimizerSpec, ScalesSpec, RefitSpec, ShockFilterSpec, KernelCropSpec, FinishSpec,
-    LearningRateSchedule, KernelProbeSpec, JobPlan, Scale, Box, StartRecord,
-])  # fmt: skip
