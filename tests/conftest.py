@@ -11,6 +11,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
+from lightning_deblur.commands.batch.slots import _cpu_cores
 from lightning_deblur.commands.fit import main
 from lightning_deblur.core.imagefiles import write_image
 from lightning_deblur.core.physics import blur_valid
@@ -24,8 +25,7 @@ def pytest_configure(config):
     subprocesses inherit it through OMP_NUM_THREADS."""
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        threads = max(1, cores // int(workers))
+        threads = max(1, _cpu_cores() // int(workers))  # the cores this process may use, as batch counts them
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)
 

@@ -39,6 +39,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lightning_deblur.commands.batch.summary import read_finished
+
 ROOT = Path(__file__).resolve().parents[2]
 ARMS = {
     "as_published": [],
@@ -52,7 +54,8 @@ SWITCH_STEP = 3000
 
 
 def status(run: Path) -> tuple[str, int]:
-    """A run folder's ``metrics.json`` status and iterations (``("", 0)`` when it has none)."""
+    """A run folder's ``metrics.json`` status and iterations (``("", 0)`` when it has none):
+    the prefix run ends ``("stopped", switch step)``; finished arms are told by ``read_finished``."""
     metrics = run / "metrics.json"
     if not metrics.is_file():
         return "", 0
@@ -106,7 +109,7 @@ def main() -> None:
     code = 0
     for arm in args.arms.split(","):
         folder = root / arm
-        if status(folder / name)[0] == "done":
+        if read_finished(folder / name) is not None:
             continue
         resume = folder / name / "checkpoints" / "last.ckpt"
         print(f"=== {arm} {name}", flush=True)
