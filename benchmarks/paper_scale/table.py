@@ -6,7 +6,8 @@ under ``benchmarks/results/paper_scale_<protocol>/`` (the true-kernel runs, wher
 as the error ratio's reference), then writes ``benchmarks/paper_scale/results/table.md``:
 per method the mean aligned and plain ISNR, the spread over seeds, the failures, the
 error ratio; the paired differences improved − original and improved_bf16 − improved over
-the (input, seed) pairs both have, with their standard errors; and every run's ISNR. Beside
+the (input, seed) pairs both have, with their standard errors; what the pool
+(configs/pool.yaml) keeps where all its members are banked; and every run's ISNR. Beside
 it, per protocol, ``results/inputs_<protocol>.png``: every run's aligned ISNR per input
 (``figures inputs``), the papers' methods first.
 
@@ -23,6 +24,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from lightning_deblur.commands.pool import choose  # noqa: E402  (the package from this checkout)
+
 RESULTS = ROOT / "benchmarks" / "results"
 OUT = ROOT / "benchmarks" / "paper_scale" / "results" / "table.md"
 PROTOCOLS = {
@@ -35,6 +40,8 @@ PAPER = {  # mean ISNR (dB) and mean per-input std over 10 runs, Kotera et al. T
     ("kodak256", "original"): (2.48, 2.52), ("kodak256", "improved"): (5.49, 2.12),
 }  # fmt: skip
 PAIRS = [("improved", "original"), ("improved_bf16", "improved")]
+POOL = {"improved": "improved", "fast": "fast_fused", "fast_kl2x10": "fast_kl2x10"}
+"""configs/pool.yaml's members, in its order, and the bank's name of each (the same configs)."""
 
 
 def finished_methods(root: Path) -> list[str]:
@@ -126,6 +133,36 @@ def paired_rows(runs: list[dict]) -> list[str]:
     return lines if len(lines) > 2 else ["No paired runs yet (improved − original, improved_bf16 − improved)."]
 
 
+def pool_rows(runs: list[dict]) -> list[str]:
+    """What the pool keeps, by its own rule (:func:`lightning_deblur.commands.pool.choose`:
+    the sparsest result), on the (input, seed) keys where every member is banked."""
+    member_rows = {
+        member: [{**r, "name": r["input"], "status": "done"} for r in runs if r["method"] == method]
+        for member, method in POOL.items()
+    }
+    kept = [row for row in choose(member_rows) if row["status"] == "done"]
+    if not kept:
+        return [f"No input yet with every member of the pool banked ({', '.join(POOL.values())})."]
+    lines = [
+        "| input | seed | kept | pool (kept run) | " + " | ".join(POOL) + " |",
+        "|---|---:|---|---:|" + "---:|" * len(POOL),
+    ]
+    for row in kept:
+        cells = [fmt(number(row[f"{member}_aligned_isnr"])) for member in POOL]
+        lines.append(f"| {row['name']} | {row['seed']} | {row['kept']} | {fmt(number(row['aligned_isnr']))} | " + " | ".join(cells) + " |")
+    best = sum(
+        number(row["aligned_isnr"]) >= max(number(row[f"{member}_aligned_isnr"]) for member in POOL) for row in kept
+    )
+    pool_mean = statistics.fmean(number(row["aligned_isnr"]) for row in kept)
+    improved_mean = statistics.fmean(number(row["improved_aligned_isnr"]) for row in kept)
+    lines += [
+        "",
+        f"Over these {len(kept)}: the pool {fmt(pool_mean)} dB, improved alone {fmt(improved_mean)} dB mean aligned ISNR; "
+        f"the kept run is the best member's on {best} of {len(kept)}.",
+    ]
+    return lines
+
+
 def per_run_rows(runs: list[dict]) -> list[str]:
     methods = sorted({r["method"] for r in runs})
     lines = ["| input | seed | " + " | ".join(methods) + " |", "|---|---:|" + "---:|" * len(methods)]
@@ -151,7 +188,9 @@ def main() -> None:
         if not runs:
             sections.append("No finished runs yet.")
             continue
-        sections += method_rows(protocol, runs) + [""] + paired_rows(runs) + ["", "Aligned ISNR of every run (dB):", ""]
+        sections += method_rows(protocol, runs) + [""] + paired_rows(runs)
+        sections += ["", "What the pool keeps (configs/pool.yaml: its members' aligned ISNR, dB):", ""] + pool_rows(runs)
+        sections += ["", "Aligned ISNR of every run (dB):", ""]
         sections += per_run_rows(runs)
         figure = per_input_figure(protocol, runs)
         sections += ["", f"Per input: [{figure.name}]({figure.name})."]
