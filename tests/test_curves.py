@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import CONF, read_metrics, run_fit
 
+from lightning_deblur.core.centring import CentredEstimate
 from lightning_deblur.core.curve_table import CURVE_COLUMNS, read_curve
 from lightning_deblur.core.losses import kernel_l2
 
@@ -44,6 +45,22 @@ def test_the_curve_has_a_row_every_n_steps_and_at_every_scale_end(blurred_case, 
     assert all(0 < r["kernel_peak"] <= 1 for r in rows)
     # The last row is the final estimate: the same PSNR as metrics.json.
     assert rows[-1]["psnr"] == pytest.approx(read_metrics(run)["psnr"], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_the_curve_scores_the_estimate_as_centring_will_register_it(blurred_case, tmp_path, monkeypatch):
+    # A centring that moves the image 2 px (real ones move it by the kernel centroid's
+    # offset): the results are written moved, and so must the last row be scored, or the
+    # curve ends on a figure metrics.json does not have.
+    def move_two_pixels(x, k):
+        return CentredEstimate(torch.roll(x, 2, dims=-1), k, (0, 2), 0.0)
+
+    monkeypatch.setattr("lightning_deblur.job.stages.centre_kernel", move_two_pixels)
+    run = improved_run(tmp_path, blurred_case)
+    metrics = read_metrics(run)
+    assert metrics["kernel_shift"] == [0, 2]
+    last = read_curve(run / "curve.csv")[-1]
+    assert last["psnr"] == pytest.approx(metrics["psnr"], abs=1e-3)
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ from lightning_deblur.core.alignment import aligned_psnr
 from lightning_deblur.core.curve_table import write_curve
 from lightning_deblur.core.losses import LOSS_TERMS
 from lightning_deblur.core.metrics import psnr
-from lightning_deblur.core.physics import crop_to_observation
 from lightning_deblur.job.outputs import ALIGNED_BORDER, ALIGNED_MAX_SHIFT
 
 
@@ -20,6 +19,10 @@ class QualityCurve(Callback):
     step of every stage, and writes them to ``curve.csv`` in the run folder when the job
     ends (atomically). The rows so far travel in checkpoints, so a resumed job writes
     the same table as an uninterrupted one.
+
+    Quality is scored on the estimate as the results would register it
+    (:meth:`~lightning_deblur.job.stages.JobStages.estimate_as_written`), so the last row's
+    PSNR is ``metrics.json``'s.
 
     Reading the values back is a host sync and the aligned PSNR searches 1681 shifts, so
     rows are only taken at these intervals.
@@ -66,7 +69,7 @@ class QualityCurve(Callback):
         row["psnr"] = row["aligned_psnr"] = None
         sharp = pl_module.sharp
         if sharp is not None and not scale.finishing:
-            estimate = crop_to_observation(pl_module.latest_x, scale.kernel_size).float()
+            estimate = pl_module.estimate_as_written().float()
             sharp = sharp.float()
             row["psnr"] = float(psnr(estimate, sharp))
             if min(sharp.shape[-2:]) >= 2 * ALIGNED_BORDER + 16:
