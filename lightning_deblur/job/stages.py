@@ -131,6 +131,12 @@ class JobStages:
         return not self.current_scale.finishing and self.scale_index == self.plan.blind_scale_count - 1
 
     @property
+    def centring_due(self) -> bool:
+        """Whether :meth:`end_blind_scales` has still to register the estimate: a blind job
+        at its last blind scale that has not been through it yet."""
+        return self.centring is None and self.kernel_mode == "blind" and self.at_last_blind_scale
+
+    @property
     def estimate_is_full_size(self) -> bool:
         """Whether :meth:`estimate` covers the whole observation at full resolution."""
         return self.current_scale.finishing or (not self.plan.has_finishing and self.is_finest_scale)
@@ -417,9 +423,7 @@ class JobStages:
         and the starting estimate or the results are written; later calls, non-blind jobs
         and jobs stopped at a coarser scale do nothing.
         """
-        if self.centring is not None or self.kernel_mode != "blind" or self.latest_x is None:
-            return
-        if not self.at_last_blind_scale:
+        if self.latest_x is None or not self.centring_due:
             return
         offset = kernel_centroid_offset(self.latest_k)
         shift, lost = (0, 0), 0.0
@@ -449,7 +453,7 @@ class JobStages:
         aligned PSNR too (by 4.4 dB on a 255×255 Levin input).
         """
         x = self.latest_x
-        if self.centre_kernel and self.kernel_mode == "blind" and self.centring is None and self.at_last_blind_scale:
+        if self.centre_kernel and self.centring_due:
             x = centre_kernel(x, self.latest_k).x
         return crop_to_observation(x, self.current_scale.kernel_size)
 
