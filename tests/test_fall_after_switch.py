@@ -1,0 +1,54 @@
+"""benchmarks/paper_scale/fall_after_switch.py reads the fall after the improved method's
+peak from the finest scale of a run's curve.csv, from the switch on and no earlier."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("fall_after_switch", ROOT / "benchmarks" / "paper_scale" / "fall_after_switch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_curve(run: Path, rows: list[tuple[int, int, float, float]]) -> None:
+    """rows: (scale, step_in_scale, aligned_psnr, kernel_peak)."""
+    run.mkdir(parents=True)
+    with open(run / "curve.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step", "scale", "step_in_scale", "aligned_psnr", "kernel_peak"])
+        for step, (scale, step_in_scale, psnr, peak) in enumerate(rows, start=1):
+            writer.writerow([100 * step, scale, step_in_scale, psnr, peak])
+
+
+def test_the_fall_is_measured_from_the_finest_scales_switch_on(tmp_path):
+    script = load_script()
+    write_curve(tmp_path / "run", [
+        (0, 500, 40.0, 0.5),     # a coarse scale's higher PSNR must not count
+        (2, 1900, 30.0, 0.10),   # nor the finest scale's before the switch
+        (2, 2000, 24.0, 0.11),
+        (2, 2200, 27.0, 0.20),
+        (2, 5000, 22.5, 0.89),
+    ])
+    row = script.fall_after_switch(tmp_path / "run")
+    assert row["at_switch"] == 24.0
+    assert (row["highest"], row["highest_step_in_scale"]) == (27.0, 2200)
+    assert row["end"] == 22.5
+    assert row["fall"] == pytest.approx(4.5)
+    assert (row["kernel_peak_at_switch"], row["kernel_peak_end"]) == (0.11, 0.89)
+
+
+def test_a_run_without_the_switch_is_refused_in_one_line(tmp_path, capsys):
+    script = load_script()
+    write_curve(tmp_path / "run", [(0, 500, 20.0, 0.1), (0, 1000, 21.0, 0.1)])  # one scale: not improved.yaml
+    assert script.main([str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert "no row at the finest scale's step 2000" in error and error.count("\n") == 1
