@@ -23,8 +23,10 @@ import csv
 import sys
 from pathlib import Path
 
-SWITCH_STEP_IN_SCALE = 2000
-"""The finest scale's step at which configs/improved.yaml switches to 1 − SSIM + TV."""
+from lightning_deblur.core.schedule import IMPROVED_WEIGHTS
+
+SWITCH_STEP_IN_SCALE = min(IMPROVED_WEIGHTS["ssim"])
+"""The finest scale's step at which the improved schedule switches to 1 − SSIM + TV (2000)."""
 
 
 def fall_after_switch(run: Path) -> dict[str, float]:
