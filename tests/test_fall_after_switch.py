@@ -50,5 +50,6 @@ def test_a_run_without_the_switch_is_refused_in_one_line(tmp_path, capsys):
     script = load_script()
     write_curve(tmp_path / "run", [(0, 500, 20.0, 0.1), (0, 1000, 21.0, 0.1)])  # one scale: not improved.yaml
     assert script.main([str(tmp_path / "run")]) == 2
-    error = capsys.readouterr().err
-    assert "no row at the finest scale's step 2000" in error and error.count("\n") == 1
+    printed = capsys.readouterr()
+    assert "no row at the finest scale's step 2000" in printed.err and printed.err.count("\n") == 1
+    assert printed.out == ""  # no table header left above the error

@@ -53,17 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders of configs/improved.yaml, each with curve.csv")
     args = parser.parse_args(argv)
-    print("| run | at switch | highest (step in scale) | end | fall | kernel peak: switch → end |")
-    print("|---|---:|---:|---:|---:|---|")
+    rows = []  # every run read before anything is printed: a bad folder leaves only its one-line error
     for run in args.runs:
         if not (run / "curve.csv").is_file():
             print(f"fall_after_switch: {run} has no curve.csv; give a finished run folder", file=sys.stderr)
             return 2
         try:
-            row = fall_after_switch(run)
+            rows.append((run, fall_after_switch(run)))
         except ValueError as error:
             print(f"fall_after_switch: {error}; give a run of configs/improved.yaml", file=sys.stderr)
             return 2
+    print("| run | at switch | highest (step in scale) | end | fall | kernel peak: switch → end |")
+    print("|---|---:|---:|---:|---:|---|")
+    for run, row in rows:
         print(
             f"| {run} | {row['at_switch']:.2f} | {row['highest']:.2f} ({row['highest_step_in_scale']}) | "
             f"{row['end']:.2f} | {row['fall']:.2f} | {row['kernel_peak_at_switch']:.3f} → {row['kernel_peak_end']:.3f} |"

@@ -40,6 +40,8 @@ import sys
 from pathlib import Path
 
 from lightning_deblur.commands.batch.summary import read_finished
+from lightning_deblur.core.planning import ScalesSpec
+from lightning_deblur.core.schedule import IMPROVED_WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[2]
 ARMS = {
@@ -49,8 +51,9 @@ ARMS = {
 }
 
 
-SWITCH_STEP = 3000
-"""The global step of the improved config's switch to 1 − SSIM + TV (500 + 500 coarse steps, then 2000)."""
+SWITCH_STEP = (ScalesSpec.count - 1) * ScalesSpec.coarse_iterations + min(IMPROVED_WEIGHTS["ssim"])
+"""The global step of the improved config's switch to 1 − SSIM + TV (3000: two coarse scales
+of 500 steps, then the finest scale's step 2000)."""
 
 
 def status(run: Path) -> tuple[str, int]:
