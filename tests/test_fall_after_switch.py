@@ -3,11 +3,12 @@ peak from the finest scale of a run's curve.csv, from the switch on and no earli
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 from pathlib import Path
 
 import pytest
+
+from lightning_deblur.core.curve_table import write_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,19 +20,18 @@ def load_script():
     return module
 
 
-def write_curve(run: Path, rows: list[tuple[int, int, float, float]]) -> None:
+def write_run(run: Path, rows: list[tuple[int, int, float, float]]) -> None:
     """rows: (scale, step_in_scale, aligned_psnr, kernel_peak)."""
     run.mkdir(parents=True)
-    with open(run / "curve.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["step", "scale", "step_in_scale", "aligned_psnr", "kernel_peak"])
-        for step, (scale, step_in_scale, psnr, peak) in enumerate(rows, start=1):
-            writer.writerow([100 * step, scale, step_in_scale, psnr, peak])
+    write_curve(run / "curve.csv", [
+        {"step": 100 * step, "scale": scale, "step_in_scale": step_in_scale, "aligned_psnr": psnr, "kernel_peak": peak}
+        for step, (scale, step_in_scale, psnr, peak) in enumerate(rows, start=1)
+    ])  # fmt: skip
 
 
 def test_the_fall_is_measured_from_the_finest_scales_switch_on(tmp_path):
     script = load_script()
-    write_curve(tmp_path / "run", [
+    write_run(tmp_path / "run", [
         (0, 500, 40.0, 0.5),     # a coarse scale's higher PSNR must not count
         (2, 1900, 30.0, 0.10),   # nor the finest scale's before the switch
         (2, 2000, 24.0, 0.11),
@@ -48,7 +48,7 @@ def test_the_fall_is_measured_from_the_finest_scales_switch_on(tmp_path):
 
 def test_a_run_without_the_switch_is_refused_in_one_line(tmp_path, capsys):
     script = load_script()
-    write_curve(tmp_path / "run", [(0, 500, 20.0, 0.1), (0, 1000, 21.0, 0.1)])  # one scale: not improved.yaml
+    write_run(tmp_path / "run", [(0, 500, 20.0, 0.1), (0, 1000, 21.0, 0.1)])  # one scale: not improved.yaml
     assert script.main([str(tmp_path / "run")]) == 2
     printed = capsys.readouterr()
     assert "no row at the finest scale's step 2000" in printed.err and printed.err.count("\n") == 1

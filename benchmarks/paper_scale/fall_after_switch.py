@@ -19,10 +19,10 @@ low where centring moved the image (see the paper-scale README).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
+from lightning_deblur.core.curve_table import read_curve
 from lightning_deblur.core.schedule import IMPROVED_WEIGHTS
 
 SWITCH_STEP_IN_SCALE = min(IMPROVED_WEIGHTS["ssim"])
@@ -31,21 +31,20 @@ SWITCH_STEP_IN_SCALE = min(IMPROVED_WEIGHTS["ssim"])
 
 def fall_after_switch(run: Path) -> dict[str, float]:
     """The finest scale's aligned PSNR (dB) and kernel peak around the switch, from ``run/curve.csv``."""
-    with open(run / "curve.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    finest = max(int(row["scale"]) for row in rows)
-    after = [row for row in rows if int(row["scale"]) == finest and int(row["step_in_scale"]) >= SWITCH_STEP_IN_SCALE]
-    if not after or int(after[0]["step_in_scale"]) != SWITCH_STEP_IN_SCALE:
+    rows = read_curve(run / "curve.csv")
+    finest = max(row["scale"] for row in rows)
+    after = [row for row in rows if row["scale"] == finest and row["step_in_scale"] >= SWITCH_STEP_IN_SCALE]
+    if not after or after[0]["step_in_scale"] != SWITCH_STEP_IN_SCALE:
         raise ValueError(f"{run}: curve.csv has no row at the finest scale's step {SWITCH_STEP_IN_SCALE}")
-    best = max(after, key=lambda row: float(row["aligned_psnr"]))
+    best = max(after, key=lambda row: row["aligned_psnr"])
     return {
-        "at_switch": float(after[0]["aligned_psnr"]),
-        "highest": float(best["aligned_psnr"]),
+        "at_switch": after[0]["aligned_psnr"],
+        "highest": best["aligned_psnr"],
         "highest_step_in_scale": int(best["step_in_scale"]),
-        "end": float(after[-1]["aligned_psnr"]),
-        "fall": float(best["aligned_psnr"]) - float(after[-1]["aligned_psnr"]),
-        "kernel_peak_at_switch": float(after[0]["kernel_peak"]),
-        "kernel_peak_end": float(after[-1]["kernel_peak"]),
+        "end": after[-1]["aligned_psnr"],
+        "fall": best["aligned_psnr"] - after[-1]["aligned_psnr"],
+        "kernel_peak_at_switch": after[0]["kernel_peak"],
+        "kernel_peak_end": after[-1]["kernel_peak"],
     }
 
 
