@@ -48,8 +48,16 @@ def test_the_fall_is_measured_from_the_finest_scales_switch_on(tmp_path):
 
 def test_a_run_without_the_switch_is_refused_in_one_line(tmp_path, capsys):
     script = load_script()
-    write_run(tmp_path / "run", [(0, 500, 20.0, 0.1), (0, 1000, 21.0, 0.1)])  # one scale: not improved.yaml
+    write_run(tmp_path / "run", [(0, 500, 20.0, 0.1), (1, 500, 21.0, 0.1), (2, 1000, 22.0, 0.1)])  # stopped before the switch
     assert script.main([str(tmp_path / "run")]) == 2
     printed = capsys.readouterr()
     assert "no row at the finest scale's step 2000" in printed.err and printed.err.count("\n") == 1
     assert printed.out == ""  # no table header left above the error
+
+
+def test_a_single_scale_run_is_refused_although_it_has_a_step_2000(tmp_path, capsys):
+    script = load_script()
+    write_run(tmp_path / "run", [(0, 1900, 20.0, 0.2), (0, 2000, 20.5, 0.2), (0, 5000, 19.5, 0.3)])  # the original method
+    assert script.main([str(tmp_path / "run")]) == 2
+    printed = capsys.readouterr()
+    assert "1 scale(s), not the improved config's 3" in printed.err and printed.out == ""

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from lightning_deblur.core.curve_table import read_curve
+from lightning_deblur.core.planning import ScalesSpec
 from lightning_deblur.core.schedule import IMPROVED_WEIGHTS
 
 SWITCH_STEP_IN_SCALE = min(IMPROVED_WEIGHTS["ssim"])
@@ -33,6 +34,8 @@ def fall_after_switch(run: Path) -> dict[str, float]:
     """The finest scale's aligned PSNR (dB) and kernel peak around the switch, from ``run/curve.csv``."""
     rows = read_curve(run / "curve.csv")
     finest = max(row["scale"] for row in rows)
+    if finest != ScalesSpec.count - 1:  # the original method's single scale also has a step 2000, but no switch
+        raise ValueError(f"{run}: curve.csv has {int(finest) + 1} scale(s), not the improved config's {ScalesSpec.count}")
     after = [row for row in rows if row["scale"] == finest and row["step_in_scale"] >= SWITCH_STEP_IN_SCALE]
     if not after or after[0]["step_in_scale"] != SWITCH_STEP_IN_SCALE:
         raise ValueError(f"{run}: curve.csv has no row at the finest scale's step {SWITCH_STEP_IN_SCALE}")
