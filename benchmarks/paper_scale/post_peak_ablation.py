@@ -22,9 +22,10 @@ done, so a stopped command resumes.
 
     # the control left out: the banked run's own curve.csv is the schedule as published
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/paper_scale/post_peak_ablation.py --arms no_tv,kernel_l2_kept \
-        --run benchmarks/results/paper_scale_levin8/improved/im2_kernel2/seed0
+        --run benchmarks/results/paper_scale_kodak256/improved/kodim05_levin09_k5/seed0 \
+        --checkpoint <a copy of that run's last.ckpt at step 3000>
 
-Results go to ``benchmarks/results/paper_scale_levin8/post_peak/<arm>/<input>/``; each
+Results go beside the run's bank, here ``benchmarks/results/paper_scale_kodak256/post_peak/<arm>/<input>/``; each
 arm's ``curve.csv`` against the banked run's tells where the fall comes from. The arms run
 ``python -m lightning_deblur`` in ``--code``: a checkout of the commit that made the
 checkpoint, since it holds that code's classes and the control must reproduce the run.
@@ -66,6 +67,12 @@ def status(run: Path) -> tuple[str, int]:
     return figures.get("status", ""), int(figures.get("iterations", 0))
 
 
+def arms_root(run: Path) -> Path:
+    """Where the arms of ``run`` (``<bank>/<method>/<input>/seed<k>``) go by default:
+    ``<bank>/post_peak``, beside the bank the run comes from."""
+    return run.parents[2] / "post_peak"
+
+
 def fit(code: Path, config: Path, folder: Path, name: str, *extra: str) -> int:
     """``python -m lightning_deblur fit`` of ``config`` into ``folder/name``; its exit code."""
     command = [
@@ -101,12 +108,16 @@ def main() -> None:
     parser.add_argument("--switch_step", type=int, default=SWITCH_STEP, help="global step of the switch (the prefix's end)")
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated: " + ", ".join(ARMS))
     parser.add_argument("--code", default=str(ROOT), help="checkout whose lightning_deblur runs the arms")
-    parser.add_argument("--root", default=str(ROOT / "benchmarks" / "results" / "paper_scale_levin8" / "post_peak"))
+    parser.add_argument("--root", help="where the arms go (default: post_peak/ beside the run's bank, "
+                        "<bank>/post_peak for a run at <bank>/<method>/<input>/seed0)")
     args = parser.parse_args()
     unknown = sorted(set(args.arms.split(",")) - set(ARMS))
     if unknown:
         sys.exit(f"error: unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
-    run, root = Path(args.run).resolve(), Path(args.root).resolve()
+    run = Path(args.run).resolve()
+    if not (run / "config.yaml").is_file() or len(run.parents) < 3:
+        sys.exit(f"error: {run} is not a banked run (<bank>/<method>/<input>/seed<k> with a config.yaml); pass one with --run")
+    root = Path(args.root).resolve() if args.root else arms_root(run)
     name = run.parent.name
     start = switch_checkpoint(args, run, root, name)
     code = 0
