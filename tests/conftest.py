@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ from lightning_deblur.core.imagefiles import write_image
 from lightning_deblur.core.physics import blur_valid
 
 CONF = Path(__file__).parent / "conf"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def pytest_configure(config):
@@ -28,6 +30,21 @@ def pytest_configure(config):
         threads = max(1, _cpu_cores() // int(workers))  # the cores this process may use, as batch counts them
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+@pytest.fixture
+def benchmark_script():
+    """Loads a script under benchmarks/ as a module (the studies are scripts, not a package):
+    ``benchmark_script("paper_scale/fall_after_switch.py").main([...])``."""
+
+    def load(relative: str):
+        path = BENCHMARKS / relative
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(autouse=True)

@@ -71,20 +71,16 @@ def test_a_sigterm_to_the_bank_script_stops_its_batches_and_their_jobs(tmp_path)
         assert "pending" in (tmp_path / method / "summary.csv").read_text()
 
 
-def test_a_slice_of_named_inputs_runs_only_those_and_an_unknown_name_is_one_line(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks" / "bank"))
-    try:
-        from full_fidelity_bank import PROTOCOL, input_slice
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks" / "bank"))
+def test_a_slice_of_named_inputs_runs_only_those_and_an_unknown_name_is_one_line(tmp_path, benchmark_script):
+    bank = benchmark_script("bank/full_fidelity_bank.py")
     from lightning_deblur.core.manifest import read_manifest
 
-    whole = read_manifest(input_slice(PROTOCOL / "manifest.csv", 0, [], tmp_path))
+    whole = read_manifest(bank.input_slice(bank.PROTOCOL / "manifest.csv", 0, [], tmp_path))
     assert len(whole) == 8
-    named = read_manifest(input_slice(PROTOCOL / "manifest.csv", 0, ["kodim06_levin09_k6", "kodim03_levin09_k3"], tmp_path))
+    named = read_manifest(bank.input_slice(bank.PROTOCOL / "manifest.csv", 0, ["kodim06_levin09_k6", "kodim03_levin09_k3"], tmp_path))
     assert [row.name for row in named] == ["kodim03_levin09_k3", "kodim06_levin09_k6"]  # the protocol's order
     assert named[0] == whole[2]  # the same row, its paths still absolute
-    both = read_manifest(input_slice(PROTOCOL / "manifest.csv", 2, ["kodim02_levin09_k2", "kodim05_levin09_k5"], tmp_path))
+    both = read_manifest(bank.input_slice(bank.PROTOCOL / "manifest.csv", 2, ["kodim02_levin09_k2", "kodim05_levin09_k5"], tmp_path))
     assert [row.name for row in both] == ["kodim02_levin09_k2"]
 
     script = [sys.executable, str(ROOT / "benchmarks" / "bank" / "full_fidelity_bank.py"), "run", "--root", str(tmp_path)]

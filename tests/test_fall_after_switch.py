@@ -3,21 +3,13 @@ peak from the finest scale of a run's curve.csv, from the switch on and no earli
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from lightning_deblur.core.curve_table import write_curve
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("fall_after_switch", ROOT / "benchmarks" / "paper_scale" / "fall_after_switch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = "paper_scale/fall_after_switch.py"
 
 
 def write_run(run: Path, rows: list[tuple[int, int, float, float]]) -> None:
@@ -29,8 +21,8 @@ def write_run(run: Path, rows: list[tuple[int, int, float, float]]) -> None:
     ])  # fmt: skip
 
 
-def test_the_fall_is_measured_from_the_finest_scales_switch_on(tmp_path):
-    script = load_script()
+def test_the_fall_is_measured_from_the_finest_scales_switch_on(tmp_path, benchmark_script):
+    script = benchmark_script(SCRIPT)
     write_run(tmp_path / "run", [
         (0, 500, 40.0, 0.5),     # a coarse scale's higher PSNR must not count
         (2, 1900, 30.0, 0.10),   # nor the finest scale's before the switch
@@ -46,8 +38,8 @@ def test_the_fall_is_measured_from_the_finest_scales_switch_on(tmp_path):
     assert (row["kernel_peak_at_switch"], row["kernel_peak_end"]) == (0.11, 0.89)
 
 
-def test_a_run_without_the_switch_is_refused_in_one_line(tmp_path, capsys):
-    script = load_script()
+def test_a_run_without_the_switch_is_refused_in_one_line(tmp_path, capsys, benchmark_script):
+    script = benchmark_script(SCRIPT)
     write_run(tmp_path / "run", [(0, 500, 20.0, 0.1), (1, 500, 21.0, 0.1), (2, 1000, 22.0, 0.1)])  # stopped before the switch
     assert script.main([str(tmp_path / "run")]) == 2
     printed = capsys.readouterr()
@@ -55,8 +47,8 @@ def test_a_run_without_the_switch_is_refused_in_one_line(tmp_path, capsys):
     assert printed.out == ""  # no table header left above the error
 
 
-def test_a_single_scale_run_is_refused_although_it_has_a_step_2000(tmp_path, capsys):
-    script = load_script()
+def test_a_single_scale_run_is_refused_although_it_has_a_step_2000(tmp_path, capsys, benchmark_script):
+    script = benchmark_script(SCRIPT)
     write_run(tmp_path / "run", [(0, 1900, 20.0, 0.2), (0, 2000, 20.5, 0.2), (0, 5000, 19.5, 0.3)])  # the original method
     assert script.main([str(tmp_path / "run")]) == 2
     printed = capsys.readouterr()
