@@ -44,7 +44,9 @@ from lightning_deblur.commands.batch.summary import read_finished
 from lightning_deblur.core.planning import ScalesSpec
 from lightning_deblur.core.schedule import IMPROVED_WEIGHTS
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
+from _common import ROOT  # noqa: E402
+
 ARMS = {
     "as_published": [],
     "no_tv": ["--schedule.weights", "{mse: {0: 1.0, 2000: 0.0}, ssim: {2000: 1.0}, kernel_l2: {0: 0.1, 2000: 0.0}}"],

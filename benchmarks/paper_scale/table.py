@@ -23,12 +23,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1])]  # the package from this checkout; benchmarks/_common.py
+from _common import RESULTS, ROOT, banked_methods  # noqa: E402
 
-from lightning_deblur.commands.pool import choose  # noqa: E402  (the package from this checkout)
+from lightning_deblur.commands.pool import choose  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 OUT = ROOT / "benchmarks" / "paper_scale" / "results" / "table.md"
 PROTOCOLS = {
     "levin8": ROOT / "benchmarks" / "protocols" / "levin8_manifest.csv",
@@ -44,14 +43,10 @@ POOL = {"improved": "improved", "fast": "fast_fused", "fast_kl2x10": "fast_kl2x1
 """configs/pool.yaml's members, in its order, and the bank's name of each (the same configs)."""
 
 
-def finished_methods(root: Path) -> list[str]:
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "eval" and any(p.glob("*/seed*/metrics.json")))
-
-
 def evaluate(protocol: str, manifest: Path) -> list[dict]:
     """``evaluate`` over the protocol's banked methods; its runs.csv rows (empty when none)."""
     root = RESULTS / f"paper_scale_{protocol}"
-    methods = finished_methods(root) if root.is_dir() else []
+    methods = banked_methods(root) if root.is_dir() else []
     if not methods:
         return []
     blind = [m for m in methods if m != TRUE_KERNEL_METHOD]
