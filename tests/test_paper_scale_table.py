@@ -1,0 +1,40 @@
+"""benchmarks/paper_scale/table.py scores again, with SelfDeblur's wider shift search, exactly the
+runs whose best shift lies on the edge of Levin's ±5 px search, and reports both figures."""
+
+from __future__ import annotations
+
+SCRIPT = "paper_scale/table.py"
+
+
+def row(method: str, name: str, shift_y: str, shift_x: str, isnr: str) -> dict:
+    return {"method": method, "input": name, "seed": "0", "shift_y": shift_y, "shift_x": shift_x, "aligned_isnr": isnr}
+
+
+def test_only_runs_on_the_search_edge_are_scored_again(benchmark_script, monkeypatch):
+    table = benchmark_script(SCRIPT)
+    runs = [
+        row("original", "im1_kernel1", "-0.25", "0.5", "10.0"),
+        row("fast_kl2x10", "im2_kernel2", "0.75", "-5", "7.07"),  # on the edge of x
+        row("improved", "im2_kernel2", "0.75", "-4.75", "11.55"),  # inside: not scored again
+        row("fast", "im4_kernel4", "5", "1", "1.5"),  # on the edge of y
+    ]
+    searches = []
+
+    def wider_search(protocol, manifest, max_shift=table.MAX_SHIFT, methods=None):
+        searches.append((max_shift, methods))
+        return [row("fast_kl2x10", "im2_kernel2", "1", "-5.25", "7.48"), row("fast", "im4_kernel4", "6.5", "1", "2.25")]
+
+    monkeypatch.setattr(table, "evaluate", wider_search)
+    lines = table.search_edge_rows("levin8", None, runs)
+    assert searches == [(table.WIDE_SHIFT, ["fast", "fast_kl2x10"])]
+    body = [line for line in lines if line.startswith("| ") and not line.startswith("| method")]
+    assert body == [
+        "| fast_kl2x10 | im2_kernel2 | 0 | 7.07 | (0.75, -5) | 7.48 | (1, -5.25) |",
+        "| fast | im4_kernel4 | 0 | 1.50 | (5, 1) | 2.25 | (6.5, 1) |",
+    ]
+
+
+def test_no_edge_no_second_search(benchmark_script, monkeypatch):
+    table = benchmark_script(SCRIPT)
+    monkeypatch.setattr(table, "evaluate", lambda *args, **kwargs: (_ for _ in ()).throw(AssertionError("searched again")))
+    assert table.search_edge_rows("kodak256", None, [row("improved", "kodim05", "-4.75", "4.5", "3.32")]) == []
