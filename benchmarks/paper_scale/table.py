@@ -25,7 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1])]  # the package from this checkout; benchmarks/_common.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the package from this checkout
 from _common import RESULTS, ROOT, banked_methods  # noqa: E402
 
 from lightning_deblur.commands.pool import choose  # noqa: E402
@@ -78,9 +79,9 @@ def search_edge_rows(protocol: str, manifest: Path, runs: list[dict]) -> list[st
     if not edge:
         return []
     wide = {(r["method"], r["input"], r["seed"]): r for r in evaluate(protocol, manifest, WIDE_SHIFT, sorted({r["method"] for r in edge}))}
+    title = f"Runs whose best shift lies on the ±{MAX_SHIFT:g} px edge of the search, scored again up to ±{WIDE_SHIFT:g} px"
     lines = [
-        f"Runs whose best shift lies on the ±{MAX_SHIFT:g} px edge of the search, scored again up to ±{WIDE_SHIFT:g} px "
-        "(SelfDeblur's convention):", "",
+        f"{title} (SelfDeblur's convention):", "",
         f"| method | input | seed | aligned ISNR ±{MAX_SHIFT:g} px | shift (dy, dx) | aligned ISNR ±{WIDE_SHIFT:g} px | shift (dy, dx) |",
         "|---|---|---:|---:|---|---:|---|",
     ]  # fmt: skip
