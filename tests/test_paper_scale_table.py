@@ -1,5 +1,6 @@
 """benchmarks/paper_scale/table.py scores again, with SelfDeblur's wider shift search, exactly the
-runs whose best shift lies on the edge of Levin's ±5 px search, and reports both figures."""
+runs whose best shift lies on the edge of Levin's ±5 px search, and reports both figures; and it
+says which CPU ran each run."""
 
 from __future__ import annotations
 
@@ -38,3 +39,16 @@ def test_no_edge_no_second_search(benchmark_script, monkeypatch):
     table = benchmark_script(SCRIPT)
     monkeypatch.setattr(table, "evaluate", lambda *args, **kwargs: (_ for _ in ()).throw(AssertionError("searched again")))
     assert table.search_edge_rows("kodak256", None, [row("improved", "kodim05", "-4.75", "4.5", "3.32")]) == []
+
+
+def test_runs_on_a_less_common_cpu_are_marked(benchmark_script):
+    table = benchmark_script(SCRIPT)
+    runs = [
+        {**row("improved", "kodim01", "0", "0", "3.0"), "cpu": "AMD EPYC"},
+        {**row("original", "kodim01", "0", "0", "-0.67"), "cpu": "AMD EPYC"},
+        {**row("improved", "kodim07", "0", "0", "4.5"), "cpu": "Intel Xeon"},
+    ]
+    lines = table.per_run_rows(runs)
+    assert lines[2:4] == ["| kodim01 | 0 | 3.00 | -0.67 |", "| kodim07 | 0 | 4.50† | — |"]
+    assert lines[-1] == "CPU of each run — unmarked: AMD EPYC; †: Intel Xeon."
+    assert table.cpu_counts(runs) == "AMD EPYC 2, Intel Xeon 1"

@@ -5,9 +5,9 @@ For each protocol (Levin's real blurs, 255×255, one input per kernel; Kodak syn
 under ``benchmarks/results/paper_scale_<protocol>/`` (the true-kernel runs, where banked,
 as the error ratio's reference), then writes ``benchmarks/paper_scale/results/table.md``:
 per method the mean aligned and plain ISNR, the spread over seeds, the failures, the
-error ratio; the paired differences improved − original and improved_bf16 − improved over
+error ratio, the CPUs that ran them (trajectories differ between CPUs); the paired differences improved − original and improved_bf16 − improved over
 the (input, seed) pairs both have, with their standard errors; what the pool
-(configs/pool.yaml) keeps where all its members are banked; every run's ISNR; and the runs
+(configs/pool.yaml) keeps where all its members are banked; every run's ISNR, marked by CPU; and the runs
 whose best shift lies on the ±5 px edge of the search, scored again up to ±10 px as
 SelfDeblur's scoring does (``<bank>/eval_shift10``). Beside
 it, per protocol, ``results/inputs_<protocol>.png``: every run's aligned ISNR per input
@@ -19,6 +19,7 @@ it, per protocol, ``results/inputs_<protocol>.png``: every run's aligned ISNR pe
 from __future__ import annotations
 
 import csv
+import json
 import math
 import statistics
 import subprocess
@@ -110,6 +111,23 @@ def per_input_figure(protocol: str, runs: list[dict]) -> Path:
     return figure
 
 
+UNRECORDED_CPU = "AMD EPYC"
+"""The CPU of runs whose metrics.json predates its ``software`` record: the bank's first runs, all
+made on the development machine (an AMD EPYC), as their commits say."""
+
+
+def cpu(protocol: str, run: dict) -> str:
+    """The CPU that ran ``run`` (a runs.csv row), as its metrics.json records it."""
+    path = RESULTS / f"paper_scale_{protocol}" / run["method"] / run["input"] / f"seed{run['seed']}" / "metrics.json"
+    return json.loads(path.read_text()).get("software", {}).get("cpu", UNRECORDED_CPU)
+
+
+def cpu_counts(runs: list[dict]) -> str:
+    """``'AMD EPYC 2, Intel Xeon 1'``: how many of ``runs`` (rows with a ``cpu`` key) each CPU ran."""
+    names = sorted({r["cpu"] for r in runs})
+    return ", ".join(f"{name} {sum(r['cpu'] == name for r in runs)}" for name in names)
+
+
 def number(value: str) -> float:
     return float(value) if value not in ("", None) else math.nan
 
@@ -127,8 +145,8 @@ def fmt(value: float, digits: int = 2) -> str:
 
 def method_rows(protocol: str, runs: list[dict]) -> list[str]:
     lines = [
-        "| method | runs (inputs × seeds) | mean aligned ISNR | mean plain ISNR | mean per-input std | failures (< 1 dB) | mean error ratio | paper: ISNR / std |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| method | runs (inputs × seeds) | mean aligned ISNR | mean plain ISNR | mean per-input std | failures (< 1 dB) | mean error ratio | CPU (runs) | paper: ISNR / std |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for method in sorted({r["method"] for r in runs}):
         mine = [r for r in runs if r["method"] == method]
@@ -144,7 +162,7 @@ def method_rows(protocol: str, runs: list[dict]) -> list[str]:
             f"| {fmt(statistics.fmean(number(r['isnr']) for r in mine))} "
             f"| {fmt(statistics.fmean(per_input_std)) if len(seeds) > 1 else '— (one seed)'} "
             f"| {sum(r['failed'] == '1' for r in mine)} of {len(mine)} | {fmt(statistics.fmean(ratios)) if ratios else '—'} "
-            f"| {f'{paper[0]:.2f} / {paper[1]:.2f}' if paper else ''} |"
+            f"| {cpu_counts(mine)} | {f'{paper[0]:.2f} / {paper[1]:.2f}' if paper else ''} |"
         )
     return lines
 
@@ -192,13 +210,21 @@ def pool_rows(runs: list[dict]) -> list[str]:
 
 
 def per_run_rows(runs: list[dict]) -> list[str]:
+    """Every run's aligned ISNR, input by method; runs on a CPU other than the most common one
+    carry a mark, explained below the table."""
     methods = sorted({r["method"] for r in runs})
+    by_cpu = sorted({r["cpu"] for r in runs}, key=lambda name: (-sum(r["cpu"] == name for r in runs), name))
+    marks = dict(zip(by_cpu, ["", "†", "‡", "§", "¶"], strict=False))
     lines = ["| input | seed | " + " | ".join(methods) + " |", "|---|---:|" + "---:|" * len(methods)]
-    by_key = {(r["method"], r["input"], r["seed"]): number(r["aligned_isnr"]) for r in runs}
+    by_key = {(r["method"], r["input"], r["seed"]): r for r in runs}
     for name, seed in sorted({(r["input"], r["seed"]) for r in runs}):
-        cells = [fmt(by_key.get((m, name, seed), math.nan)) for m in methods]
+        cells = [
+            fmt(number(run["aligned_isnr"])) + marks.get(run["cpu"], "*") if (run := by_key.get((m, name, seed))) else "—"
+            for m in methods
+        ]
         lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
-    return lines
+    legend = [f"{mark or 'unmarked'}: {name}" for name, mark in marks.items()]
+    return lines + ["", "CPU of each run — " + "; ".join(legend) + "."]
 
 
 def main() -> None:
@@ -213,7 +239,7 @@ def main() -> None:
         "all 32 Levin images and 64 Kodak pairs; here one input per kernel.",
     ]
     for protocol, manifest in PROTOCOLS.items():
-        runs = evaluate(protocol, manifest)
+        runs = [{**run, "cpu": cpu(protocol, run)} for run in evaluate(protocol, manifest)]
         sections += ["", f"## {protocol}", ""]
         if not runs:
             sections.append("No finished runs yet.")
