@@ -31,7 +31,7 @@ from lightning_deblur.commands.batch import summary as batch_summary
 from lightning_deblur.commands.batch.jobs import parse_seeds
 from lightning_deblur.commands.fit import main
 from lightning_deblur.core.errors import InputError
-from lightning_deblur.core.imagefiles import read_image, write_image, write_json
+from lightning_deblur.core.imagefiles import read_image, write_image
 from lightning_deblur.job.deblur_job import DeblurJob
 from lightning_deblur.core.manifest import ManifestRow, read_manifest, rows_from_folder
 from lightning_deblur.commands.ranks import CLUSTER_VARIABLES, cluster_rank, node_share

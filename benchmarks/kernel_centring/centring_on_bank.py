@@ -16,7 +16,6 @@ Saves benchmarks/kernel_centring/results/centring_on_bank.json and prints the me
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from pathlib import Path

@@ -4,7 +4,6 @@ each, and the threads and environment of each job."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import NamedTuple
 
 from lightning_deblur.commands.batch.processes import Slot
