@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the package from
 from _common import RESULTS, ROOT, banked_methods  # noqa: E402
 
 from lightning_deblur.commands.pool import choose  # noqa: E402
+from lightning_deblur.core.alignment import LEVIN_MAX_SHIFT  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "paper_scale" / "results" / "table.md"
 PROTOCOLS = {
@@ -38,7 +39,7 @@ PROTOCOLS = {
     "kodak256": ROOT / "benchmarks" / "protocols" / "kodak256" / "manifest.csv",
 }
 TRUE_KERNEL_METHOD = "nonblind_fast"
-MAX_SHIFT, WIDE_SHIFT = 5.0, 10.0
+MAX_SHIFT, WIDE_SHIFT = LEVIN_MAX_SHIFT, 10.0
 """Shift searches in px: Levin et al.'s ``comp_upto_shift.m`` (the table's) and SelfDeblur's ``statistic_levin.m``."""
 PAPER = {  # mean ISNR (dB) and mean per-input std over 10 runs, Kotera et al. Table 1
     ("levin8", "original"): (7.62, 1.36), ("levin8", "improved"): (8.23, 1.21),

@@ -71,7 +71,16 @@ import torch
 
 from lightning_deblur.commands.evaluate_tables import FAILURE_ISNR_DB, FoundRun, markdown, summarize, write_runs_csv
 from lightning_deblur.commands.function_cli import function_parser, options_of
-from lightning_deblur.core.alignment import align_to_reference, aligned_isnr, aligned_psnr, error_ratio, kernel_error
+from lightning_deblur.core.alignment import (
+    LEVIN_BORDER,
+    LEVIN_MAX_SHIFT,
+    LEVIN_STEP,
+    align_to_reference,
+    aligned_isnr,
+    aligned_psnr,
+    error_ratio,
+    kernel_error,
+)
 from lightning_deblur.core.errors import InputError
 from lightning_deblur.core.imagefiles import atomic_write, finite_or_null, read_grey, read_kernel
 from lightning_deblur.core.manifest import ManifestRow, read_manifest
@@ -301,9 +310,9 @@ def evaluate(
     results: list[str] | str,
     output_dir: str = "eval",
     true_kernel_results: str | None = None,
-    border: int = 15,
-    max_shift: float = 5.0,
-    step: float = 0.25,
+    border: int = LEVIN_BORDER,
+    max_shift: float = LEVIN_MAX_SHIFT,
+    step: float = LEVIN_STEP,
     failure_db: float = FAILURE_ISNR_DB,
 ) -> dict:
     """Measure every finished run against the manifest; write runs.csv, summary.json, summary.md.

@@ -29,6 +29,27 @@ import torch.nn.functional as F
 from lightning_deblur.core.metrics import psnr_per_image, ssim_per_image
 
 
+LEVIN_BORDER = 15
+"""Pixels cropped from each side of the reference (Levin et al.'s comparison)."""
+
+LEVIN_MAX_SHIFT = 5.0
+"""Largest shift searched on each axis, pixels (``comp_upto_shift.m``; SelfDeblur's
+``statistic_levin.m`` searches ±10)."""
+
+LEVIN_STEP = 0.25
+"""Spacing of the shifts searched, pixels."""
+
+MIN_COMPARED_SIZE = 16
+"""Smallest side, pixels, of the window left after the border crop for which the jobs
+report aligned figures: below it an image is too small for Levin et al.'s comparison."""
+
+
+def fits_levin_comparison(sharp: torch.Tensor) -> bool:
+    """Whether ``sharp`` (``(..., H, W)``) is large enough for the aligned figures with
+    Levin et al.'s border: both sides at least ``2·LEVIN_BORDER + MIN_COMPARED_SIZE``."""
+    return min(sharp.shape[-2:]) >= 2 * LEVIN_BORDER + MIN_COMPARED_SIZE
+
+
 _SNAP = 1e-9
 """Tolerance for grid arithmetic: ``k * step`` may miss an integer by a rounding error, and
 a sample position a hair below an integer must not pull in the previous pixel."""
@@ -59,9 +80,9 @@ class AlignedPair:
 def align_to_reference(
     estimate: torch.Tensor,
     reference: torch.Tensor,
-    border: int = 15,
-    max_shift: float = 5.0,
-    step: float = 0.25,
+    border: int = LEVIN_BORDER,
+    max_shift: float = LEVIN_MAX_SHIFT,
+    step: float = LEVIN_STEP,
 ) -> AlignedPair:
     """Finds, per image, the shift of the estimate that best matches the cropped reference.
 
@@ -94,9 +115,9 @@ def align_to_reference(
 def aligned_psnr(
     estimate: torch.Tensor,
     reference: torch.Tensor,
-    border: int = 15,
-    max_shift: float = 5.0,
-    step: float = 0.25,
+    border: int = LEVIN_BORDER,
+    max_shift: float = LEVIN_MAX_SHIFT,
+    step: float = LEVIN_STEP,
 ) -> torch.Tensor:
     """PSNR in dB (peak 1) at the best shift, over the cropped window (see :func:`align_to_reference`).
 
@@ -115,9 +136,9 @@ def aligned_psnr(
 def aligned_ssim(
     estimate: torch.Tensor,
     reference: torch.Tensor,
-    border: int = 15,
-    max_shift: float = 5.0,
-    step: float = 0.25,
+    border: int = LEVIN_BORDER,
+    max_shift: float = LEVIN_MAX_SHIFT,
+    step: float = LEVIN_STEP,
 ) -> torch.Tensor:
     """SSIM (:func:`ssim_per_image`) at the best-PSNR shift, over the cropped window.
 
@@ -140,9 +161,9 @@ def aligned_isnr(
     estimate: torch.Tensor,
     observation: torch.Tensor,
     reference: torch.Tensor,
-    border: int = 15,
-    max_shift: float = 5.0,
-    step: float = 0.25,
+    border: int = LEVIN_BORDER,
+    max_shift: float = LEVIN_MAX_SHIFT,
+    step: float = LEVIN_STEP,
 ) -> torch.Tensor:
     """Improvement in SNR, dB: ``aligned_psnr(estimate) − aligned_psnr(observation)``.
 
@@ -168,9 +189,9 @@ def error_ratio(
     estimate: torch.Tensor,
     estimate_with_true_kernel: torch.Tensor,
     reference: torch.Tensor,
-    border: int = 15,
-    max_shift: float = 5.0,
-    step: float = 0.25,
+    border: int = LEVIN_BORDER,
+    max_shift: float = LEVIN_MAX_SHIFT,
+    step: float = LEVIN_STEP,
     *,
     squared: bool = False,
 ) -> torch.Tensor:
@@ -202,8 +223,8 @@ def error_ratio(
 def kernel_error(
     estimate_kernel: torch.Tensor,
     true_kernel: torch.Tensor,
-    max_shift: float = 5.0,
-    step: float = 0.25,
+    max_shift: float = LEVIN_MAX_SHIFT,
+    step: float = LEVIN_STEP,
 ) -> torch.Tensor:
     """Shift-invariant kernel error: ``min over (dy, dx) of ‖shift(k̂; dy, dx) − k‖₂``.
 

@@ -7,11 +7,10 @@ import math
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from lightning_deblur.core.alignment import aligned_psnr
+from lightning_deblur.core.alignment import aligned_psnr, fits_levin_comparison
 from lightning_deblur.core.curve_table import write_curve
 from lightning_deblur.core.losses import LOSS_TERMS
 from lightning_deblur.core.metrics import psnr
-from lightning_deblur.job.outputs import ALIGNED_BORDER, ALIGNED_MAX_SHIFT
 
 
 class QualityCurve(Callback):
@@ -72,9 +71,8 @@ class QualityCurve(Callback):
             estimate = pl_module.estimate_as_written().float()
             sharp = sharp.float()
             row["psnr"] = float(psnr(estimate, sharp))
-            if min(sharp.shape[-2:]) >= 2 * ALIGNED_BORDER + 16:
-                aligned = aligned_psnr(estimate, sharp, border=ALIGNED_BORDER, max_shift=ALIGNED_MAX_SHIFT)
-                row["aligned_psnr"] = float(aligned[0])
+            if fits_levin_comparison(sharp):
+                row["aligned_psnr"] = float(aligned_psnr(estimate, sharp)[0])
         return row
 
     def state_dict(self) -> dict:

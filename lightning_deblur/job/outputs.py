@@ -16,7 +16,7 @@ from lightning_deblur.job.image_logging import tensorboard_writer
 from lightning_deblur.core.imagefiles import size_text, write_image, write_json, write_kernel_npy, write_kernel_png
 from lightning_deblur.core.metrics import isnr_per_image, psnr_per_image, ssim_per_image
 from lightning_deblur.core.provenance import provenance
-from lightning_deblur.core.alignment import aligned_isnr, aligned_psnr, aligned_ssim
+from lightning_deblur.core.alignment import aligned_isnr, aligned_psnr, aligned_ssim, fits_levin_comparison
 from lightning_deblur.core.verdict import Verdict, judge
 
 RESULT_FILES = ("deblurred.png", "kernel.npy", "kernel.png", "metrics.json")
@@ -185,13 +185,6 @@ def training_time(trainer: Trainer) -> float:
     return timer.job_time() if isinstance(timer, JobTimer) else timer.time_elapsed("train")
 
 
-ALIGNED_BORDER = 15
-"""Pixels cropped from each side of the reference for the shift-aligned figures (Levin et al.)."""
-
-ALIGNED_MAX_SHIFT = 5.0
-"""Largest shift (pixels) searched by the aligned figures."""
-
-
 def quality_figures(estimate, observation, sharp) -> dict:
     """Quality of the estimate and of the observation against the sharp reference.
 
@@ -207,12 +200,11 @@ def quality_figures(estimate, observation, sharp) -> dict:
         "input_psnr": psnr_per_image(observation, sharp),
         "input_ssim": ssim_per_image(observation, sharp),
     }
-    if min(sharp.shape[-2:]) >= 2 * ALIGNED_BORDER + 16:
-        options = {"border": ALIGNED_BORDER, "max_shift": ALIGNED_MAX_SHIFT}
-        figures["aligned_psnr"] = aligned_psnr(estimate, sharp, **options)
-        figures["aligned_ssim"] = aligned_ssim(estimate, sharp, **options)
-        figures["input_aligned_psnr"] = aligned_psnr(observation, sharp, **options)
-        figures["aligned_isnr"] = aligned_isnr(estimate, observation, sharp, **options)
+    if fits_levin_comparison(sharp):
+        figures["aligned_psnr"] = aligned_psnr(estimate, sharp)
+        figures["aligned_ssim"] = aligned_ssim(estimate, sharp)
+        figures["input_aligned_psnr"] = aligned_psnr(observation, sharp)
+        figures["aligned_isnr"] = aligned_isnr(estimate, observation, sharp)
     return {name: round(float(value[0]), 4) for name, value in figures.items()}
 
 
