@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import socket
 import statistics
 import sys
@@ -112,6 +113,13 @@ def machine() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def cpu_slug() -> str:
+    """The CPU's model name for a result file's name: ``'Intel(R) Xeon(R) Processor'`` →
+    ``'intel-xeon'``, ``'AMD EPYC 7B13'`` → ``'amd-epyc-7b13'``."""
+    name = re.sub(r"\((r|tm)\)|\bprocessor\b|\bcpu\b", " ", cpu_name().lower())
+    return "-".join(re.findall(r"[a-z0-9]+", name))
 
 
 def save(name: str, payload: dict, folder: Path | None = None) -> Path:

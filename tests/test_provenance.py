@@ -1,5 +1,6 @@
 """metrics.json's ``software``: the commit a result was made from, told apart from a
-checkout with changes, and nothing invented outside a checkout."""
+checkout with changes, and nothing invented outside a checkout; and the CPU's slug that names
+benchmark result files measured on one CPU."""
 
 from __future__ import annotations
 
@@ -28,3 +29,15 @@ def test_the_commit_is_the_checkouts_and_a_change_to_a_tracked_file_is_told(tmp_
 def test_outside_a_checkout_there_is_no_commit(tmp_path, monkeypatch):
     monkeypatch.setattr(provenance, "CHECKOUT", tmp_path)
     assert provenance.code_commit() is None
+
+
+def test_result_files_are_named_by_a_slug_of_the_cpu(benchmark_script, monkeypatch):
+    common = benchmark_script("_common.py")
+    for model, slug in [
+        ("AMD EPYC", "amd-epyc"),
+        ("AMD EPYC 7B13", "amd-epyc-7b13"),
+        ("Intel(R) Xeon(R) Processor", "intel-xeon"),
+        ("Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz", "intel-xeon-platinum-8481c-2-70ghz"),
+    ]:
+        monkeypatch.setattr(common, "cpu_name", lambda model=model: model)
+        assert common.cpu_slug() == slug

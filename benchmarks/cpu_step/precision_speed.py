@@ -3,7 +3,8 @@
 Both precisions run the original configuration (configs/selfdeblur.yaml) on the same
 Levin crop (255×255, kernel 27×27 by default) with the default layout and blur; rounds
 alternate between the two so that drift of a shared machine hits both alike. Prints the
-median step times and the speed-up float32/bf16; saves them under results/ beside this script.
+median step times and the speed-up float32/bf16; saves them under results/ beside this script,
+in a file named by the size, the kernel and the CPU (the speed-up depends on the CPU's bf16).
 
     .venv/bin/python benchmarks/cpu_step/precision_speed.py --size 255 --kernel 27 --steps 6 --rounds 2
 """
@@ -17,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import save  # noqa: E402
+from _common import cpu_slug, save  # noqa: E402
 from step_time import add_timing_arguments, lightning_steps, make_input
 
 PRECISIONS = ("32-true", "bf16-mixed")
@@ -42,7 +43,7 @@ def main() -> None:
         f"bf16-mixed {medians['bf16-mixed']:.4f} s/step, speed-up {speedup:.2f}x"
     )
     path = save(
-        f"precision_speed_{args.size}_{args.kernel}{'_ssim' if args.ssim else ''}",
+        f"precision_speed_{args.size}_{args.kernel}{'_ssim' if args.ssim else ''}_{cpu_slug()}",
         {"config": vars(args), "s_per_step": times, "medians": medians, "speedup_fp32_over_bf16": speedup},
     )
     print(f"saved {path}")
