@@ -5,7 +5,8 @@ For each protocol (Levin's real blurs, 255×255, one input per kernel; Kodak syn
 under ``benchmarks/results/paper_scale_<protocol>/`` (the true-kernel runs, where banked,
 as the error ratio's reference), then writes ``benchmarks/paper_scale/results/table.md``:
 per method the mean aligned and plain ISNR, the spread over seeds, the failures, the
-error ratio, the CPUs that ran them (trajectories differ between CPUs); the paired differences improved − original and improved_bf16 − improved over
+error ratio, the CPUs that ran them (trajectories differ between CPUs); the paired
+differences improved − original and improved_bf16 − improved over
 the (input, seed) pairs both have, with their standard errors; what the pool
 (configs/pool.yaml) keeps where all its members are banked; every run's ISNR, marked by CPU; and the runs
 whose best shift lies on the ±5 px edge of the search, scored again up to ±10 px as
@@ -215,12 +216,12 @@ def per_run_rows(runs: list[dict]) -> list[str]:
     carry a mark, explained below the table."""
     methods = sorted({r["method"] for r in runs})
     by_cpu = sorted({r["cpu"] for r in runs}, key=lambda name: (-sum(r["cpu"] == name for r in runs), name))
-    marks = dict(zip(by_cpu, ["", "†", "‡", "§", "¶"], strict=False))
+    marks = {name: "†" * rank for rank, name in enumerate(by_cpu)}
     lines = ["| input | seed | " + " | ".join(methods) + " |", "|---|---:|" + "---:|" * len(methods)]
     by_key = {(r["method"], r["input"], r["seed"]): r for r in runs}
     for name, seed in sorted({(r["input"], r["seed"]) for r in runs}):
         cells = [
-            fmt(number(run["aligned_isnr"])) + marks.get(run["cpu"], "*") if (run := by_key.get((m, name, seed))) else "—"
+            fmt(number(run["aligned_isnr"])) + marks[run["cpu"]] if (run := by_key.get((m, name, seed))) else "—"
             for m in methods
         ]
         lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
