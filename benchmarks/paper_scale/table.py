@@ -25,6 +25,7 @@ import math
 import statistics
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
@@ -118,16 +119,15 @@ UNRECORDED_CPU = "AMD EPYC"
 made on the development machine (an AMD EPYC), as their commits say."""
 
 
-def cpu(protocol: str, run: dict) -> str:
-    """The CPU that ran ``run`` (a runs.csv row), as its metrics.json records it."""
-    path = RESULTS / f"paper_scale_{protocol}" / run["method"] / run["input"] / f"seed{run['seed']}" / "metrics.json"
-    return json.loads(path.read_text()).get("software", {}).get("cpu", UNRECORDED_CPU)
+def cpu(run: dict) -> str:
+    """The CPU that ran ``run`` (a runs.csv row), as the metrics.json in its ``run_dir`` records it."""
+    metrics = json.loads((ROOT / run["run_dir"] / "metrics.json").read_text())
+    return metrics.get("software", {}).get("cpu", UNRECORDED_CPU)
 
 
 def cpu_counts(runs: list[dict]) -> str:
     """``'AMD EPYC 2, Intel Xeon 1'``: how many of ``runs`` (rows with a ``cpu`` key) each CPU ran."""
-    names = sorted({r["cpu"] for r in runs})
-    return ", ".join(f"{name} {sum(r['cpu'] == name for r in runs)}" for name in names)
+    return ", ".join(f"{name} {count}" for name, count in sorted(Counter(r["cpu"] for r in runs).items()))
 
 
 def number(value: str) -> float:
@@ -215,8 +215,8 @@ def per_run_rows(runs: list[dict]) -> list[str]:
     """Every run's aligned ISNR, input by method; runs on a CPU other than the most common one
     carry a mark, explained below the table."""
     methods = sorted({r["method"] for r in runs})
-    by_cpu = sorted({r["cpu"] for r in runs}, key=lambda name: (-sum(r["cpu"] == name for r in runs), name))
-    marks = {name: "†" * rank for rank, name in enumerate(by_cpu)}
+    counts = Counter(r["cpu"] for r in runs)
+    marks = {name: "†" * rank for rank, name in enumerate(sorted(counts, key=lambda name: (-counts[name], name)))}
     lines = ["| input | seed | " + " | ".join(methods) + " |", "|---|---:|" + "---:|" * len(methods)]
     by_key = {(r["method"], r["input"], r["seed"]): r for r in runs}
     for name, seed in sorted({(r["input"], r["seed"]) for r in runs}):
@@ -241,7 +241,7 @@ def main() -> None:
         "all 32 Levin images and 64 Kodak pairs; here one input per kernel.",
     ]
     for protocol, manifest in PROTOCOLS.items():
-        runs = [{**run, "cpu": cpu(protocol, run)} for run in evaluate(protocol, manifest)]
+        runs = [{**run, "cpu": cpu(run)} for run in evaluate(protocol, manifest)]
         sections += ["", f"## {protocol}", ""]
         if not runs:
             sections.append("No finished runs yet.")
