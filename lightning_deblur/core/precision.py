@@ -4,8 +4,8 @@ On a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX), ``bf16-mixed`` ra
 paper's image net (128 channels) faster per step than float32 at 255×255 / 27×27, 1.68× on
 an AMD EPYC and 2.11× on an Intel Xeon with AMX, with the same quality over seeds on the
 reduced protocol (docs/RESULTS.md). The gain comes from the convolutions, so it grows with
-the net's width: from 64 channels on it
-was 1.13–1.43×, at 32 channels none (0.88–1.11×, the casts cost as much as they save;
+the net's width: from 64 channels on it was 1.13–1.43×, at 32 channels none (0.88–1.11×,
+the casts cost as much as they save;
 ``benchmarks/cpu_step/precision_crossover.py``). So ``bf16-mixed`` is the default for image nets
 of at least :data:`BF16_MIN_CHANNELS` channels on such CPUs. CPUs without native
 bfloat16 emulate it, and on GPUs it is not measured yet: those default to ``32-true``.
