@@ -34,6 +34,7 @@ def test_fit_writes_every_result_file(blurred_case, tmp_path):
     assert "psnr" not in metrics  # no sharp reference given
     software = metrics["software"]
     assert software["lightning_deblur"] == __version__ and software["torch"] == torch.__version__ and software["cpu"]
+    assert software["cpu_threads"] == torch.get_num_threads()
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["data"]["kernel_size"] == 5 and config["model"]["image_net"]["channels"] == 8
 

@@ -1,10 +1,12 @@
 """metrics.json's ``software``: the commit a result was made from, told apart from a
 checkout with changes, and nothing invented outside a checkout; and the CPU's slug that names
-benchmark result files measured on one CPU."""
+benchmark result files measured on one CPU; the thread count, which changes a CPU run's trajectory."""
 
 from __future__ import annotations
 
 import subprocess
+
+import torch
 
 from lightning_deblur.core import provenance
 
@@ -24,6 +26,17 @@ def test_the_commit_is_the_checkouts_and_a_change_to_a_tracked_file_is_told(tmp_
     assert provenance.code_commit()["modified"] is False
     (tmp_path / "a.txt").write_text("two\n")
     assert provenance.code_commit()["modified"] is True
+
+
+def test_the_cpu_threads_are_recorded():
+    threads = torch.get_num_threads()
+    provenance.provenance.cache_clear()
+    try:
+        torch.set_num_threads(1)
+        assert provenance.provenance()["cpu_threads"] == 1
+    finally:
+        torch.set_num_threads(threads)
+        provenance.provenance.cache_clear()
 
 
 def test_outside_a_checkout_there_is_no_commit(tmp_path, monkeypatch):

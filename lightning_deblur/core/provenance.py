@@ -1,6 +1,7 @@
 """What a result was made with: this package's version and commit, the libraries that
 compute it, and the processor. The same seed gives different trajectories on different
-CPUs and library versions, so a figure is only comparable with these beside it.
+CPUs and library versions, and with another number of CPU threads (the sums run in
+another order), so a figure is only comparable with these beside it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+
+import torch
 
 from lightning_deblur.core.version import __version__
 
@@ -59,8 +62,8 @@ def library_version(name: str) -> str | None:
 @functools.cache
 def provenance() -> dict:
     """metrics.json's ``software``: ``lightning_deblur`` (version), ``code`` (see
-    :func:`code_commit`), ``torch``, ``lightning``, ``python`` and ``cpu``. Asked once
-    per process."""
+    :func:`code_commit`), ``torch``, ``lightning``, ``python``, ``cpu`` and ``cpu_threads``
+    (torch's intra-op threads, ``OMP_NUM_THREADS`` where set). Asked once per process."""
     return {
         "lightning_deblur": __version__,
         "code": code_commit(),
@@ -68,4 +71,5 @@ def provenance() -> dict:
         "lightning": library_version("lightning"),
         "python": platform.python_version(),
         "cpu": cpu_name(),
+        "cpu_threads": torch.get_num_threads(),
     }
