@@ -55,6 +55,7 @@ def run_prefix(config: Path, folder: Path, precision: str, seed: int, steps: int
 
 
 def cell(row: dict | None) -> str:
+    """A table cell: ``aligned PSNR (kernel peak)`` of a curve row, ``—`` where there is none."""
     return f"{float(row['aligned_psnr']):.2f} ({float(row['kernel_peak']):.3f})" if row else "—"
 
 
@@ -93,8 +94,9 @@ def main(argv: list[str] | None = None) -> None:
                 failed += code != 0
             cells.append(cell(row_at(folder / "curve.csv", args.steps)))
         lines.append(f"| {seed} | " + " | ".join(cells) + " |")
-    banked = {method: row_at(bank / method / name / "seed0" / "curve.csv", args.steps) for method in ("improved", "improved_bf16")}
-    lines.append(f"| 0, banked | {cell(banked['improved'])} | {cell(banked['improved_bf16'])} |")
+    # The banked pair of the given run's seed: improved in float32 and in bf16-mixed.
+    banked = {method: row_at(bank / method / name / run.name / "curve.csv", args.steps) for method in ("improved", "improved_bf16")}
+    lines.append(f"| {run.name.removeprefix('seed')}, banked | {cell(banked['improved'])} | {cell(banked['improved_bf16'])} |")
     table = "\n".join(lines) + "\n"
     print(table)
     out = study_results() / f"coarse_precision_{name}_steps{args.steps}_{cpu_slug()}.md"
