@@ -12,6 +12,7 @@ import platform
 import re
 import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,18 @@ def study_results() -> Path:
     """``results/`` beside the running study script (where its result files are kept)."""
     main = sys.modules["__main__"]
     return Path(getattr(main, "__file__", sys.argv[0])).resolve().parent / "results"
+
+
+def fit_into(config: Path, folder: Path, name: str, *extra: str, code: Path = ROOT, quiet: bool = False) -> int:
+    """``python -m lightning_deblur fit --config config`` run from the checkout ``code`` into
+    the run folder ``folder/name`` (logger name left empty), with ``extra`` options; its exit
+    code. ``quiet`` drops the job's progress lines from stdout."""
+    command = [
+        sys.executable, "-W", "ignore", "-m", "lightning_deblur", "fit", "--config", str(config),
+        "--trainer.logger.init_args.save_dir", str(folder), "--trainer.logger.init_args.name", "",
+        "--trainer.logger.init_args.version", name, *extra,
+    ]  # fmt: skip
+    return subprocess.run(command, cwd=code, stdout=subprocess.DEVNULL if quiet else None).returncode
 
 
 def banked_methods(root: Path) -> list[str]:

@@ -21,42 +21,33 @@ to ``results/coarse_precision_<input>_steps<N>_<cpu>.md`` beside this script. Ea
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+from lightning_deblur.core.curve_table import read_curve
 from lightning_deblur.core.planning import ScalesSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import ROOT, cpu_slug, study_results  # noqa: E402
+from _common import cpu_slug, fit_into, study_results  # noqa: E402
 
 PRECISIONS = ("32-true", "bf16-mixed")
 
 
 def row_at(curve: Path, step: int) -> dict | None:
     """The ``curve.csv`` row logged at ``step`` (``None`` when the file or the row is missing)."""
-    if not curve.is_file():
-        return None
-    with curve.open() as file:
-        return next((row for row in csv.DictReader(file) if int(row["step"]) == step), None)
+    return next((row for row in read_curve(curve) if row["step"] == step), None) if curve.is_file() else None
 
 
 def run_prefix(config: Path, folder: Path, precision: str, seed: int, steps: int) -> int:
     """``fit`` of ``config`` in ``precision`` with ``seed`` for ``steps`` steps into ``folder``; its exit code."""
-    command = [
-        sys.executable, "-W", "ignore", "-m", "lightning_deblur", "fit", "--config", str(config),
-        "--trainer.precision", precision, "--seed_everything", str(seed), "--trainer.max_steps", str(steps),
-        "--trainer.logger.init_args.save_dir", str(folder.parent), "--trainer.logger.init_args.name", "",
-        "--trainer.logger.init_args.version", folder.name,
-    ]  # fmt: skip
-    return subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL).returncode
+    extra = ["--trainer.precision", precision, "--seed_everything", str(seed), "--trainer.max_steps", str(steps)]
+    return fit_into(config, folder.parent, folder.name, *extra, quiet=True)
 
 
 def cell(row: dict | None) -> str:
     """A table cell: ``aligned PSNR (kernel peak)`` of a curve row, ``—`` where there is none."""
-    return f"{float(row['aligned_psnr']):.2f} ({float(row['kernel_peak']):.3f})" if row else "—"
+    return f"{row['aligned_psnr']:.2f} ({row['kernel_peak']:.3f})" if row else "—"
 
 
 def main(argv: list[str] | None = None) -> None:

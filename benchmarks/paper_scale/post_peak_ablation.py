@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from lightning_deblur.core.planning import ScalesSpec
 from lightning_deblur.core.schedule import IMPROVED_WEIGHTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import ROOT  # noqa: E402
+from _common import ROOT, fit_into  # noqa: E402
 
 ARMS = {
     "as_published": [],
@@ -75,16 +74,6 @@ def arms_root(run: Path) -> Path:
     return run.parents[2] / "post_peak"
 
 
-def fit(code: Path, config: Path, folder: Path, name: str, *extra: str) -> int:
-    """``python -m lightning_deblur fit`` of ``config`` into ``folder/name``; its exit code."""
-    command = [
-        sys.executable, "-W", "ignore", "-m", "lightning_deblur", "fit", "--config", str(config),
-        "--trainer.logger.init_args.save_dir", str(folder), "--trainer.logger.init_args.name", "",
-        "--trainer.logger.init_args.version", name, *extra,
-    ]  # fmt: skip
-    return subprocess.run(command, cwd=code).returncode
-
-
 def switch_checkpoint(args, run: Path, root: Path, name: str) -> Path:
     """The checkpoint at the switch: ``--checkpoint``, or the prefix run's (made if needed)."""
     if args.checkpoint:
@@ -96,7 +85,7 @@ def switch_checkpoint(args, run: Path, root: Path, name: str) -> Path:
         if status(prefix) != ("stopped", args.switch_step):
             print(f"=== prefix {name}: steps 0-{args.switch_step}", flush=True)
             extra = ["--trainer.max_steps", str(args.switch_step)] + (["--ckpt_path", str(resume)] if resume.is_file() else [])
-            code = fit(Path(args.code), run / "config.yaml", root / "prefix", name, *extra)
+            code = fit_into(run / "config.yaml", root / "prefix", name, *extra, code=Path(args.code))
             if code != 0 or status(prefix) != ("stopped", args.switch_step):
                 sys.exit(f"error: the prefix run in {prefix} did not stop at step {args.switch_step} (exit {code}); run the command again to resume it")
         shutil.copyfile(resume, kept)
@@ -129,7 +118,8 @@ def main() -> None:
             continue
         resume = folder / name / "checkpoints" / "last.ckpt"
         print(f"=== {arm} {name}", flush=True)
-        code = max(code, fit(Path(args.code), run / "config.yaml", folder, name, "--ckpt_path", str(resume if resume.is_file() else start), *ARMS[arm]))
+        start_from = str(resume if resume.is_file() else start)
+        code = max(code, fit_into(run / "config.yaml", folder, name, "--ckpt_path", start_from, *ARMS[arm], code=Path(args.code)))
     sys.exit(code)
 
 
