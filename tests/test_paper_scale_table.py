@@ -52,3 +52,9 @@ def test_runs_on_a_less_common_cpu_are_marked(benchmark_script):
     assert lines[2:4] == ["| kodim01 | 0 | 3.00 | -0.67 |", "| kodim07 | 0 | 4.50† | — |"]
     assert lines[-1] == "CPU of each run — unmarked: AMD EPYC; †: Intel Xeon."
     assert table.cpu_counts(runs) == "AMD EPYC 2, Intel Xeon 1"
+
+
+def test_a_run_without_a_recorded_cpu_counts_as_the_first_runs_machine(benchmark_script):
+    table = benchmark_script(SCRIPT)
+    assert table.cpu({"cpu": "Intel(R) Xeon(R) Processor"}) == "Intel(R) Xeon(R) Processor"
+    assert table.cpu({"cpu": ""}) == table.UNRECORDED_CPU  # evaluate leaves the cell empty

@@ -20,7 +20,6 @@ it, per protocol, ``results/inputs_<protocol>.png``: every run's aligned ISNR pe
 from __future__ import annotations
 
 import csv
-import json
 import math
 import statistics
 import subprocess
@@ -120,9 +119,8 @@ made on the development machine (an AMD EPYC), as their commits say."""
 
 
 def cpu(run: dict) -> str:
-    """The CPU that ran ``run`` (a runs.csv row), as the metrics.json in its ``run_dir`` records it."""
-    metrics = json.loads((ROOT / run["run_dir"] / "metrics.json").read_text())
-    return metrics.get("software", {}).get("cpu", UNRECORDED_CPU)
+    """The CPU that ran ``run`` (a runs.csv row, whose ``cpu`` column is its metrics.json's record)."""
+    return run["cpu"] or UNRECORDED_CPU
 
 
 def cpu_counts(runs: list[dict]) -> str:

@@ -211,11 +211,12 @@ def _check_sizes(size: tuple[int, int], border: int, name: str) -> None:
 
 def _recorded(folder: Path) -> dict:
     """What the job recorded of itself in its metrics.json (its wall time, the start it
-    continued from), or ``{}`` with a warning when the file cannot be read."""
+    continued from, the software and CPU it ran on), or ``{}`` with a warning when the
+    file cannot be read."""
     try:
         return dict(json.loads((folder / "metrics.json").read_text()))
     except (ValueError, OSError, TypeError):
-        _warn(f"cannot read {folder / 'metrics.json'}; its wall time and chosen start are left empty")
+        _warn(f"cannot read {folder / 'metrics.json'}; its wall time, chosen start and CPU are left empty")
         return {}
 
 
@@ -283,6 +284,8 @@ def measure_input(
                     kernel_error(torch.from_numpy(estimate_kernel), torch.from_numpy(truth), max_shift, step)[0]
                 )
             recorded = _recorded(job.folder)
+            # The same seed takes another trajectory on another CPU or thread count.
+            software = recorded.get("software") or {}
             job.figures = {
                 "aligned_isnr": float(isnr[index]),
                 "aligned_psnr": float(aligned[index]),
@@ -295,6 +298,8 @@ def measure_input(
                 "error_ratio": float(ratios[index]),
                 "true_kernel_seed": tk_seeds[index],
                 "wall_time_s": float(recorded.get("wall_time_s", math.nan)),
+                "cpu": software.get("cpu"),
+                "cpu_threads": software.get("cpu_threads"),
                 "chosen_start": recorded.get("chosen_start"),
                 "restarts": recorded.get("restarts"),
                 "failed": float(isnr[index]) < failure_db,

@@ -31,6 +31,8 @@ RUN_FIELDS = [
     "error_ratio",
     "true_kernel_seed",
     "wall_time_s",
+    "cpu",
+    "cpu_threads",
     "chosen_start",
     "restarts",
     "failed",
@@ -231,19 +233,20 @@ def write_runs_csv(path: Path, jobs: list[FoundRun]) -> Path:
 
 def read_runs_csv(path: str | Path) -> list[dict]:
     """Rows of a ``runs.csv``: numbers as floats (``nan`` where empty), ``seed``,
-    ``chosen_start`` and ``restarts`` as int (``None`` where empty), ``failed`` as bool."""
+    ``cpu_threads``, ``chosen_start`` and ``restarts`` as int (``None`` where empty),
+    ``failed`` as bool, ``cpu`` as text (``""`` where the run did not record it)."""
     rows = read_csv(
         path,
         ("method", "input"),
         f"'{path}' not found; make it with `python -m lightning_deblur evaluate`",
         f"'{path}' is not a runs.csv of `evaluate` (no method and input columns, or no rows)",
     )
-    text_columns = {"method", "input", "run_dir"}
+    text_columns = {"method", "input", "run_dir", "cpu"}
     for row in rows:
         for key, value in row.items():
             if key in text_columns or key is None:
                 continue
-            if key in ("seed", "chosen_start", "restarts"):
+            if key in ("seed", "cpu_threads", "chosen_start", "restarts"):
                 row[key] = int(value) if value else None
             elif key == "failed":
                 row[key] = value == "1"
