@@ -135,11 +135,26 @@ def cpu_slug() -> str:
     return "-".join(re.findall(r"[a-z0-9]+", name))
 
 
-def save(name: str, payload: dict, folder: Path | None = None) -> Path:
-    """Write ``payload`` plus the machine description to ``<folder>/<name>.json``
-    (the study's ``results/`` unless a run elsewhere, e.g. a lent GPU machine, says otherwise)."""
+def machine_slug() -> str:
+    """The device that measured, for a result file's name: the GPU where one is visible
+    (``'NVIDIA H200'`` → ``'h200'``), else :func:`cpu_slug`."""
+    if torch.cuda.is_available():
+        return "-".join(re.findall(r"[a-z0-9]+", torch.cuda.get_device_name().lower().replace("nvidia", "")))
+    return cpu_slug()
+
+
+def save(name: str, payload: dict, folder: Path | None = None, measured_here: bool = True) -> Path:
+    """Write ``payload`` plus the machine description to ``<folder>/<name>_<machine>.json``
+    (the study's ``results/`` unless a run elsewhere, e.g. a lent GPU machine, says otherwise).
+
+    ``measured_here``: the figures depend on the machine (times, or runs whose trajectories
+    differ between CPUs), so its :func:`machine_slug` ends the name and a run on another
+    machine never overwrites this one; ``False`` for analyses of committed files only,
+    which any machine reproduces: ``<name>.json``."""
     folder = Path(folder) if folder is not None else study_results()
     folder.mkdir(parents=True, exist_ok=True)
+    if measured_here and not name.endswith(f"_{machine_slug()}"):
+        name = f"{name}_{machine_slug()}"
     path = folder / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
     return path

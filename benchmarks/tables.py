@@ -46,8 +46,8 @@ STEPS: dict[str, list[list[str]]] = {
     "kernel_centring": [["benchmarks/kernel_centring/centring_on_bank.py"]],
     "method_cost": [[
         "benchmarks/method_cost/quality_cost_figure.py", "--speed",
-        "benchmarks/method_cost/results/method_speed_selfdeblur_fast_kodim05_levin09_k5_t1_default.json",
-        "benchmarks/method_cost/results/method_speed_improved_fast-fused-adam_kodim05_levin09_k5_t1_default.json",
+        "benchmarks/method_cost/results/method_speed_selfdeblur_fast_kodim05_levin09_k5_t1_default_amd-epyc.json",
+        "benchmarks/method_cost/results/method_speed_improved_fast-fused-adam_kodim05_levin09_k5_t1_default_amd-epyc.json",
     ]],  # fmt: skip
 }
 """What each part runs, in order (the bank's evaluation first: the studies read its runs.csv)."""

@@ -54,3 +54,18 @@ def test_result_files_are_named_by_a_slug_of_the_cpu(benchmark_script, monkeypat
     ]:
         monkeypatch.setattr(common, "cpu_name", lambda model=model: model)
         assert common.cpu_slug() == slug
+
+
+def test_a_measurement_on_another_machine_never_overwrites_this_one(benchmark_script, monkeypatch, tmp_path):
+    common = benchmark_script("_common.py")
+    monkeypatch.setattr(common.torch.cuda, "is_available", lambda: False)
+    for model in ("AMD EPYC", "Intel(R) Xeon(R) Processor"):
+        monkeypatch.setattr(common, "cpu_name", lambda model=model: model)
+        common.save("step_time_255_27", {"s_per_step": 1.0}, tmp_path)
+    common.save("step_time_255_27_intel-xeon", {}, tmp_path)  # a name that already ends with the machine
+    common.save("bank_stop_points", {}, tmp_path, measured_here=False)  # an analysis of committed files
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == ["bank_stop_points.json", "step_time_255_27_amd-epyc.json", "step_time_255_27_intel-xeon.json"]
+    monkeypatch.setattr(common.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(common.torch.cuda, "get_device_name", lambda: "NVIDIA H200")
+    assert common.machine_slug() == "h200"  # the suffix the lent GPU machine's results carry

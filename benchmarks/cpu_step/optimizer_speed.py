@@ -11,7 +11,7 @@ depend on their values).
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/cpu_step/optimizer_speed.py
     .venv/bin/python benchmarks/cpu_step/optimizer_speed.py --device cuda --channels 32 128
 
-Result: ``benchmarks/cpu_step/results/optimizer_speed_<device>_k<kernel>_t<threads>.json``.
+Result: ``benchmarks/cpu_step/results/optimizer_speed_<device>_k<kernel>_t<threads>_<machine>.json``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import cpu_slug, save  # noqa: E402
+from _common import save  # noqa: E402
 from step_time import add_timing_arguments, lightning_steps, make_input
 
 PRECISIONS = ("32-true", "bf16-mixed")
@@ -43,7 +43,7 @@ def main() -> None:
         f"bf16-mixed {medians['bf16-mixed']:.4f} s/step, speed-up {speedup:.2f}x"
     )
     path = save(
-        f"precision_speed_{args.size}_{args.kernel}{'_ssim' if args.ssim else ''}_{cpu_slug()}",
+        f"precision_speed_{args.size}_{args.kernel}{'_ssim' if args.ssim else ''}",
         {"config": vars(args), "s_per_step": times, "medians": medians, "speedup_fp32_over_bf16": speedup},
     )
     print(f"saved {path}")

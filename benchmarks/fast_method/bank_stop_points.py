@@ -78,7 +78,7 @@ def main() -> None:
                   f"failures {row['failures']}/{len(runs)}")
     name = "bank_stop_points" if root == BANK else f"bank_stop_points_{root.name}"
     name += f"_seeds{args.seeds}" if args.seeds else ""
-    print(f"saved {save(name, report)}")
+    print(f"saved {save(name, report, measured_here=False)}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ separate / batched (above 1: batching pays).
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/seed_batches/batched_seeds.py --seeds 4 --size 96 --kernel 9 --channels 32
     .venv/bin/python benchmarks/seed_batches/batched_seeds.py --device cuda --seeds 8 --size 255 --kernel 27 --channels 128
 
-Result: ``benchmarks/seed_batches/results/batched_seeds_<device>_<size>_<kernel>_<channels>ch_R<seeds>.json``.
+Result: ``benchmarks/seed_batches/results/batched_seeds_<device>_<size>_<kernel>_<channels>ch_R<seeds>_<machine>.json``.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ CPU, which stand in for other CPUs:
 Each variant runs in a subprocess of its own, since the instruction-set limits are read
 when the libraries load. Prints one JSON line per (variant, case, seed) and a summary
 table (minimum, maximum of each figure); the rows go to
-``benchmarks/test_margins/results/test_margins_<variants>.json``::
+``benchmarks/test_margins/results/test_margins_<variants>_<machine>.json``::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/test_margins/test_margins.py --seeds 0-4
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/test_margins/test_margins.py --seeds 0-4 --cases colour,blind
