@@ -4,6 +4,8 @@ says which CPU ran each run."""
 
 from __future__ import annotations
 
+import pytest
+
 SCRIPT = "paper_scale/table.py"
 
 
@@ -58,3 +60,26 @@ def test_a_run_without_a_recorded_cpu_counts_as_the_first_runs_machine(benchmark
     table = benchmark_script(SCRIPT)
     assert table.cpu({"cpu": "Intel(R) Xeon(R) Processor"}) == "Intel(R) Xeon(R) Processor"
     assert table.cpu({"cpu": ""}) == table.UNRECORDED_CPU  # evaluate leaves the cell empty
+
+
+def test_the_summary_replaces_only_what_stands_between_the_markers_of_results(benchmark_script, tmp_path):
+    table = benchmark_script(SCRIPT)
+    results = tmp_path / "RESULTS.md"
+    results.write_text(f"# Results\n\nbefore\n{table.BLOCK[0]}\nold table\n{table.BLOCK[1]}\nafter\n")
+    summary = ["| method | runs |", "|---|---|", "| improved | 3 |"]
+    table.write_results_block({"levin8": summary}, results)
+    table.write_results_block({"levin8": summary}, results)  # a second run replaces, never appends
+    text = results.read_text()
+    assert text.startswith("# Results\n\nbefore\n" + table.BLOCK[0]) and text.endswith(table.BLOCK[1] + "\nafter\n")
+    assert "old table" not in text and text.count("| improved | 3 |") == 1
+    assert "(../benchmarks/paper_scale/results/inputs_levin8.png)" in text
+
+
+def test_results_without_the_markers_is_one_line_naming_them(benchmark_script, tmp_path):
+    table = benchmark_script(SCRIPT)
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n")
+    with pytest.raises(SystemExit) as stop:
+        table.write_results_block({"levin8": []}, results)
+    message = str(stop.value)
+    assert table.BLOCK[0] in message and "\n" not in message and results.read_text() == "# Results\n"
