@@ -72,3 +72,20 @@ def test_the_kernel_l2_form_reaches_the_loss(blurred_case, tmp_path):
         values = [r["kernel_l2"] for r in read_curve(run / "curve.csv") if r["kernel_l2"] is not None]
         assert values
         assert all(v >= 1 / n for v in values) if reduction == "sum" else all(v <= 1 / n for v in values)
+
+
+@pytest.mark.slow
+def test_every_rows_aligned_psnr_reaches_tensorboard_at_its_step(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # The bundled 96×96 example is large enough for Levin's aligned comparison (46 px).
+    run = run_fit(
+        tmp_path, "--data.image", "example:kodim05_blurred.png", "--data.sharp", "example:kodim05_sharp.png",
+        "--data.kernel_size", "5", "--curve.every_n_steps", "10", config=CONF / "tiny_improved.yaml",
+    )  # fmt: skip
+    rows = [r for r in read_curve(run / "curve.csv") if r["aligned_psnr"] is not None]
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("aligned_psnr")]
+    assert len(rows) >= 4 and [step for step, _ in logged] == [r["step"] for r in rows]
+    assert [value for _, value in logged] == pytest.approx([r["aligned_psnr"] for r in rows], abs=1e-4)

@@ -17,7 +17,8 @@ class QualityCurve(Callback):
     """Records a row of :data:`CURVE_COLUMNS` every ``every_n_steps`` steps and at the last
     step of every stage, and writes them to ``curve.csv`` in the run folder when the job
     ends (atomically). The rows so far travel in checkpoints, so a resumed job writes
-    the same table as an uninterrupted one.
+    the same table as an uninterrupted one. Each row's shift-aligned PSNR also goes to
+    the loggers (TensorBoard's ``aligned_psnr``) as it is taken.
 
     Quality is scored on the estimate as the results would register it
     (:meth:`~lightning_deblur.job.stages.JobStages.estimate_as_written`), so the last row's
@@ -45,7 +46,13 @@ class QualityCurve(Callback):
         last_of_scale = step == scale.start_step + scale.iterations
         if step % self.every_n_steps == 0 or last_of_scale:
             if pl_module.latest_x is not None:
-                self.rows.append(self.row(trainer, pl_module, step))
+                row = self.row(trainer, pl_module, step)
+                self.rows.append(row)
+                if row["aligned_psnr"] is not None:
+                    # The figure to read (a blind result is defined up to a small shift);
+                    # the per-step `psnr` compares pixel for pixel.
+                    for logger in trainer.loggers:
+                        logger.log_metrics({"aligned_psnr": row["aligned_psnr"]}, step=step)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.every_n_steps or not trainer.is_global_zero:
