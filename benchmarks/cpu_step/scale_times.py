@@ -20,14 +20,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import save  # noqa: E402
+from _common import ROOT, save  # noqa: E402
 from lightning.pytorch import Callback
 from step_time import make_input
 
 from lightning_deblur.commands.fit import DeblurCLI
 from lightning_deblur.job.multiscale import ScaleTransition
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Clock(Callback):

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import DATA, save  # noqa: E402
+from _common import DATA, ROOT, save  # noqa: E402
 from lightning.pytorch import Callback
 
 from lightning_deblur.commands.fit import DeblurCLI
@@ -34,7 +34,6 @@ from lightning_deblur.core.losses import ssim
 from lightning_deblur.core.metrics import ssim_window
 from lightning_deblur.core.physics import blur_valid, support_size
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class StepClock(Callback):

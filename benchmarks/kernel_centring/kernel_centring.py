@@ -38,9 +38,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import DATA, save  # noqa: E402
+from _common import DATA, ROOT, save  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from lightning_deblur.core.centring import centre_kernel, kernel_centroid_offset  # noqa: E402

@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import DATA, save  # noqa: E402
+from _common import DATA, ROOT, save  # noqa: E402
 
 from lightning_deblur.commands.fit import main
 from lightning_deblur.core.alignment import kernel_error
 from lightning_deblur.commands.synth import synthesize
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(args) -> dict:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import save  # noqa: E402
+from _common import ROOT, save  # noqa: E402
 
 from lightning_deblur.commands.fit import main
 from lightning_deblur.core.colour import luminance
@@ -34,7 +34,6 @@ from lightning_deblur.core.metrics import psnr_per_image
 from lightning_deblur.core.physics import blur_valid
 from lightning_deblur.core.tiles import tile_boxes
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_case(folder: Path, noise: float, seed: int) -> tuple[Path, Path, np.ndarray]:

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import save  # noqa: E402
+from _common import ROOT, save  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def measure(size: int, kernel: int, channels: int, device: str) -> dict:

@@ -30,9 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import save  # noqa: E402
+from _common import ROOT, save  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_IMAGE = ROOT / "benchmarks" / "protocols" / "full_fidelity" / "blurred" / "kodim05_levin09_k5.png"
 
 

@@ -29,11 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import DATA, save  # noqa: E402
+from _common import DATA, ROOT, save  # noqa: E402
 
 from lightning_deblur.commands.evaluate_tables import FAILURE_ISNR_DB
 
-ROOT = Path(__file__).resolve().parents[2]
 METHODS = {
     "original": [ROOT / "configs" / "selfdeblur.yaml", ROOT / "benchmarks" / "protocols" / "reduced_original.yaml"],
     "improved": [ROOT / "configs" / "improved.yaml", ROOT / "benchmarks" / "protocols" / "reduced_improved.yaml"],
