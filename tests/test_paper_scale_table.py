@@ -83,3 +83,16 @@ def test_results_without_the_markers_is_one_line_naming_them(benchmark_script, t
         table.write_results_block({"levin8": []}, results)
     message = str(stop.value)
     assert table.BLOCK[0] in message and "\n" not in message and results.read_text() == "# Results\n"
+
+
+def test_the_verdict_line_counts_flagged_runs_and_caught_failures(benchmark_script):
+    table = benchmark_script(SCRIPT)
+    runs = [
+        {"verdict": "ok", "failed": "1"},  # a failure the verdict misses
+        {"verdict": "no-blur", "failed": "1"},  # caught
+        {"verdict": "kernel-at-border", "failed": "0"},  # a false alarm
+        {"verdict": "ok", "failed": "0"},
+    ]
+    assert table.verdict_line(runs) == (
+        "No-reference verdict: flags 2 of 4 runs and catches 1 of 2 failures (aligned ISNR below 1 dB)."
+    )

@@ -7,13 +7,14 @@ as the error ratio's reference), then writes ``benchmarks/paper_scale/results/ta
 per method the mean aligned and plain ISNR, the spread over seeds, the failures, the
 error ratio, the CPUs that ran them (trajectories differ between CPUs); the paired
 differences improved − original and improved_bf16 − improved over
-the (input, seed) pairs both have, with their standard errors; what the pool
+the (input, seed) pairs both have, with their standard errors; the failures the
+no-reference verdict catches; what the pool
 (configs/pool.yaml) keeps where all its members are banked; every run's ISNR, marked by CPU; and the runs
 whose best shift lies on the ±5 px edge of the search, scored again up to ±10 px as
 SelfDeblur's scoring does (``<bank>/eval_shift10``). Beside
 it, per protocol, ``results/inputs_<protocol>.png``: every run's aligned ISNR per input
-(``figures inputs``), the papers' methods first. The method rows and paired differences
-also go into docs/RESULTS.md, between its :data:`BLOCK` markers.
+(``figures inputs``), the papers' methods first. The method rows, paired
+differences and the verdict's line also go into docs/RESULTS.md, between its :data:`BLOCK` markers.
 
     .venv/bin/python benchmarks/paper_scale/table.py
 """
@@ -188,6 +189,18 @@ def paired_rows(runs: list[dict]) -> list[str]:
     return lines if len(lines) > 2 else ["No paired runs yet (improved − original, improved_bf16 − improved)."]
 
 
+def verdict_line(runs: list[dict]) -> str:
+    """How the no-reference verdict (``lightning_deblur.core.verdict``: ``no-blur``,
+    ``kernel-at-border``) fares on these runs: the runs it flags, the failures it catches."""
+    flagged = [r for r in runs if r["verdict"] != "ok"]
+    failed = [r for r in runs if r["failed"] == "1"]
+    caught = [r for r in flagged if r["failed"] == "1"]
+    return (
+        f"No-reference verdict: flags {len(flagged)} of {len(runs)} runs and catches {len(caught)} of "
+        f"{len(failed)} {'failure' if len(failed) == 1 else 'failures'} (aligned ISNR below 1 dB)."
+    )
+
+
 def pool_rows(runs: list[dict]) -> list[str]:
     """What the pool keeps, by its own rule (:func:`lightning_deblur.commands.pool.choose`:
     the sparsest result), on the (input, seed) keys where every member is banked."""
@@ -275,7 +288,7 @@ def main() -> None:
         if not runs:
             sections.append("No finished runs yet.")
             continue
-        summaries[protocol] = method_rows(protocol, runs) + [""] + paired_rows(runs)
+        summaries[protocol] = method_rows(protocol, runs) + [""] + paired_rows(runs) + ["", verdict_line(runs)]
         sections += summaries[protocol]
         sections += ["", "What the pool keeps (configs/pool.yaml: its members' aligned ISNR, dB):", ""] + pool_rows(runs)
         sections += ["", "Aligned ISNR of every run (dB):", ""]
