@@ -250,7 +250,7 @@ def per_run_rows(runs: list[dict]) -> list[str]:
 
 
 def write_results_block(summaries: dict[str, list[str]], path: Path = RESULTS_MD) -> None:
-    """Put each protocol's summary (its method and paired-difference rows) between the
+    """Put each protocol's summary (its method rows, paired differences, verdict line) between the
     :data:`BLOCK` markers of ``path`` (docs/RESULTS.md), so its table always matches the
     bank; the text around the markers is left as it is.
 
