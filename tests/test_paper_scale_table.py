@@ -96,3 +96,25 @@ def test_the_verdict_line_counts_flagged_runs_and_caught_failures(benchmark_scri
     assert table.verdict_line(runs) == (
         "No-reference verdict: flags 2 of 4 runs and catches 1 of 2 failures (aligned ISNR below 1 dB)."
     )
+
+
+def test_the_ledger_lists_the_papers_runs_with_cpu_threads_and_wall_time(benchmark_script):
+    table = benchmark_script(SCRIPT)
+
+    def run(method, name, cpu, threads, wall):
+        return {
+            **row(method, name, "0", "0", "9.07"), "isnr": "7.92", "error_ratio": "", "verdict": "ok",
+            "cpu": cpu, "cpu_threads": threads, "wall_time_s": wall,
+        }  # fmt: skip
+
+    runs = [
+        run("improved", "im4_kernel4", "Intel Xeon", "2", "5794.5"),
+        run("fast_fused", "im4_kernel4", "AMD EPYC", "", "150"),  # ours: not in the ledger
+        run("original", "im1_kernel1", "AMD EPYC", "", "6120"),  # before threads were recorded
+    ]
+    lines = table.ledger_rows(runs)
+    assert lines[2:] == [
+        "| im1_kernel1 | 0 | original | 9.07 | 7.92 | — | ok | AMD EPYC | 1 h 42 min |",
+        "| im4_kernel4 | 0 | improved | 9.07 | 7.92 | — | ok | Intel Xeon (2) | 1 h 37 min |",
+    ]
+    assert table.duration(2820) == "47 min"

@@ -9,7 +9,8 @@ error ratio, the CPUs that ran them (trajectories differ between CPUs); the pair
 differences improved − original and improved_bf16 − improved over
 the (input, seed) pairs both have, with their standard errors; the failures the
 no-reference verdict catches; what the pool
-(configs/pool.yaml) keeps where all its members are banked; every run's ISNR, marked by CPU; and the runs
+(configs/pool.yaml) keeps where all its members are banked; every run's ISNR, marked by CPU; each
+run of the papers' methods with its verdict, CPU and wall time; and the runs
 whose best shift lies on the ±5 px edge of the search, scored again up to ±10 px as
 SelfDeblur's scoring does (``<bank>/eval_shift10``). Beside
 it, per protocol, ``results/inputs_<protocol>.png``: every run's aligned ISNR per input
@@ -56,6 +57,8 @@ PAPER = {  # mean ISNR (dB) and mean per-input std over 10 runs, Kotera et al. T
     ("levin8", "original"): (7.62, 1.36), ("levin8", "improved"): (8.23, 1.21),
     ("kodak256", "original"): (2.48, 2.52), ("kodak256", "improved"): (5.49, 2.12),
 }  # fmt: skip
+PAPERS_METHODS = ("original", "improved", "improved_bf16")
+"""The papers' methods as the bank names them (improved_bf16: the improved config in bf16-mixed)."""
 PAIRS = [("improved", "original"), ("improved_bf16", "improved")]
 POOL = {"improved": "improved", "fast": "fast_fused", "fast_kl2x10": "fast_kl2x10"}
 """configs/pool.yaml's members, in its order, and the bank's name of each (the same configs)."""
@@ -109,9 +112,8 @@ def search_edge_rows(protocol: str, manifest: Path, runs: list[dict]) -> list[st
 
 def per_input_figure(protocol: str, runs: list[dict]) -> Path:
     """``figures inputs`` over the protocol's runs.csv: the papers' methods first, then ours."""
-    papers = ["original", "improved", "improved_bf16"]
     present = {r["method"] for r in runs}
-    methods = [m for m in papers if m in present] + sorted(present - set(papers) - {TRUE_KERNEL_METHOD})
+    methods = [m for m in PAPERS_METHODS if m in present] + sorted(present - set(PAPERS_METHODS) - {TRUE_KERNEL_METHOD})
     figure = OUT.parent / f"inputs_{protocol}.png"
     command = [
         sys.executable, "-W", "ignore", "-m", "lightning_deblur", "figures", "inputs",
@@ -249,6 +251,31 @@ def per_run_rows(runs: list[dict]) -> list[str]:
     return lines + ["", "CPU of each run — " + "; ".join(legend) + "."]
 
 
+def duration(seconds: float) -> str:
+    """``'1 h 37 min'`` or ``'47 min'``; ``'—'`` when not recorded."""
+    if math.isnan(seconds):
+        return "—"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def ledger_rows(runs: list[dict]) -> list[str]:
+    """One row per run of the papers' methods: its figures, verdict, CPU, threads (where
+    recorded) and wall time (the whole job process: time a run was paused counts too)."""
+    mine = sorted((r for r in runs if r["method"] in PAPERS_METHODS), key=lambda r: (r["input"], r["seed"], r["method"]))
+    lines = [
+        "| input | seed | method | aligned ISNR | plain ISNR | error ratio | verdict | CPU (threads) | wall time |",
+        "|---|---:|---|---:|---:|---:|---|---|---:|",
+    ]
+    for r in mine:
+        threads = f" ({r['cpu_threads']})" if r.get("cpu_threads") else ""
+        lines.append(
+            f"| {r['input']} | {r['seed']} | {r['method']} | {fmt(number(r['aligned_isnr']))} | {fmt(number(r['isnr']))} "
+            f"| {fmt(number(r['error_ratio']))} | {r['verdict']} | {r['cpu']}{threads} | {duration(number(r['wall_time_s']))} |"
+        )
+    return lines if mine else [f"No run of {', '.join(PAPERS_METHODS)} yet."]
+
+
 def write_results_block(summaries: dict[str, list[str]], path: Path = RESULTS_MD) -> None:
     """Put each protocol's summary (its method rows, paired differences, verdict line) between the
     :data:`BLOCK` markers of ``path`` (docs/RESULTS.md), so its table always matches the
@@ -293,6 +320,7 @@ def main() -> None:
         sections += ["", "What the pool keeps (configs/pool.yaml: its members' aligned ISNR, dB):", ""] + pool_rows(runs)
         sections += ["", "Aligned ISNR of every run (dB):", ""]
         sections += per_run_rows(runs)
+        sections += ["", "Every run of the papers' methods:", ""] + ledger_rows(runs)
         edge = search_edge_rows(protocol, manifest, runs)
         sections += ["", *edge] if edge else ["", f"No run's best shift lies on the ±{MAX_SHIFT:g} px edge of the search."]
         figure = per_input_figure(protocol, runs)
