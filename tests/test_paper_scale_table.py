@@ -118,3 +118,43 @@ def test_the_ledger_lists_the_papers_runs_with_cpu_threads_and_wall_time(benchma
         "| im4_kernel4 | 0 | improved | 9.07 | 7.92 | — | ok | Intel Xeon (2) | 1 h 37 min |",
     ]
     assert table.duration(2820) == "47 min"
+
+
+def scored(method, name, isnr, cpu):
+    return {**row(method, name, "0", "0", isnr), "cpu": cpu}
+
+
+def test_a_precision_pair_counts_only_where_both_ran_on_one_cpu(benchmark_script):
+    table = benchmark_script(SCRIPT)
+    runs = [
+        scored("improved", "im1_kernel1", "9.76", "AMD EPYC"), scored("improved_bf16", "im1_kernel1", "9.98", "AMD EPYC"),
+        scored("improved", "im4_kernel4", "9.07", "Intel Xeon"), scored("improved_bf16", "im4_kernel4", "0.25", "Intel Xeon"),
+        scored("improved", "im2_kernel2", "11.55", "AMD EPYC"), scored("improved_bf16", "im2_kernel2", "1.0", "Intel Xeon"),
+        scored("original", "im2_kernel2", "11.05", "Intel Xeon"),  # a method pair may span CPUs
+    ]  # fmt: skip
+    lines = table.paired_rows(runs)
+    assert "| improved − original | 1 | 0.50 ± — | 1 of 1 |" in lines
+    assert "| improved_bf16 − improved (same CPU) | 2 | -4.30 ± 4.52 | 1 of 2 |" in lines
+    assert lines[-1] == "improved_bf16 − improved leaves out 1 pair(s) run on different CPUs."
+
+
+def test_what_remains_lists_the_missing_runs_and_the_pair_each_input_needs(benchmark_script):
+    table = benchmark_script(SCRIPT)
+    levin = [
+        scored("original", "im1_kernel1", "10.0", "AMD EPYC"),
+        scored("improved", "im1_kernel1", "9.76", "AMD EPYC"), scored("improved_bf16", "im1_kernel1", "9.98", "AMD EPYC"),
+        scored("improved_bf16", "im1_kernel5", "7.58", "Intel Xeon"),  # needs float32 on its CPU
+        scored("improved", "im4_kernel4", "9.07", "AMD EPYC"),  # needs bf16 on its CPU
+        scored("improved", "im2_kernel2", "11.55", "AMD EPYC"), scored("improved_bf16", "im2_kernel2", "1", "Intel Xeon"),
+    ]  # fmt: skip
+    kodak = [scored("improved", "kodim01_levin09_k1", "3.0", "AMD EPYC")]
+    lines = table.remaining_rows({"levin8": levin, "kodak256": kodak})
+    body = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in lines[2:]}
+    assert body["original, float32"][:2] == ["1", "16"] and body["improved, float32"][:2] == ["4", "16"]
+    assert body["original, float32"][2].startswith("levin8: im2_kernel2, im3_kernel3,")
+    assert "kodak256: kodim02_levin09_k2," in body["improved, float32"][2]
+    assert body["improved_bf16 on levin8"][:2] == ["3", "8"]
+    pairs = body["bf16 / float32 pairs on one CPU (levin8)"]
+    assert pairs[:2] == ["1", "8"]
+    assert "float32 on Intel Xeon: im1_kernel5" in pairs[2] and "bf16 on AMD EPYC: im4_kernel4" in pairs[2]
+    assert "both precisions on one CPU: im2_kernel2, im3_kernel3," in pairs[2]
