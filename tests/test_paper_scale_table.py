@@ -13,6 +13,10 @@ def row(method: str, name: str, shift_y: str, shift_x: str, isnr: str) -> dict:
     return {"method": method, "input": name, "seed": "0", "shift_y": shift_y, "shift_x": shift_x, "aligned_isnr": isnr}
 
 
+def scored(method, name, isnr, cpu):
+    return {**row(method, name, "0", "0", isnr), "cpu": cpu}
+
+
 def test_only_runs_on_the_search_edge_are_scored_again(benchmark_script, monkeypatch):
     table = benchmark_script(SCRIPT)
     runs = [
@@ -58,31 +62,50 @@ def test_runs_on_a_less_common_cpu_are_marked(benchmark_script):
 
 def test_a_run_without_a_recorded_cpu_counts_as_the_first_runs_machine(benchmark_script):
     table = benchmark_script(SCRIPT)
-    assert table.cpu({"cpu": "Intel(R) Xeon(R) Processor"}) == "Intel(R) Xeon(R) Processor"
+    assert table.cpu({"cpu": "Intel(R) Xeon(R) Processor"}) == "Intel Xeon"  # trademark marks dropped
     assert table.cpu({"cpu": ""}) == table.UNRECORDED_CPU  # evaluate leaves the cell empty
 
 
-def test_the_summary_replaces_only_what_stands_between_the_markers_of_results(benchmark_script, tmp_path):
+def test_the_summary_replaces_only_what_stands_between_the_markers(benchmark_script, tmp_path):
     table = benchmark_script(SCRIPT)
     results = tmp_path / "RESULTS.md"
     results.write_text(f"# Results\n\nbefore\n{table.BLOCK[0]}\nold table\n{table.BLOCK[1]}\nafter\n")
-    summary = ["| method | runs |", "|---|---|", "| improved | 3 |"]
-    table.write_results_block({"levin8": summary}, results)
-    table.write_results_block({"levin8": summary}, results)  # a second run replaces, never appends
+    block = table.results_block({"levin8": ["| method | runs |", "|---|---|", "| improved | 3 |"]})
+    table.write_between_markers(results, block)
+    table.write_between_markers(results, block)  # a second run replaces, never appends
     text = results.read_text()
     assert text.startswith("# Results\n\nbefore\n" + table.BLOCK[0]) and text.endswith(table.BLOCK[1] + "\nafter\n")
     assert "old table" not in text and text.count("| improved | 3 |") == 1
     assert "(../benchmarks/paper_scale/results/inputs_levin8.png)" in text
 
 
-def test_results_without_the_markers_is_one_line_naming_them(benchmark_script, tmp_path):
+def test_a_document_without_the_markers_is_one_line_naming_them(benchmark_script, tmp_path):
     table = benchmark_script(SCRIPT)
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n")
     with pytest.raises(SystemExit) as stop:
-        table.write_results_block({"levin8": []}, results)
+        table.write_between_markers(results, [])
     message = str(stop.value)
     assert table.BLOCK[0] in message and "\n" not in message and results.read_text() == "# Results\n"
+
+
+def test_the_readme_block_has_the_papers_methods_per_input_and_the_paired_differences(benchmark_script):
+    table = benchmark_script(SCRIPT)
+    levin = [
+        scored("original", "im1_kernel1", "10.0", "AMD EPYC"), scored("improved", "im1_kernel1", "9.76", "AMD EPYC"),
+        scored("original", "im2_kernel2", "11.05", "AMD EPYC"), scored("improved", "im2_kernel2", "11.55", "AMD EPYC"),
+        scored("improved_bf16", "im4_kernel4", "0.25", "Intel Xeon"),
+        scored("fast_fused", "im3_kernel3", "6.67", "AMD EPYC"),  # ours: no row of its own
+    ]  # fmt: skip
+    lines = table.readme_block({"levin8": levin, "kodak256": []})
+    assert lines[0] == "| data set | input | original | improved | improved_bf16 | CPU |"
+    assert lines[2:5] == [
+        "| levin8 | im1_kernel1 | 10.00 | 9.76 | — | AMD EPYC |",
+        "| levin8 | im2_kernel2 | 11.05 | 11.55 | — | AMD EPYC |",
+        "| levin8 | im4_kernel4 | — | — | 0.25 | Intel Xeon |",
+    ]
+    assert "| *levin8* | *paper: mean over Levin's 32* | *7.62* | *8.23* |  | |" in lines
+    assert "- levin8, improved − original: +0.13 ± 0.37 dB over 2 pairs." in lines
 
 
 def test_the_verdict_line_counts_flagged_runs_and_caught_failures(benchmark_script):
@@ -120,10 +143,6 @@ def test_the_ledger_lists_the_papers_runs_with_cpu_threads_and_wall_time(benchma
     assert table.duration(2820) == "47 min"
 
 
-def scored(method, name, isnr, cpu):
-    return {**row(method, name, "0", "0", isnr), "cpu": cpu}
-
-
 def test_a_precision_pair_counts_only_where_both_ran_on_one_cpu(benchmark_script):
     table = benchmark_script(SCRIPT)
     runs = [
@@ -135,7 +154,7 @@ def test_a_precision_pair_counts_only_where_both_ran_on_one_cpu(benchmark_script
     lines = table.paired_rows(runs)
     assert "| improved − original | 1 | 0.50 ± — | 1 of 1 |" in lines
     assert "| improved_bf16 − improved (same CPU) | 2 | -4.30 ± 4.52 | 1 of 2 |" in lines
-    assert lines[-1] == "improved_bf16 − improved leaves out 1 pair(s) run on different CPUs."
+    assert lines[-1] == "improved_bf16 − improved (same CPU) leaves out 1 pair(s) run on different CPUs."
 
 
 def test_what_remains_lists_the_missing_runs_and_the_pair_each_input_needs(benchmark_script):

@@ -16,7 +16,8 @@ SelfDeblur's scoring does (``<bank>/eval_shift10``); and what the targets of Tab
 scale still lack (seed 0). Beside
 it, per protocol, ``results/inputs_<protocol>.png``: every run's aligned ISNR per input
 (``figures inputs``), the papers' methods first. The method rows, paired
-differences and the verdict's line also go into docs/RESULTS.md, between its :data:`BLOCK` markers.
+differences and the verdict's line also go into docs/RESULTS.md, and the papers' methods per
+input with the paired differences into README.md, between their :data:`BLOCK` markers.
 
     .venv/bin/python benchmarks/paper_scale/table.py
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import statistics
 import subprocess
 import sys
@@ -40,9 +42,9 @@ from lightning_deblur.core.alignment import LEVIN_MAX_SHIFT  # noqa: E402
 from lightning_deblur.core.imagefiles import atomic_write  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "paper_scale" / "results" / "table.md"
-RESULTS_MD = ROOT / "docs" / "RESULTS.md"
+RESULTS_MD, README_MD = ROOT / "docs" / "RESULTS.md", ROOT / "README.md"
 BLOCK = ("<!-- begin: written by benchmarks/paper_scale/table.py -->", "<!-- end: written by benchmarks/paper_scale/table.py -->")
-"""The lines of docs/RESULTS.md between which the table's summary stands, rewritten at every run."""
+"""The lines of docs/RESULTS.md and README.md between which the table's summary stands, rewritten at every run."""
 PROTOCOL_TITLES = {
     "levin8": "Levin et al.'s real blurs, 255×255, one input per kernel (SelfDeblur's kernel sizes)",
     "kodak256": "Kodak synthetic, 256×256, image i with kernel i, 1 % noise",
@@ -58,6 +60,8 @@ PAPER = {  # mean ISNR (dB) and mean per-input std over 10 runs, Kotera et al. T
     ("levin8", "original"): (7.62, 1.36), ("levin8", "improved"): (8.23, 1.21),
     ("kodak256", "original"): (2.48, 2.52), ("kodak256", "improved"): (5.49, 2.12),
 }  # fmt: skip
+PAPER_INPUTS = {"levin8": "Levin's 32", "kodak256": "Kodak's 64"}
+"""What the paper's means are taken over (10 runs each)."""
 PAPERS_METHODS = ("original", "improved", "improved_bf16")
 """The papers' methods as the bank names them (improved_bf16: the improved config in bf16-mixed)."""
 PAIRS = [("improved", "original", False), ("improved_bf16", "improved", True)]
@@ -135,8 +139,10 @@ made on the development machine (an AMD EPYC), as their commits say."""
 
 
 def cpu(run: dict) -> str:
-    """The CPU that ran ``run`` (a runs.csv row, whose ``cpu`` column is its metrics.json's record)."""
-    return run["cpu"] or UNRECORDED_CPU
+    """The CPU that ran ``run`` (a runs.csv row, whose ``cpu`` column is its metrics.json's
+    record), without the trademark marks: ``'Intel(R) Xeon(R) Processor'`` → ``'Intel Xeon'``."""
+    name = re.sub(r"\((R|TM)\)|\bProcessor\b|\bCPU\b", " ", run["cpu"] or UNRECORDED_CPU)
+    return " ".join(name.split())
 
 
 def cpu_counts(runs: list[dict]) -> str:
@@ -183,24 +189,33 @@ def method_rows(protocol: str, runs: list[dict]) -> list[str]:
     return lines
 
 
-def paired_rows(runs: list[dict]) -> list[str]:
-    """The :data:`PAIRS` differences of aligned ISNR: mean ± standard error and wins."""
+def paired_differences(runs: list[dict]) -> list[dict]:
+    """The :data:`PAIRS` differences of aligned ISNR, each ``{"label", "diffs", "left_out"}``
+    (``left_out``: pairs on two CPUs where the pair needs one); pairs with no key are omitted."""
     by_key = {(r["method"], r["input"], r["seed"]): r for r in runs}
-    lines = ["| difference | pairs | mean ± standard error (dB) | wins |", "|---|---:|---:|---:|"]
-    notes = []
+    found = []
     for first, second, same_cpu in PAIRS:
         keys = sorted((i, s) for m, i, s in by_key if m == first and (second, i, s) in by_key)
-        apart = [(i, s) for i, s in keys if by_key[(first, i, s)]["cpu"] != by_key[(second, i, s)]["cpu"]]
-        if same_cpu and apart:
-            keys = [key for key in keys if key not in apart]
-            notes.append(f"{first} − {second} leaves out {len(apart)} pair(s) run on different CPUs.")
+        apart = [(i, s) for i, s in keys if by_key[(first, i, s)]["cpu"] != by_key[(second, i, s)]["cpu"]] if same_cpu else []
+        keys = [key for key in keys if key not in apart]
         diffs = [number(by_key[(first, i, s)]["aligned_isnr"]) - number(by_key[(second, i, s)]["aligned_isnr"]) for i, s in keys]
         if diffs:
-            mean, se = mean_and_se(diffs)
             label = f"{first} − {second}" + (" (same CPU)" if same_cpu else "")
-            lines.append(f"| {label} | {len(diffs)} | {fmt(mean)} ± {fmt(se)} | {sum(d > 0 for d in diffs)} of {len(diffs)} |")
-    if len(lines) == 2:
+            found.append({"label": label, "diffs": diffs, "left_out": len(apart)})
+    return found
+
+
+def paired_rows(runs: list[dict]) -> list[str]:
+    """The :data:`PAIRS` differences as a table: pairs, mean ± standard error, wins."""
+    found = paired_differences(runs)
+    if not found:
         return ["No paired runs yet (improved − original, improved_bf16 − improved)."]
+    lines = ["| difference | pairs | mean ± standard error (dB) | wins |", "|---|---:|---:|---:|"]
+    for pair in found:
+        mean, se = mean_and_se(pair["diffs"])
+        n = len(pair["diffs"])
+        lines.append(f"| {pair['label']} | {n} | {fmt(mean)} ± {fmt(se)} | {sum(d > 0 for d in pair['diffs'])} of {n} |")
+    notes = [f"{pair['label']} leaves out {pair['left_out']} pair(s) run on different CPUs." for pair in found if pair["left_out"]]
     return lines + (["", *notes] if notes else [])
 
 
@@ -327,10 +342,10 @@ def ledger_rows(runs: list[dict]) -> list[str]:
     return lines if mine else [f"No run of {', '.join(PAPERS_METHODS)} yet."]
 
 
-def write_results_block(summaries: dict[str, list[str]], path: Path = RESULTS_MD) -> None:
-    """Put each protocol's summary (its method rows, paired differences, verdict line) between the
-    :data:`BLOCK` markers of ``path`` (docs/RESULTS.md), so its table always matches the
-    bank; the text around the markers is left as it is.
+def write_between_markers(path: Path, lines: list[str]) -> None:
+    """Replace what stands between the :data:`BLOCK` markers of ``path`` with ``lines``
+    (atomically), so a document's table always matches the bank; the text around the
+    markers is left as it is.
 
     Raises:
         SystemExit: the markers are missing or out of order.
@@ -339,13 +354,48 @@ def write_results_block(summaries: dict[str, list[str]], path: Path = RESULTS_MD
     begin, end = text.find(BLOCK[0]), text.find(BLOCK[1])
     if begin < 0 or end < begin:
         raise SystemExit(f"error: {path} lacks the lines '{BLOCK[0]}' and '{BLOCK[1]}'; put them where the table goes")
+    block = "\n".join([BLOCK[0], "", *lines, BLOCK[1]])
+    atomic_write(path, lambda tmp: tmp.write_text(text[:begin] + block + text[end + len(BLOCK[1]) :]))
+
+
+def results_block(summaries: dict[str, list[str]]) -> list[str]:
+    """docs/RESULTS.md's block: per protocol its title, a link to its per-input figure and its
+    summary (method rows, paired differences, verdict line)."""
     lines = []
     for protocol, summary in summaries.items():
         figure = OUT.parent / f"inputs_{protocol}.png"
         link = f"[per input]({Path('..') / figure.relative_to(ROOT)})"
         lines += [f"**{protocol}**: {PROTOCOL_TITLES[protocol]} ({link}).", "", *summary, ""]
-    block = "\n".join([BLOCK[0], "", *lines, BLOCK[1]])
-    atomic_write(path, lambda tmp: tmp.write_text(text[:begin] + block + text[end + len(BLOCK[1]) :]))
+    return lines
+
+
+def readme_block(runs_by_protocol: dict[str, list[dict]], seed: str = "0") -> list[str]:
+    """README.md's block: the papers' methods per input at ``seed`` (aligned ISNR, the CPUs
+    that ran them), the paper's means, and the paired differences in a sentence each."""
+    lines = [
+        "| data set | input | " + " | ".join(PAPERS_METHODS) + " | CPU |",
+        "|---|---|" + "---:|" * len(PAPERS_METHODS) + "---|",
+    ]
+    for protocol, runs in runs_by_protocol.items():
+        by_key = {(r["method"], r["input"]): r for r in runs if r["seed"] == seed and r["method"] in PAPERS_METHODS}
+        for name in dict.fromkeys(r["input"] for r in runs):
+            row = [by_key.get((m, name)) for m in PAPERS_METHODS]
+            if any(row):
+                cells = [fmt(number(r["aligned_isnr"])) if r else "—" for r in row]
+                cpus = " / ".join(sorted({r["cpu"] for r in row if r}))
+                lines.append(f"| {protocol} | {name} | " + " | ".join(cells) + f" | {cpus} |")
+    for protocol in runs_by_protocol:
+        paper = [PAPER.get((protocol, m)) for m in PAPERS_METHODS]
+        if any(paper):
+            cells = [f"*{p[0]:.2f}*" if p else "" for p in paper]
+            lines.append(f"| *{protocol}* | *paper: mean over {PAPER_INPUTS[protocol]}* | " + " | ".join(cells) + " | |")
+    lines.append("")
+    for protocol, runs in runs_by_protocol.items():
+        for pair in paired_differences(runs):
+            mean, se = mean_and_se(pair["diffs"])
+            n = len(pair["diffs"])
+            lines.append(f"- {protocol}, {pair['label']}: {mean:+.2f} ± {fmt(se)} dB over {n} pair{'s' if n > 1 else ''}.")
+    return lines + [""]
 
 
 def main() -> None:
@@ -379,7 +429,8 @@ def main() -> None:
     sections += ["", "## What the issue's targets still lack", ""] + remaining_rows(runs_by_protocol)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(sections) + "\n")
-    write_results_block(summaries)
+    write_between_markers(RESULTS_MD, results_block(summaries))
+    write_between_markers(README_MD, readme_block(runs_by_protocol))
     print(OUT.read_text())
 
 
