@@ -1,6 +1,8 @@
-"""benchmarks/paper_scale/table.py scores again, with SelfDeblur's wider shift search, exactly the
-runs whose best shift lies on the edge of Levin's ±5 px search, and reports both figures; and it
-says which CPU ran each run."""
+"""benchmarks/paper_scale/table.py: it scores again, with SelfDeblur's wider shift search, exactly
+the runs whose best shift lies on the edge of Levin's ±5 px search; says which CPU ran each run;
+pairs precisions only on one CPU; lists each run of the papers' methods, how the verdict fares
+and what the targets still lack; and writes its summaries between the markers of RESULTS and
+README, nowhere else."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ def row(method: str, name: str, shift_y: str, shift_x: str, isnr: str) -> dict:
     return {"method": method, "input": name, "seed": "0", "shift_y": shift_y, "shift_x": shift_x, "aligned_isnr": isnr}
 
 
-def scored(method, name, isnr, cpu):
+def scored(method: str, name: str, isnr: str, cpu: str) -> dict:
     return {**row(method, name, "0", "0", isnr), "cpu": cpu}
 
 
