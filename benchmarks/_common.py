@@ -128,11 +128,16 @@ def machine() -> dict:
     return info
 
 
+def cpu_label(model: str) -> str:
+    """A CPU model name without its trademark marks and filler words, for tables:
+    ``'Intel(R) Xeon(R) Processor'`` → ``'Intel Xeon'``."""
+    return " ".join(re.sub(r"\((r|tm)\)|\bprocessor\b|\bcpu\b", " ", model, flags=re.IGNORECASE).split())
+
+
 def cpu_slug() -> str:
-    """The CPU's model name for a result file's name: ``'Intel(R) Xeon(R) Processor'`` →
+    """This CPU's :func:`cpu_label` for a result file's name: ``'Intel(R) Xeon(R) Processor'`` →
     ``'intel-xeon'``, ``'AMD EPYC 7B13'`` → ``'amd-epyc-7b13'``."""
-    name = re.sub(r"\((r|tm)\)|\bprocessor\b|\bcpu\b", " ", cpu_name().lower())
-    return "-".join(re.findall(r"[a-z0-9]+", name))
+    return "-".join(re.findall(r"[a-z0-9]+", cpu_label(cpu_name()).lower()))
 
 
 def machine_slug() -> str:
@@ -153,8 +158,9 @@ def save(name: str, payload: dict, folder: Path | None = None, measured_here: bo
     which any machine reproduces: ``<name>.json``."""
     folder = Path(folder) if folder is not None else study_results()
     folder.mkdir(parents=True, exist_ok=True)
-    if measured_here and not name.endswith(f"_{machine_slug()}"):
-        name = f"{name}_{machine_slug()}"
+    machine_name = machine_slug() if measured_here else ""
+    if machine_name and not name.endswith(f"_{machine_name}"):
+        name = f"{name}_{machine_name}"
     path = folder / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
     return path

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from lightning_deblur.core.curve_table import read_curve
+from lightning_deblur.core.imagefiles import atomic_write
 from lightning_deblur.core.planning import ScalesSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
@@ -91,10 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     table = "\n".join(lines) + "\n"
     print(table)
     out = study_results() / f"coarse_precision_{name}_steps{args.steps}_{cpu_slug()}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_suffix(".tmp")
-    temporary.write_text(table)
-    temporary.replace(out)
+    atomic_write(out, lambda temporary: temporary.write_text(table))
     sys.exit(1 if failed else 0)
 
 

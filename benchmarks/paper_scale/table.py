@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the package from this checkout
-from _common import RESULTS, ROOT, banked_methods  # noqa: E402
+from _common import RESULTS, ROOT, banked_methods, cpu_label  # noqa: E402
 
 from lightning_deblur.commands.pool import choose  # noqa: E402
 from lightning_deblur.core.alignment import LEVIN_MAX_SHIFT  # noqa: E402
@@ -141,8 +140,7 @@ made on the development machine (an AMD EPYC), as their commits say."""
 def cpu(run: dict) -> str:
     """The CPU that ran ``run`` (a runs.csv row, whose ``cpu`` column is its metrics.json's
     record), without the trademark marks: ``'Intel(R) Xeon(R) Processor'`` → ``'Intel Xeon'``."""
-    name = re.sub(r"\((R|TM)\)|\bProcessor\b|\bCPU\b", " ", run["cpu"] or UNRECORDED_CPU)
-    return " ".join(name.split())
+    return cpu_label(run["cpu"] or UNRECORDED_CPU)
 
 
 def cpu_counts(runs: list[dict]) -> str:
@@ -223,21 +221,22 @@ def remaining_rows(runs_by_protocol: dict[str, list[dict]], seed: str = "0") -> 
     """What the issue's targets still lack at ``seed``: original and improved in float32 on
     every input of both protocols (16 + 16, 8 of each on Levin), improved_bf16 on the 8 Levin
     inputs, and each of those paired with its float32 run on the same CPU."""
-    def names(protocol: str) -> list[str]:
-        with open(PROTOCOLS[protocol], newline="") as file:
-            return [row["name"] for row in csv.DictReader(file)]
+    names = {}
+    for protocol, manifest in PROTOCOLS.items():
+        with open(manifest, newline="") as file:
+            names[protocol] = [row["name"] for row in csv.DictReader(file)]
 
     def run_of(protocol: str, method: str, name: str) -> dict | None:
         return next((r for r in runs_by_protocol.get(protocol, []) if (r["method"], r["input"], r["seed"]) == (method, name, seed)), None)
 
     lines = ["| target | done | of | still to run (seed " + seed + ") |", "|---|---:|---:|---|"]
     for method in ("original", "improved"):
-        missing = {p: [n for n in names(p) if not run_of(p, method, n)] for p in PROTOCOLS}
-        total = sum(len(names(p)) for p in PROTOCOLS)
+        missing = {p: [n for n in names[p] if not run_of(p, method, n)] for p in PROTOCOLS}
+        total = sum(len(names[p]) for p in PROTOCOLS)
         done = total - sum(len(m) for m in missing.values())
         todo = "; ".join(f"{p}: {', '.join(m)}" for p, m in missing.items() if m) or "none"
         lines.append(f"| {method}, float32 | {done} | {total} | {todo} |")
-    levin = names("levin8")
+    levin = names["levin8"]
     bf16_missing = [n for n in levin if not run_of("levin8", "improved_bf16", n)]
     lines.append(f"| improved_bf16 on levin8 | {len(levin) - len(bf16_missing)} | {len(levin)} | {', '.join(bf16_missing) or 'none'} |")
     needs: dict[str, list[str]] = {}
