@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from lightning_deblur.core.imagefiles import atomic_write
 from lightning_deblur.core.provenance import code_commit, cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,13 +158,11 @@ def save(name: str, payload: dict, folder: Path | None = None, measured_here: bo
     machine never overwrites this one; ``False`` for analyses of committed files only,
     which any machine reproduces: ``<name>.json``."""
     folder = Path(folder) if folder is not None else study_results()
-    folder.mkdir(parents=True, exist_ok=True)
     machine_name = machine_slug() if measured_here else ""
     if machine_name and not name.endswith(f"_{machine_name}"):
         name = f"{name}_{machine_name}"
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
-    return path
+    text = json.dumps({"machine": machine(), **payload}, indent=2) + "\n"
+    return atomic_write(folder / f"{name}.json", lambda temporary: temporary.write_text(text))
 
 
 def write_report(description: str, report, default_output: Path) -> None:
@@ -175,5 +174,5 @@ def write_report(description: str, report, default_output: Path) -> None:
     parser.add_argument("--output", type=Path, default=default_output)
     args = parser.parse_args()
     text = report()
-    args.output.write_text(text)
+    atomic_write(args.output, lambda temporary: temporary.write_text(text))
     print(text)

@@ -426,11 +426,11 @@ def main() -> None:
         figure = per_input_figure(protocol, runs)
         sections += ["", f"Per input: [{figure.name}]({figure.name})."]
     sections += ["", "## What the issue's targets still lack", ""] + remaining_rows(runs_by_protocol)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(OUT, lambda tmp: tmp.write_text("\n".join(sections) + "\n"))
+    text = "\n".join(sections) + "\n"
+    atomic_write(OUT, lambda tmp: tmp.write_text(text))
     write_between_markers(RESULTS_MD, results_block(summaries))
     write_between_markers(README_MD, readme_block(runs_by_protocol))
-    print(OUT.read_text())
+    print(text)
 
 
 if __name__ == "__main__":
