@@ -149,6 +149,12 @@ def machine_slug() -> str:
     return cpu_slug()
 
 
+def write_text(path: Path, text: str) -> Path:
+    """Write a result file whole or not at all (:func:`atomic_write`): a study stopped
+    mid-write leaves its previous file, never a truncated one."""
+    return atomic_write(path, lambda temporary: temporary.write_text(text))
+
+
 def save(name: str, payload: dict, folder: Path | None = None, measured_here: bool = True) -> Path:
     """Write ``payload`` plus the machine description to ``<folder>/<name>_<machine>.json``
     (the study's ``results/`` unless a run elsewhere, e.g. a lent GPU machine, says otherwise).
@@ -162,7 +168,7 @@ def save(name: str, payload: dict, folder: Path | None = None, measured_here: bo
     if machine_name and not name.endswith(f"_{machine_name}"):
         name = f"{name}_{machine_name}"
     text = json.dumps({"machine": machine(), **payload}, indent=2) + "\n"
-    return atomic_write(folder / f"{name}.json", lambda temporary: temporary.write_text(text))
+    return write_text(folder / f"{name}.json", text)
 
 
 def write_report(description: str, report, default_output: Path) -> None:
@@ -174,5 +180,5 @@ def write_report(description: str, report, default_output: Path) -> None:
     parser.add_argument("--output", type=Path, default=default_output)
     args = parser.parse_args()
     text = report()
-    atomic_write(args.output, lambda temporary: temporary.write_text(text))
+    write_text(args.output, text)
     print(text)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import ROOT, save  # noqa: E402
+from _common import ROOT, save, write_text  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -44,7 +44,7 @@ def make_inputs(folder: Path, count: int, size: int) -> Path:
         write_image(folder / f"case{number}.png", blur(support, kernel))
         write_image(folder / f"case{number}_sharp.png", support[2:-2, 2:-2])
         rows.append(f"case{number},case{number}.png,5,case{number}_sharp.png")
-    (folder / "cases.csv").write_text("\n".join(rows) + "\n")
+    write_text(folder / "cases.csv", "\n".join(rows) + "\n")
     return folder / "cases.csv"
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import machine, time_blur  # noqa: E402
+from _common import machine, time_blur, write_text  # noqa: E402
 
 from lightning_deblur.core.generators import ImageNetSpec, KernelNetSpec  # noqa: E402
 from lightning_deblur.core.physics import blur_valid, support_size  # noqa: E402
@@ -114,7 +114,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        write_text(out, json.dumps(results, indent=2) + "\n")
 
     for side in blur_kernels:
         x = torch.rand(1, 1, args.size + side - 1, args.size + side - 1, device=device, requires_grad=True)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import machine  # noqa: E402
+from _common import machine, write_text  # noqa: E402
 
 BANK_RUNNER = Path(__file__).resolve().parents[1] / "bank" / "full_fidelity_bank.py"
 
@@ -79,7 +79,7 @@ def main() -> None:
             "device": sorted({j.get("device", "?") for j in finished}),
         }
         results["counts"].append(row)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        write_text(args.out, json.dumps(results, indent=2) + "\n")
         print(f"{count} at a time: {len(finished)} jobs in {wall:.1f} s, {row['jobs_per_minute']:.2f} jobs/min", flush=True)
     print(f"saved {args.out}")
 

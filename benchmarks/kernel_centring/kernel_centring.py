@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import DATA, ROOT, save  # noqa: E402
+from _common import DATA, ROOT, save, write_text  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -166,7 +166,7 @@ def protocol(work: Path, iterations: int, channels: int) -> Path:
         "outputs": {"verbose": False},
     }
     path = work / f"protocol_{iterations}_{channels}.yaml"
-    path.write_text(yaml.safe_dump(settings))
+    write_text(path, yaml.safe_dump(settings))
     return path
 
 

@@ -40,7 +40,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import DATA, RESULTS, ROOT, machine  # noqa: E402
+from _common import DATA, RESULTS, ROOT, machine, write_text  # noqa: E402
 
 from lightning_deblur.core.kernel_support import KernelProbeSpec, centred_extent, size_from_extent  # noqa: E402
 from lightning_deblur.core.manifest import read_manifest, write_manifest  # noqa: E402
@@ -148,7 +148,7 @@ def probes(args, extra: list[str]) -> int:
     config = Path(args.config).resolve()
     folder = Path(args.root) / "probes" / f"{protocol_label(protocol)}_{config.stem}_seed{args.seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "protocol.txt").write_text(str(protocol.relative_to(ROOT)) + "\n")  # for the table's true sizes
+    write_text(folder / "protocol.txt", str(protocol.relative_to(ROOT)) + "\n")  # for the table's true sizes
     code = 0
     for row in read_manifest(protocol):
         metrics_file = folder / row.name / "metrics.json"
@@ -259,7 +259,7 @@ def measures(args) -> None:
             true_ratios[name].append(chosen[0] / k.shape[0])
     lines.append(table_row("the true kernels, shrunk by half", true_ratios))
     lines += ["", "Cells: chosen / true size, mean (range), mean |log ratio|, counts below 0.8 and above 1.4.", ""]
-    (STUDY / "measures.md").write_text("\n".join(lines))
+    write_text(STUDY / "measures.md", "\n".join(lines))
     print("\n".join(lines))
 
 
@@ -327,9 +327,8 @@ def table(args) -> None:
     if pooled:
         lines += ["## all studies together", "", summary_line(pooled), ""]
     lines += probe_table(STUDY)
-    STUDY.mkdir(parents=True, exist_ok=True)
-    (STUDY / "table.md").write_text("\n".join(lines))
-    (STUDY / "table.json").write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    write_text(STUDY / "table.md", "\n".join(lines))
+    write_text(STUDY / "table.json", json.dumps(payload, indent=1, sort_keys=True) + "\n")
     print("\n".join(lines))
 
 

@@ -14,9 +14,8 @@ optimization runs, so it says which floors cut true kernels, not which optimize 
 
 from __future__ import annotations
 
-import json
 import math
-import platform
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,9 @@ from lightning_deblur.core.planning import ScalesSpec, plan_scales
 from lightning_deblur.core.resample import odd_size
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import save  # noqa: E402
+
 LEVIN_KERNELS = ROOT.parent / "shared" / "data" / "levin" / "kernels"
 # The reduced protocol's kernels: Levin's halved (synth --kernel_scale 0.5).
 HALVED_KERNELS = ROOT / "benchmarks" / "protocols" / "full_fidelity" / "kernels"
@@ -85,9 +87,7 @@ def main() -> None:
                     # Of the mass the given support holds.
                     row[f"{name}_mass_outside"] = round(float(1 - inside / given.sum()), 6)
                 rows.append(row)
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "kernel_floor_levin_kernels.json"
-    path.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "rows": rows}, indent=1) + "\n")
+    save("kernel_floor_levin_kernels", {"rows": rows}, OUT, measured_here=False)  # geometry: any machine agrees
     for row in rows:
         print(row["protocol"], row["kernel"], row["size"], row["given_support_mass"], row["scale_factor"],
               *(f"{n}:{row[f'{n}_size']}/{row[f'{n}_mass_outside']:.4f}" for n in FLOORS))  # fmt: skip

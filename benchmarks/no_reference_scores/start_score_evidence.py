@@ -40,7 +40,7 @@ from lightning_deblur.core.resample import resize_image
 from lightning_deblur.core.verdict import gradient_energy, relative_gradient_sparsity
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import BANK, PROTOCOL, ROOT, final_signals_of, kernel_signals  # noqa: E402
+from _common import BANK, PROTOCOL, ROOT, final_signals_of, kernel_signals, write_text  # noqa: E402
 
 METHODS = ("fast", "improved", "improved_l2sum")  # the bank's 3-scale methods
 SIGNALS = {
@@ -131,7 +131,7 @@ def main() -> None:
         out += [f"\n## {method} ({len(chosen)} runs)\n", *table(chosen, signals)]
     text = "\n".join(out) + "\n"
     name = "final_score_evidence.md" if at_end else "start_score_evidence.md"
-    (Path(__file__).resolve().parent / "results" / name).write_text(text)
+    write_text(Path(__file__).resolve().parent / "results" / name, text)
     print(text)
 
 

@@ -44,7 +44,7 @@ from lightning_deblur.core.curve_table import read_curve
 from lightning_deblur.commands.evaluate_tables import FAILURE_ISNR_DB, mean_per_input_std
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import BANK, ROOT  # noqa: E402
+from _common import BANK, ROOT, write_text  # noqa: E402
 
 EVALUATION = BANK / "eval" / "runs.csv"
 
@@ -197,7 +197,7 @@ def main() -> None:
         ]
     # The estimate stands a seed in for a restart: only for runs made without restarts.
     text = report([row for row in rows if not row["restarts"]]) + measured_report(rows)
-    args.output.write_text(text)
+    write_text(args.output, text)
     print(text)
 
 
