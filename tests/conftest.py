@@ -14,6 +14,7 @@ from lightning.pytorch import Callback
 
 from lightning_deblur.commands.batch.slots import _cpu_cores
 from lightning_deblur.commands.fit import main
+from lightning_deblur.commands.ranks import CLUSTER_VARIABLES
 from lightning_deblur.core.imagefiles import write_image
 from lightning_deblur.core.physics import blur_valid
 
@@ -30,6 +31,22 @@ def pytest_configure(config):
         threads = max(1, _cpu_cores() // int(workers))  # the cores this process may use, as batch counts them
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+@pytest.fixture
+def no_cluster(monkeypatch):
+    """No rank variables from the machine running the tests; one thread per job.
+
+    (batch leaves a given OMP_NUM_THREADS alone: on a busy 2-core machine, two threads
+    per job can make a tiny job many times slower.)
+    """
+    for name in (*CLUSTER_VARIABLES, "SLURM_JOB_NAME", "SLURM_NTASKS_PER_NODE") + tuple(
+        name for name in os.environ if name.startswith("SLURM_ARRAY")
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)  # follows OMP_NUM_THREADS
+    return monkeypatch
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from lightning_deblur.core.errors import InputError
 from lightning_deblur.core.imagefiles import read_image, write_image
 from lightning_deblur.job.deblur_job import DeblurJob
 from lightning_deblur.core.manifest import ManifestRow, read_manifest, rows_from_folder
-from lightning_deblur.commands.ranks import CLUSTER_VARIABLES, cluster_rank, node_share
+from lightning_deblur.commands.ranks import cluster_rank, node_share
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model.iterations", "10"]  # passed through to every job's fit
@@ -90,22 +90,6 @@ def file_states(folder: Path) -> dict[str, tuple[int, int]]:
     return {
         str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()
     }
-
-
-@pytest.fixture
-def no_cluster(monkeypatch):
-    """No rank variables from the machine running the tests; one thread per job.
-
-    (batch leaves a given OMP_NUM_THREADS alone: on a busy 2-core machine, two threads
-    per job can make a tiny job many times slower.)
-    """
-    for name in (*CLUSTER_VARIABLES, "SLURM_JOB_NAME", "SLURM_NTASKS_PER_NODE") + tuple(
-        name for name in os.environ if name.startswith("SLURM_ARRAY")
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)  # follows OMP_NUM_THREADS
-    return monkeypatch
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CONF
-from test_batch import make_manifest, no_cluster, read_rows  # noqa: F401 (no_cluster: a fixture)
+from test_batch import make_manifest, read_rows
 
 from lightning_deblur.commands.fit import main
 from lightning_deblur.core.errors import InputError

@@ -99,8 +99,11 @@ def most_textured_box(luminance: torch.Tensor, size: tuple[int, int]) -> Box:
     integral = F.pad(pooled.cumsum(1).cumsum(2), (1, 0, 1, 0))
 
     def window_sums(top_cells: torch.Tensor, left_cells: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-        t, l = top_cells[:, None], left_cells[None, :]
-        return integral[:, t + rows, l + cols] - integral[:, t, l + cols] - integral[:, t + rows, l] + integral[:, t, l]
+        top, left = top_cells[:, None], left_cells[None, :]
+        return (
+            integral[:, top + rows, left + cols] - integral[:, top, left + cols]
+            - integral[:, top + rows, left] + integral[:, top, left]
+        )  # fmt: skip
 
     rows_in_window, cols_in_window = max(1, size[0] // cell), max(1, size[1] // cell)
     top_cells = torch.arange(0, pooled.shape[1] - rows_in_window + 1)
