@@ -62,7 +62,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row))
     # Float32 resampling rounded to 5 digits: the same figures on any machine.
-    save("transition_residuals", {"rows": rows}, ROOT / "benchmarks" / "multiscale_geometry" / "results", measured_here=False)
+    save("transition_residuals", {"rows": rows}, Path(__file__).resolve().parent / "results", measured_here=False)
 
 
 if __name__ == "__main__":
