@@ -201,9 +201,9 @@ def test_a_job_killed_in_a_restart_resumes_to_the_same_result(blurred_case, tmp_
     (run,) = list((tmp_path / "killed" / "logs").glob("*/version_*"))
     # The verdict on the first pass was given before the kill; a resumed job does not ask again.
     monkeypatch.setattr(stages, "judge", judge_as([], []))
-    # The resumed job writes into the killed one's run folder.
+    # The resumed job, the killed one's command plus --ckpt_path, writes into its run folder.
     main(["fit", "--config", str(CONF / "tiny_improved.yaml"), *case_options(blurred_case), "--model.restarts", "2",
-          "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])  # fmt: skip
+          "--checkpoint.every_n_steps", "5", "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])  # fmt: skip
     resumed, uninterrupted = read_metrics(run), read_metrics(whole)
     assert resumed["iterations"] == uninterrupted["iterations"] == 2 * PASS_STEPS
     assert resumed["attempts"] == uninterrupted["attempts"]
