@@ -90,7 +90,7 @@ def test_the_job_from_its_config_under_a_plain_trainer_writes_the_command_lines_
     seed_everything(0)  # the config's seed_everything, which fit applies before it builds the job
     job = DeblurJob.from_config(CONF / "tiny_improved.yaml")
     folder = tmp_path / "python"
-    Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    Trainer(accelerator="cpu", max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             default_root_dir=folder).fit(job, datamodule=BlurredImage(str(blurred_case["image"]), 5))  # fmt: skip
     for name in ("deblurred.png", "kernel.npy", "kernel.png"):
         assert (folder / name).read_bytes() == (cli_run / name).read_bytes(), name
