@@ -1,7 +1,7 @@
 """benchmarks/paper_scale/table.py: it scores again, with SelfDeblur's wider shift search, exactly
 the runs whose best shift lies on the edge of Levin's ±5 px search; says which CPU ran each run;
-pairs precisions only on one CPU; lists each run of the papers' methods, how the verdict fares
-and what the targets still lack; and writes its summaries between the markers of RESULTS and
+pairs precisions only on one CPU; lists each run of the papers' methods, how the verdict fares,
+the default precision the pre-registered rule gives and what the targets still lack; and writes its summaries between the markers of RESULTS and
 README, nowhere else."""
 
 from __future__ import annotations
@@ -179,3 +179,28 @@ def test_what_remains_lists_the_missing_runs_and_the_pair_each_input_needs(bench
     assert pairs[:2] == ["1", "8"]
     assert "float32 on Intel Xeon: im1_kernel5" in pairs[2] and "bf16 on AMD EPYC: im4_kernel4" in pairs[2]
     assert "both precisions on one CPU: im2_kernel2, im3_kernel3," in pairs[2]
+
+
+def test_the_precision_rule_counts_pairs_on_one_cpu_and_decides_only_when_all_are_in(benchmark_script):
+    table = benchmark_script(SCRIPT)
+    runs = [
+        scored("improved", "im1_kernel1", "9.76", "AMD EPYC"), scored("improved_bf16", "im1_kernel1", "9.98", "AMD EPYC"),
+        scored("improved", "im4_kernel4", "9.07", "Intel Xeon"), scored("improved_bf16", "im4_kernel4", "0.25", "Intel Xeon"),
+        scored("improved", "im2_kernel2", "11.55", "AMD EPYC"), scored("improved_bf16", "im2_kernel2", "1.0", "Intel Xeon"),
+    ]  # fmt: skip
+    # im2_kernel2's precisions ran on two CPUs: not a pair. The bf16 failure alone sets 32-true.
+    assert table.precision_rule_line(runs) == (
+        "Default precision by the rule fixed on 2026-12-06 (benchmarks/paper_scale/README.md): 2 of 8 Levin pairs "
+        "on one CPU (seed 0); mean bf16 − float32 -4.30 dB (the rule needs above -0.30); failures bf16 1, float32 0 "
+        "(bf16 may not have more): as it stands, `32-true`; set when all the pairs are in."
+    )
+    close = [
+        scored(method, f"im{i}_kernel{i}", f"{isnr:.2f}", "Intel Xeon")
+        for i in range(1, 9)
+        for method, isnr in (("improved", 9.0), ("improved_bf16", 9.0 - 0.25))
+    ]
+    assert table.precision_rule_line(close).endswith("mean bf16 − float32 -0.25 dB (the rule needs above -0.30); "
+                                                     "failures bf16 0, float32 0 (bf16 may not have more): decided, `bf16-mixed`.")  # fmt: skip
+    below = [{**run, "aligned_isnr": "8.6"} if run["method"] == "improved_bf16" else run for run in close]
+    assert table.precision_rule_line(below).endswith("decided, `32-true`.")
+    assert table.precision_rule_line([]).endswith(": no bf16 / float32 pair on one CPU yet.")

@@ -16,8 +16,9 @@ SelfDeblur's scoring does (``<bank>/eval_shift10``); and what the targets of Tab
 scale still lack (seed 0). Beside
 it, per protocol, ``results/inputs_<protocol>.png``: every run's aligned ISNR per input
 (``figures inputs``), the papers' methods first. The method rows, paired
-differences and the verdict's line also go into docs/RESULTS.md, and the papers' methods per
-input with the paired differences into README.md, between their :data:`BLOCK` markers.
+differences, the verdict's line and the default precision the pre-registered rule gives
+(:data:`PRECISION_RULE`) also go into docs/RESULTS.md, and the papers' methods per input with
+the paired differences and that rule's line into README.md, between their :data:`BLOCK` markers.
 
     .venv/bin/python benchmarks/paper_scale/table.py
 """
@@ -36,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_comm
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the package from this checkout
 from _common import RESULTS, ROOT, banked_methods, cpu_label  # noqa: E402
 
+from lightning_deblur.commands.evaluate_tables import FAILURE_ISNR_DB  # noqa: E402
 from lightning_deblur.commands.pool import choose  # noqa: E402
 from lightning_deblur.core.alignment import LEVIN_MAX_SHIFT  # noqa: E402
 from lightning_deblur.core.imagefiles import atomic_write  # noqa: E402
@@ -67,6 +69,11 @@ PAIRS = [("improved", "original", False), ("improved_bf16", "improved", True)]
 """Paired differences ``first − second`` over the (input, seed) keys both have; with the flag,
 only where both ran on the same CPU (a precision pair on two CPU kinds would compare
 trajectories, not precisions)."""
+PRECISION_RULE = {"fixed": "2026-12-06", "pairs": 8, "lowest_mean_db": -0.3}
+"""The rule fixed in benchmarks/paper_scale/README.md (with three of the eight pairs in) that sets
+the default precision: over the 8 Levin inputs' seed-0 pairs (improved_bf16 and improved on one
+CPU), ``bf16-mixed`` stays the default only if the mean bf16 − float32 is above −0.3 dB and bf16
+fails on no more inputs than float32; otherwise ``32-true``."""
 POOL = {"improved": "improved", "fast": "fast_fused", "fast_kl2x10": "fast_kl2x10"}
 """configs/pool.yaml's members, in its order, and the bank's name of each (the same configs)."""
 
@@ -215,6 +222,35 @@ def paired_rows(runs: list[dict]) -> list[str]:
         lines.append(f"| {pair['label']} | {n} | {fmt(mean)} ± {fmt(se)} | {sum(d > 0 for d in pair['diffs'])} of {n} |")
     notes = [f"{pair['label']} leaves out {pair['left_out']} pair(s) run on different CPUs." for pair in found if pair["left_out"]]
     return lines + (["", *notes] if notes else [])
+
+
+def precision_rule_line(levin_runs: list[dict], seed: str = "0") -> str:
+    """What :data:`PRECISION_RULE` says of the Levin runs at ``seed``: the pairs on one CPU so
+    far, their mean difference and failures (aligned ISNR below 1 dB) per precision, and the
+    default it gives, decided once all its pairs are in and "as it stands" before."""
+    by_key = {(r["method"], r["input"]): r for r in levin_runs if r["seed"] == seed}
+    bf16_of = {name: r for (method, name), r in by_key.items() if method == "improved_bf16"}
+    pairs = [
+        (bf16_of[name], float32)
+        for (method, name), float32 in by_key.items()
+        if method == "improved" and name in bf16_of and bf16_of[name]["cpu"] == float32["cpu"]
+    ]
+    rule = f"Default precision by the rule fixed on {PRECISION_RULE['fixed']} (benchmarks/paper_scale/README.md)"
+    if not pairs:
+        return f"{rule}: no bf16 / float32 pair on one CPU yet."
+    mean = statistics.fmean(number(bf16["aligned_isnr"]) - number(float32["aligned_isnr"]) for bf16, float32 in pairs)
+    bf16_failures, float32_failures = (
+        sum(number(r["aligned_isnr"]) < FAILURE_ISNR_DB for r in side) for side in zip(*pairs)
+    )
+    keeps_bf16 = mean > PRECISION_RULE["lowest_mean_db"] and bf16_failures <= float32_failures
+    decided = len(pairs) >= PRECISION_RULE["pairs"]
+    return (
+        f"{rule}: {len(pairs)} of {PRECISION_RULE['pairs']} Levin pairs on one CPU (seed {seed}); "
+        f"mean bf16 − float32 {mean:+.2f} dB (the rule needs above {PRECISION_RULE['lowest_mean_db']:+.2f}); "
+        f"failures bf16 {bf16_failures}, float32 {float32_failures} (bf16 may not have more): "
+        f"{'decided' if decided else 'as it stands'}, `{'bf16-mixed' if keeps_bf16 else '32-true'}`"
+        + ("." if decided else "; set when all the pairs are in.")
+    )
 
 
 def remaining_rows(runs_by_protocol: dict[str, list[dict]], seed: str = "0") -> list[str]:
@@ -394,6 +430,8 @@ def readme_block(runs_by_protocol: dict[str, list[dict]], seed: str = "0") -> li
             mean, se = mean_and_se(pair["diffs"])
             n = len(pair["diffs"])
             lines.append(f"- {protocol}, {pair['label']}: {mean:+.2f} ± {fmt(se)} dB over {n} pair{'s' if n > 1 else ''}.")
+    if runs_by_protocol.get("levin8"):
+        lines.append(f"- {precision_rule_line(runs_by_protocol['levin8'], seed)}")
     return lines + [""]
 
 
@@ -415,7 +453,8 @@ def main() -> None:
         if not runs:
             sections.append("No finished runs yet.")
             continue
-        summaries[protocol] = method_rows(protocol, runs) + [""] + paired_rows(runs) + ["", verdict_line(runs)]
+        rule = ["", precision_rule_line(runs)] if protocol == "levin8" else []
+        summaries[protocol] = method_rows(protocol, runs) + [""] + paired_rows(runs) + rule + ["", verdict_line(runs)]
         sections += summaries[protocol]
         sections += ["", "What the pool keeps (configs/pool.yaml: its members' aligned ISNR, dB):", ""] + pool_rows(runs)
         sections += ["", "Aligned ISNR of every run (dB):", ""]
