@@ -91,6 +91,14 @@ def test_a_document_without_the_markers_is_one_line_naming_them(benchmark_script
     assert table.BLOCK[0] in message and "\n" not in message and results.read_text() == "# Results\n"
 
 
+PRECISION_PAIRS = [
+    scored("improved", "im1_kernel1", "9.76", "AMD EPYC"), scored("improved_bf16", "im1_kernel1", "9.98", "AMD EPYC"),
+    scored("improved", "im4_kernel4", "9.07", "Intel Xeon"), scored("improved_bf16", "im4_kernel4", "0.25", "Intel Xeon"),
+    scored("improved", "im2_kernel2", "11.55", "AMD EPYC"), scored("improved_bf16", "im2_kernel2", "1.0", "Intel Xeon"),
+]  # fmt: skip
+"""Levin runs in both precisions: two pairs on one CPU (one bf16 failure), one across two CPUs."""
+
+
 def test_the_readme_block_has_the_papers_methods_per_input_and_the_paired_differences(benchmark_script):
     table = benchmark_script(SCRIPT)
     levin = [
@@ -147,12 +155,7 @@ def test_the_ledger_lists_the_papers_runs_with_cpu_threads_and_wall_time(benchma
 
 def test_a_precision_pair_counts_only_where_both_ran_on_one_cpu(benchmark_script):
     table = benchmark_script(SCRIPT)
-    runs = [
-        scored("improved", "im1_kernel1", "9.76", "AMD EPYC"), scored("improved_bf16", "im1_kernel1", "9.98", "AMD EPYC"),
-        scored("improved", "im4_kernel4", "9.07", "Intel Xeon"), scored("improved_bf16", "im4_kernel4", "0.25", "Intel Xeon"),
-        scored("improved", "im2_kernel2", "11.55", "AMD EPYC"), scored("improved_bf16", "im2_kernel2", "1.0", "Intel Xeon"),
-        scored("original", "im2_kernel2", "11.05", "Intel Xeon"),  # a method pair may span CPUs
-    ]  # fmt: skip
+    runs = [*PRECISION_PAIRS, scored("original", "im2_kernel2", "11.05", "Intel Xeon")]  # a method pair may span CPUs
     lines = table.paired_rows(runs)
     assert "| improved − original | 1 | 0.50 ± — | 1 of 1 |" in lines
     assert "| improved_bf16 − improved (same CPU) | 2 | -4.30 ± 4.52 | 1 of 2 |" in lines
@@ -183,13 +186,8 @@ def test_what_remains_lists_the_missing_runs_and_the_pair_each_input_needs(bench
 
 def test_the_precision_rule_counts_pairs_on_one_cpu_and_decides_only_when_all_are_in(benchmark_script):
     table = benchmark_script(SCRIPT)
-    runs = [
-        scored("improved", "im1_kernel1", "9.76", "AMD EPYC"), scored("improved_bf16", "im1_kernel1", "9.98", "AMD EPYC"),
-        scored("improved", "im4_kernel4", "9.07", "Intel Xeon"), scored("improved_bf16", "im4_kernel4", "0.25", "Intel Xeon"),
-        scored("improved", "im2_kernel2", "11.55", "AMD EPYC"), scored("improved_bf16", "im2_kernel2", "1.0", "Intel Xeon"),
-    ]  # fmt: skip
     # im2_kernel2's precisions ran on two CPUs: not a pair. The bf16 failure alone sets 32-true.
-    assert table.precision_rule_line(runs) == (
+    assert table.precision_rule_line(PRECISION_PAIRS) == (
         "Default precision by the rule fixed on 2026-12-06 (benchmarks/paper_scale/README.md): 2 of 8 Levin pairs "
         "on one CPU (seed 0); mean bf16 − float32 -4.30 dB (the rule needs above -0.30); failures bf16 1, float32 0 "
         "(bf16 may not have more): as it stands, `32-true`; set when all the pairs are in."
