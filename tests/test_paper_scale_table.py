@@ -1,8 +1,8 @@
 """benchmarks/paper_scale/table.py: it scores again, with SelfDeblur's wider shift search, exactly
 the runs whose best shift lies on the edge of Levin's ±5 px search; says which CPU ran each run;
 pairs precisions only on one CPU; lists each run of the papers' methods, how the verdict fares,
-the default precision the pre-registered rule gives and what the targets still lack; and writes its summaries between the markers of RESULTS and
-README, nowhere else."""
+the default precision the pre-registered rule gives and what the targets still lack; and writes
+its summaries between the markers of RESULTS and README, nowhere else."""
 
 from __future__ import annotations
 

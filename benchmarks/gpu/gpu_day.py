@@ -111,7 +111,6 @@ def main() -> None:
     blur_kernels = ([7, 13] if args.smoke else [7, 13, 19, 27, 35, 45, 61, 81]) if "blur" in parts else []
     results: dict = {"machine": machine(), "device": str(device), "config": vars(args), "blur": [], "step": []}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
         write_text(out, json.dumps(results, indent=2) + "\n")

@@ -26,11 +26,10 @@ import sys
 from pathlib import Path
 
 from lightning_deblur.core.curve_table import read_curve
-from lightning_deblur.core.imagefiles import atomic_write
 from lightning_deblur.core.planning import ScalesSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import cpu_slug, fit_into, study_results  # noqa: E402
+from _common import cpu_slug, fit_into, study_results, write_text  # noqa: E402
 
 PRECISIONS = ("32-true", "bf16-mixed")
 
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     table = "\n".join(lines) + "\n"
     print(table)
     out = study_results() / f"coarse_precision_{name}_steps{args.steps}_{cpu_slug()}.md"
-    atomic_write(out, lambda temporary: temporary.write_text(table))
+    write_text(out, table)
     sys.exit(1 if failed else 0)
 
 

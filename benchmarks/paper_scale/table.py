@@ -35,12 +35,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the package from this checkout
-from _common import RESULTS, ROOT, banked_methods, cpu_label  # noqa: E402
+from _common import RESULTS, ROOT, banked_methods, cpu_label, write_text  # noqa: E402
 
 from lightning_deblur.commands.evaluate_tables import FAILURE_ISNR_DB  # noqa: E402
 from lightning_deblur.commands.pool import choose  # noqa: E402
 from lightning_deblur.core.alignment import LEVIN_MAX_SHIFT  # noqa: E402
-from lightning_deblur.core.imagefiles import atomic_write  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "paper_scale" / "results" / "table.md"
 RESULTS_MD, README_MD = ROOT / "docs" / "RESULTS.md", ROOT / "README.md"
@@ -194,19 +193,26 @@ def method_rows(protocol: str, runs: list[dict]) -> list[str]:
     return lines
 
 
+def paired_runs(runs: list[dict], first: str, second: str, same_cpu: bool) -> tuple[list[tuple[dict, dict]], int]:
+    """The runs ``(first's, second's)`` of every (input, seed) both methods have, in key order,
+    and how many such keys were left out for running on two CPUs (only with ``same_cpu``)."""
+    by_key = {(r["method"], r["input"], r["seed"]): r for r in runs}
+    keys = sorted((i, s) for m, i, s in by_key if m == first and (second, i, s) in by_key)
+    pairs = [(by_key[(first, i, s)], by_key[(second, i, s)]) for i, s in keys]
+    kept = [(a, b) for a, b in pairs if not same_cpu or a["cpu"] == b["cpu"]]
+    return kept, len(pairs) - len(kept)
+
+
 def paired_differences(runs: list[dict]) -> list[dict]:
     """The :data:`PAIRS` differences of aligned ISNR, each ``{"label", "diffs", "left_out"}``
     (``left_out``: pairs on two CPUs where the pair needs one); pairs with no key are omitted."""
-    by_key = {(r["method"], r["input"], r["seed"]): r for r in runs}
     found = []
     for first, second, same_cpu in PAIRS:
-        keys = sorted((i, s) for m, i, s in by_key if m == first and (second, i, s) in by_key)
-        apart = [(i, s) for i, s in keys if by_key[(first, i, s)]["cpu"] != by_key[(second, i, s)]["cpu"]] if same_cpu else []
-        keys = [key for key in keys if key not in apart]
-        diffs = [number(by_key[(first, i, s)]["aligned_isnr"]) - number(by_key[(second, i, s)]["aligned_isnr"]) for i, s in keys]
+        pairs, apart = paired_runs(runs, first, second, same_cpu)
+        diffs = [number(a["aligned_isnr"]) - number(b["aligned_isnr"]) for a, b in pairs]
         if diffs:
             label = f"{first} − {second}" + (" (same CPU)" if same_cpu else "")
-            found.append({"label": label, "diffs": diffs, "left_out": len(apart)})
+            found.append({"label": label, "diffs": diffs, "left_out": apart})
     return found
 
 
@@ -228,13 +234,7 @@ def precision_rule_line(levin_runs: list[dict], seed: str = "0") -> str:
     """What :data:`PRECISION_RULE` says of the Levin runs at ``seed``: the pairs on one CPU so
     far, their mean difference and failures (aligned ISNR below 1 dB) per precision, and the
     default it gives, decided once all its pairs are in and "as it stands" before."""
-    by_key = {(r["method"], r["input"]): r for r in levin_runs if r["seed"] == seed}
-    bf16_of = {name: r for (method, name), r in by_key.items() if method == "improved_bf16"}
-    pairs = [
-        (bf16_of[name], float32)
-        for (method, name), float32 in by_key.items()
-        if method == "improved" and name in bf16_of and bf16_of[name]["cpu"] == float32["cpu"]
-    ]
+    pairs, _ = paired_runs([r for r in levin_runs if r["seed"] == seed], "improved_bf16", "improved", same_cpu=True)
     rule = f"Default precision by the rule fixed on {PRECISION_RULE['fixed']} (benchmarks/paper_scale/README.md)"
     if not pairs:
         return f"{rule}: no bf16 / float32 pair on one CPU yet."
@@ -390,7 +390,7 @@ def write_between_markers(path: Path, lines: list[str]) -> None:
     if begin < 0 or end < begin:
         raise SystemExit(f"error: {path} lacks the lines '{BLOCK[0]}' and '{BLOCK[1]}'; put them where the table goes")
     block = "\n".join([BLOCK[0], "", *lines, BLOCK[1]])
-    atomic_write(path, lambda tmp: tmp.write_text(text[:begin] + block + text[end + len(BLOCK[1]) :]))
+    write_text(path, text[:begin] + block + text[end + len(BLOCK[1]) :])
 
 
 def results_block(summaries: dict[str, list[str]]) -> list[str]:
@@ -466,7 +466,7 @@ def main() -> None:
         sections += ["", f"Per input: [{figure.name}]({figure.name})."]
     sections += ["", "## What the issue's targets still lack", ""] + remaining_rows(runs_by_protocol)
     text = "\n".join(sections) + "\n"
-    atomic_write(OUT, lambda tmp: tmp.write_text(text))
+    write_text(OUT, text)
     write_between_markers(RESULTS_MD, results_block(summaries))
     write_between_markers(README_MD, readme_block(runs_by_protocol))
     print(text)
