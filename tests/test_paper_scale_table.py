@@ -12,7 +12,9 @@ SCRIPT = "paper_scale/table.py"
 
 
 def row(method: str, name: str, shift_y: str, shift_x: str, isnr: str) -> dict:
-    return {"method": method, "input": name, "seed": "0", "shift_y": shift_y, "shift_x": shift_x, "aligned_isnr": isnr}
+    """A runs.csv row as ``evaluate`` writes it, ``failed`` by its 1-dB line."""
+    failed = "1" if float(isnr) < 1.0 else "0"
+    return {"method": method, "input": name, "seed": "0", "shift_y": shift_y, "shift_x": shift_x, "aligned_isnr": isnr, "failed": failed}
 
 
 def scored(method: str, name: str, isnr: str, cpu: str) -> dict:
@@ -182,6 +184,18 @@ def test_what_remains_lists_the_missing_runs_and_the_pair_each_input_needs(bench
     assert pairs[:2] == ["1", "8"]
     assert "float32 on Intel Xeon: im1_kernel5" in pairs[2] and "bf16 on AMD EPYC: im4_kernel4" in pairs[2]
     assert "both precisions on one CPU: im2_kernel2, im3_kernel3," in pairs[2]
+
+
+def test_every_count_of_failures_reads_evaluates_flag(benchmark_script):
+    table = benchmark_script(SCRIPT)
+    # evaluate's flag, not the table's rounding of the figure, decides: a 0.9999 dB run printed as 1.00.
+    pair = [scored("improved", "im1_kernel1", "9.0", "Intel Xeon"), {**scored("improved_bf16", "im1_kernel1", "1.00", "Intel Xeon"), "failed": "1"}]
+    pair[1]["verdict"] = pair[0]["verdict"] = "ok"
+    pair[0]["isnr"] = pair[1]["isnr"] = pair[0]["error_ratio"] = pair[1]["error_ratio"] = "1.0"
+    assert "failures bf16 1, float32 0" in table.precision_rule_line(pair)
+    bf16_row = next(line for line in table.method_rows("levin8", pair) if line.startswith("| improved_bf16 |"))
+    assert "| 1 of 1 |" in bf16_row
+    assert table.verdict_line(pair).endswith("catches 0 of 1 failure (aligned ISNR below 1 dB).")
 
 
 def test_the_precision_rule_counts_pairs_on_one_cpu_and_decides_only_when_all_are_in(benchmark_script):
