@@ -164,6 +164,26 @@ def test_a_precision_pair_counts_only_where_both_ran_on_one_cpu(benchmark_script
     assert lines[-1] == "improved_bf16 − improved (same CPU) leaves out 1 pair(s) run on different CPUs."
 
 
+def test_the_precision_rule_is_decided_early_only_when_no_bf16_run_to_come_can_change_it(benchmark_script):
+    table = benchmark_script(SCRIPT)
+    # Seven pairs on one CPU, bf16 failing one of them; im8's bf16 run was made on another CPU.
+    seven = [
+        scored(method, f"im{i}_kernel{i}", isnr, "Intel Xeon")
+        for i in range(1, 8)
+        for method, isnr in (("improved", "9.00"), ("improved_bf16", "0.50" if i == 4 else "9.50"))
+    ]
+    bf16_elsewhere = scored("improved_bf16", "im8_kernel8", "9.50", "AMD EPYC")
+    holds = [*seven, bf16_elsewhere, scored("improved", "im8_kernel8", "3.00", "Intel Xeon")]
+    assert table.precision_rule_line(holds).endswith(
+        "failures bf16 1, float32 0 (bf16 may not have more); decided, `32-true`: float32 runs on the 1 input(s) "
+        "still unpaired add 0 failure(s), so no bf16 run to come can change it."
+    )
+    # float32 failing the unpaired input, or not run there yet: a bf16 run to come could still tie the failures.
+    fails = [*seven, bf16_elsewhere, scored("improved", "im8_kernel8", "0.50", "Intel Xeon")]
+    assert table.precision_rule_line(fails).endswith("as it stands, `32-true`; set when all the pairs are in.")
+    assert table.precision_rule_line([*seven, bf16_elsewhere]).endswith("as it stands, `32-true`; set when all the pairs are in.")
+
+
 def test_what_remains_lists_the_missing_runs_and_the_pair_each_input_needs(benchmark_script):
     table = benchmark_script(SCRIPT)
     levin = [

@@ -239,21 +239,40 @@ def paired_rows(runs: list[dict]) -> list[str]:
 def precision_rule_line(levin_runs: list[dict], seed: str = "0") -> str:
     """What :data:`PRECISION_RULE` says of the Levin runs at ``seed``: the pairs on one CPU so
     far, their mean difference and failures (aligned ISNR below 1 dB) per precision, and the
-    default it gives, decided once all its pairs are in and "as it stands" before."""
-    pairs, _ = paired_runs([r for r in levin_runs if r["seed"] == seed], "improved_bf16", "improved", same_cpu=True)
+    default it gives: decided once all its pairs are in, or once no bf16 run still to come can
+    change it, and "as it stands" before.
+
+    The early decision: where every input still lacking a pair has its float32 run (whose CPU
+    its bf16 run would then use), float32's failures are final and bf16's can only grow; if bf16
+    already fails on more inputs, the rule gives ``32-true`` whatever those bf16 runs score."""
+    seeded = [r for r in levin_runs if r["seed"] == seed]
+    pairs, _ = paired_runs(seeded, "improved_bf16", "improved", same_cpu=True)
     rule = f"Default precision by the rule fixed on {PRECISION_RULE['fixed']} (benchmarks/paper_scale/README.md)"
     if not pairs:
         return f"{rule}: no bf16 / float32 pair on one CPU yet."
     mean = statistics.fmean(number(bf16["aligned_isnr"]) - number(float32["aligned_isnr"]) for bf16, float32 in pairs)
     bf16_failures, float32_failures = (sum(failed(r) for r in side) for side in zip(*pairs))
     keeps_bf16 = mean > PRECISION_RULE["lowest_mean_db"] and bf16_failures <= float32_failures
-    decided = len(pairs) >= PRECISION_RULE["pairs"]
+    paired_inputs = {float32["input"] for _, float32 in pairs}
+    unpaired_float32 = [r for r in seeded if r["method"] == "improved" and r["input"] not in paired_inputs]
+    settled_early = (
+        len(pairs) + len(unpaired_float32) >= PRECISION_RULE["pairs"]
+        and bf16_failures > float32_failures + sum(failed(r) for r in unpaired_float32)
+    )
+    decided = len(pairs) >= PRECISION_RULE["pairs"] or settled_early
+    if settled_early and len(pairs) < PRECISION_RULE["pairs"]:
+        ending = (
+            f"; decided, `32-true`: float32 runs on the {len(unpaired_float32)} input(s) still unpaired add "
+            f"{sum(failed(r) for r in unpaired_float32)} failure(s), so no bf16 run to come can change it."
+        )
+    else:
+        ending = f": {'decided' if decided else 'as it stands'}, `{'bf16-mixed' if keeps_bf16 else '32-true'}`" + (
+            "." if decided else "; set when all the pairs are in."
+        )
     return (
         f"{rule}: {len(pairs)} of {PRECISION_RULE['pairs']} Levin pairs on one CPU (seed {seed}); "
         f"mean bf16 − float32 {mean:+.2f} dB (the rule needs above {PRECISION_RULE['lowest_mean_db']:+.2f}); "
-        f"failures bf16 {bf16_failures}, float32 {float32_failures} (bf16 may not have more): "
-        f"{'decided' if decided else 'as it stands'}, `{'bf16-mixed' if keeps_bf16 else '32-true'}`"
-        + ("." if decided else "; set when all the pairs are in.")
+        f"failures bf16 {bf16_failures}, float32 {float32_failures} (bf16 may not have more)" + ending
     )
 
 
