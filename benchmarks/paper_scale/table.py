@@ -255,19 +255,21 @@ def precision_rule_line(levin_runs: list[dict], seed: str = "0") -> str:
     keeps_bf16 = mean > PRECISION_RULE["lowest_mean_db"] and bf16_failures <= float32_failures
     paired_inputs = {float32["input"] for _, float32 in pairs}
     unpaired_float32 = [r for r in seeded if r["method"] == "improved" and r["input"] not in paired_inputs]
+    unpaired_failures = sum(failed(r) for r in unpaired_float32)
+    all_in = len(pairs) >= PRECISION_RULE["pairs"]
     settled_early = (
-        len(pairs) + len(unpaired_float32) >= PRECISION_RULE["pairs"]
-        and bf16_failures > float32_failures + sum(failed(r) for r in unpaired_float32)
+        not all_in
+        and len(pairs) + len(unpaired_float32) >= PRECISION_RULE["pairs"]
+        and bf16_failures > float32_failures + unpaired_failures
     )
-    decided = len(pairs) >= PRECISION_RULE["pairs"] or settled_early
-    if settled_early and len(pairs) < PRECISION_RULE["pairs"]:
+    if settled_early:
         ending = (
             f"; decided, `32-true`: float32 runs on the {len(unpaired_float32)} input(s) still unpaired add "
-            f"{sum(failed(r) for r in unpaired_float32)} failure(s), so no bf16 run to come can change it."
+            f"{unpaired_failures} failure(s), so no bf16 run to come can change it."
         )
     else:
-        ending = f": {'decided' if decided else 'as it stands'}, `{'bf16-mixed' if keeps_bf16 else '32-true'}`" + (
-            "." if decided else "; set when all the pairs are in."
+        ending = f": {'decided' if all_in else 'as it stands'}, `{'bf16-mixed' if keeps_bf16 else '32-true'}`" + (
+            "." if all_in else "; set when all the pairs are in."
         )
     return (
         f"{rule}: {len(pairs)} of {PRECISION_RULE['pairs']} Levin pairs on one CPU (seed {seed}); "
