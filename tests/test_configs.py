@@ -27,6 +27,7 @@ def test_configs_are_shipped():
 def test_a_shipped_config_parses(config):
     parsed = parse_fit_arguments(["fit", "--config", str(config), *INPUT])
     assert parsed.data.kernel_size in (27, [27, 27], (27, 27))
+    assert parsed.trainer.precision == "32-true"  # bf16-mixed is an option, never a shipped method's
 
 
 @pytest.mark.parametrize("pool", POOLS, ids=lambda path: path.name)

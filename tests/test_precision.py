@@ -1,48 +1,32 @@
-"""The default precision: bf16-mixed for wide nets on CPUs with native bfloat16, float32 elsewhere."""
+"""The default precision: float32 for every job, bf16-mixed only when asked for."""
 
 from __future__ import annotations
 
 import pytest
 from conftest import read_metrics, run_fit
 
-from lightning_deblur.core import precision
-
-
-def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
-    (tmp_path / "with").write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 sse\n")
-    (tmp_path / "without").write_text("flags\t\t: fpu avx2 avx512f sse\n")
-    assert precision.cpu_has_native_bf16(tmp_path / "with")
-    assert not precision.cpu_has_native_bf16(tmp_path / "without")
-    assert not precision.cpu_has_native_bf16(tmp_path / "missing")
-
-
-def test_gpus_and_narrow_nets_default_to_float32(monkeypatch):
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert precision.default_precision("cpu", 128) == "bf16-mixed"
-    assert precision.default_precision("cpu", 64) == "bf16-mixed"
-    assert precision.default_precision("cpu", 32) == "32-true"
-    assert precision.default_precision("gpu", 128) == "32-true"
-    assert precision.default_precision("cuda", 128) == "32-true"
+from lightning_deblur.core.precision import activation_bytes
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "native, channels, expected", [(True, 64, "bf16-mixed"), (False, 64, "32-true"), (True, 8, "32-true")]
-)
-def test_a_job_without_a_precision_gets_the_default(blurred_case, tmp_path, monkeypatch, native, channels, expected):
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+def test_a_job_without_a_precision_runs_in_float32(blurred_case, tmp_path):
+    # 64 channels: the width from which bf16-mixed was the default on CPUs with native bf16.
     run = run_fit(
         tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5",
-        "--model.image_net.channels", str(channels),
-    )  # fmt: skip
-    assert read_metrics(run)["precision"] == expected
-    assert f"precision: {expected}" in (run / "config.yaml").read_text()  # a resume repeats it
-
-
-def test_an_explicit_precision_wins(blurred_case, tmp_path, monkeypatch):
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    run = run_fit(
-        tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5",
-        "--model.image_net.channels", "64", "--trainer.precision", "32-true",
+        "--model.image_net.channels", "64",
     )  # fmt: skip
     assert read_metrics(run)["precision"] == "32-true"
+    assert "precision: 32-true" in (run / "config.yaml").read_text()  # a resume repeats it
+
+
+def test_an_explicit_precision_wins(blurred_case, tmp_path):
+    run = run_fit(
+        tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5",
+        "--model.image_net.channels", "8", "--trainer.precision", "bf16-mixed",
+    )  # fmt: skip
+    assert read_metrics(run)["precision"] == "bf16-mixed"
+
+
+def test_memory_estimates_count_two_bytes_per_value_under_16_bit_autocast():
+    assert activation_bytes("bf16-mixed") == activation_bytes("16-mixed") == 2
+    assert activation_bytes("32-true") == activation_bytes(None) == 4

@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning_deblur.core.errors import InputError
 from lightning_deblur.core.imagefiles import check_writable_folder
 from lightning_deblur.core.planning import JobPlan, plan_job_from_options
-from lightning_deblur.core.precision import activation_bytes, default_precision
+from lightning_deblur.core.precision import DEFAULT_PRECISION, activation_bytes
 from lightning_deblur.core.schedule import LearningRateSchedule, LossSchedule
 from lightning_deblur.core.version import __version__
 from lightning_deblur.job.checkpointing import JobCheckpoint, JobTimer, load_checkpoint_file, run_folder_of_checkpoint
@@ -47,6 +47,7 @@ TRAINER_DEFAULTS = {
     # No epoch limit: the job's plan sets max_steps (JobStages.limit_steps_to_plan).
     "max_epochs": -1,
     "devices": 1,
+    "precision": DEFAULT_PRECISION,
     # Checkpoints come from the job's own JobCheckpoint callback (key "checkpoint").
     "enable_checkpointing": True,
     "log_every_n_steps": 10,
@@ -203,8 +204,6 @@ class DeblurCLI(LightningCLIWithCommands):
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
-        if config.trainer.get("precision") is None:
-            config.trainer.precision = default_precision(config.trainer.get("accelerator"), config.model.image_net.channels)
         if config.get("ckpt_path"):
             # LightningCLI reads the checkpoint right after this (for its hyperparameters): a
             # missing or broken one is refused here, in one line naming it.
