@@ -238,6 +238,9 @@ class DeblurCLI(LightningCLIWithCommands):
         # After every class is built (their own checks), before anything is written.
         check_writable_folder(*output_root(self.config[self.subcommand]))
         self.claim_run_folder()
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, JobCheckpoint):
+                callback.resuming = bool(self.config[self.subcommand].get("ckpt_path"))
         self.datamodule.observation = self.observation
         plan = self.plan
         if self.trainer.strategy.root_device != self.planned_device:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 import signal
 import threading
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -105,9 +106,16 @@ class JobCheckpoint(ModelCheckpoint):
             enable_version_counter=False,
         )
         self.every_n_steps = every_n_steps
+        # Whether this fit resumes a checkpoint (set by the command line before the fit).
+        self.resuming = False
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
+        with warnings.catch_warnings():
+            if self.resuming:
+                # Lightning warns of a non-empty checkpoint folder: a resumed job writes into
+                # its own run folder, whose checkpoints/ holds the checkpoint it resumes.
+                warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            super().setup(trainer, pl_module, stage)
         # Before the fit restores a --ckpt_path (which Lightning does after the setup hooks).
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = JobCheckpointIO()

@@ -170,6 +170,22 @@ class StepIndices(Dataset):
         return index
 
 
+class StepPacer(DataLoader):
+    """The job's loader: it paces the steps and carries no data (:class:`StepIndices`).
+
+    Its state is empty and restoring it does nothing: where in the loader a resumed fit
+    starts makes no difference to the job, whose ``max_steps`` ends the fit. Saying so
+    makes it resumable to Lightning, which otherwise warns that a checkpoint taken
+    mid-epoch may give unreliable results.
+    """
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass
+
+
 class BlurredImage(LightningDataModule):
     """One blurred photo and the size of its blur.
 
@@ -214,7 +230,7 @@ class BlurredImage(LightningDataModule):
     def setup(self, stage: str) -> None:
         self.load()
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> StepPacer:
         # One item per step the job can take (its plan's, and any restarts'): the Trainer's
         # max_steps (the plan's steps, which the job sets and a restart grows)
         # ends the fit, also when a resumed fit replays this loader from its start.
@@ -222,4 +238,4 @@ class BlurredImage(LightningDataModule):
         # batch_size=None: items pass through uncollated, so each batch is a plain int.
         # Its own generator: the loader draws a seed per epoch, and drawing it from the
         # global RNG would shift the job's noise stream between a run and its resumption.
-        return DataLoader(StepIndices(steps), batch_size=None, shuffle=False, generator=torch.Generator())
+        return StepPacer(StepIndices(steps), batch_size=None, shuffle=False, generator=torch.Generator())
