@@ -102,6 +102,18 @@ def test_the_job_from_its_config_under_a_plain_trainer_writes_the_command_lines_
     assert job.loss_weights == {"mse": 0.0, "ssim": 1.0, "tv": 0.01, "kernel_l2": 0.0}
 
 
+def test_a_job_is_read_from_its_config_without_deprecated_parser_calls():
+    """``DeblurJob.from_config`` uses no jsonargparse call that a later release removes."""
+    import warnings
+
+    from lightning_deblur.job.deblur_job import DeblurJob
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        job = DeblurJob.from_config(CONF / "tiny_improved.yaml")
+    assert isinstance(job, DeblurJob)
+
+
 def test_every_shipped_config_name_is_found():
     from lightning_deblur.commands.api import SHIPPED_CONFIGS, config_path
 

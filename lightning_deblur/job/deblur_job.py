@@ -199,7 +199,10 @@ class DeblurJob(JobStages, LightningModule):
         model = {**(content.get("model") or {})}
         for key in ("schedule", "lr_schedule"):
             model[key] = {**model.get(key, {}), **(content.get(key) or {})}
-        return parser.instantiate_classes(parser.parse_object({"model": model})).model
+        # jsonargparse deprecates ``instantiate_classes`` for ``instantiate`` from 4.49 on;
+        # older releases have only the former.
+        instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+        return instantiate(parser.parse_object({"model": model})).model
 
     def configure_callbacks(self) -> list:
         """The callbacks the method needs, in the order they act after a step: the
