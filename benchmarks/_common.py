@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from lightning_deblur.core.imagefiles import atomic_write
-from lightning_deblur.core.provenance import code_commit, cpu_name
+from lightning_deblur.core.provenance import code_commit, cpu_features, cpu_name, cpu_tier
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -117,6 +117,7 @@ def machine() -> dict:
     info = {
         "host": socket.gethostname(),
         "cpu": cpu_name(),
+        "cpu_features": cpu_features(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -136,9 +137,11 @@ def cpu_label(model: str) -> str:
 
 
 def cpu_slug() -> str:
-    """This CPU's :func:`cpu_label` for a result file's name: ``'Intel(R) Xeon(R) Processor'`` →
-    ``'intel-xeon'``, ``'AMD EPYC 7B13'`` → ``'amd-epyc-7b13'``."""
-    return "-".join(re.findall(r"[a-z0-9]+", cpu_label(cpu_name()).lower()))
+    """This CPU's :func:`cpu_label` and its most capable vector extension
+    (:func:`~lightning_deblur.core.provenance.cpu_tier`) for a result file's name, since one model
+    name can cover CPUs of unlike speed: ``'Intel(R) Xeon(R) Processor'`` with AMX →
+    ``'intel-xeon-amx-bf16'``, ``'AMD EPYC'`` without AVX-512 → ``'amd-epyc-avx2'``."""
+    return "-".join(re.findall(r"[a-z0-9]+", f"{cpu_label(cpu_name())} {cpu_tier(cpu_features())}".lower()))
 
 
 def machine_slug() -> str:

@@ -75,7 +75,7 @@ def layout(tmp_path: Path) -> dict:
                 if method == "lazy":
                     recorded["chosen_start"] = seed  # a job with several starts (--model.starts)
                     recorded["restarts"] = 1 - seed  # and restarts (--model.restarts)
-                    recorded["software"] = {"cpu": "Example CPU 7000", "cpu_threads": 2 + seed}
+                    recorded["software"] = {"cpu": "Example CPU 7000", "cpu_threads": 2 + seed, "cpu_features": ["avx2", "avx512f"]}
                 write_json(folder / "metrics.json", recorded)
         sharp = read_image(data / case.sharp).pixels
         write_image(
@@ -132,8 +132,8 @@ def test_evaluate_recomputes_every_figure_and_summarizes_by_method(layout, capsy
         assert lazy["chosen_start"] == 1 and perfect["chosen_start"] is None
         assert lazy["restarts"] == 0 and perfect["restarts"] is None
         # The CPU and its thread count as the run recorded them; empty for a run that did not.
-        assert lazy["cpu"] == "Example CPU 7000" and lazy["cpu_threads"] == 3
-        assert perfect["cpu"] == "" and perfect["cpu_threads"] is None
+        assert lazy["cpu"] == "Example CPU 7000" and lazy["cpu_threads"] == 3 and lazy["cpu_features"] == "avx2 avx512f"
+        assert perfect["cpu"] == "" and perfect["cpu_threads"] is None and perfect["cpu_features"] == ""
         # The blurred input against itself: a ratio of 1; the sharp image has sparser edges.
         assert lazy["gradient_sparsity"] == pytest.approx(1.0) and perfect["gradient_sparsity"] < 0.99
         for row in (perfect, perfect):

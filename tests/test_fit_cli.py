@@ -14,6 +14,7 @@ from PIL import Image
 
 from lightning_deblur import __version__
 from lightning_deblur.commands.fit import main
+from lightning_deblur.core import provenance
 from lightning_deblur.core.colour import rgb_to_ycbcr
 from lightning_deblur.core.imagefiles import read_image, write_image
 
@@ -35,6 +36,7 @@ def test_fit_writes_every_result_file(blurred_case, tmp_path):
     software = metrics["software"]
     assert software["lightning_deblur"] == __version__ and software["torch"] == torch.__version__ and software["cpu"]
     assert software["cpu_threads"] == torch.get_num_threads()
+    assert software["cpu_features"] == provenance.cpu_features()  # what this CPU has, None off Linux
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["data"]["kernel_size"] == 5 and config["model"]["image_net"]["channels"] == 8
 

@@ -70,6 +70,18 @@ def test_a_run_without_a_recorded_cpu_counts_as_the_first_runs_machine(benchmark
     assert table.cpu({"cpu": ""}) == table.UNRECORDED_CPU  # evaluate leaves the cell empty
 
 
+def test_one_model_name_with_unlike_vector_extensions_is_two_cpus(benchmark_script):
+    table = benchmark_script(SCRIPT)
+    assert table.cpu({"cpu": "AMD EPYC", "cpu_features": "avx2"}) == "AMD EPYC (avx2)"
+    assert table.cpu({"cpu": "AMD EPYC", "cpu_features": "avx2 avx512f avx512_bf16"}) == "AMD EPYC (avx512_bf16)"
+    assert table.cpu({"cpu": "AMD EPYC", "cpu_features": ""}) == "AMD EPYC"  # not recorded: the name alone
+    labelled = [{**run, "cpu": table.cpu(run)} for run in [
+        {**row("improved_bf16", "im1_kernel1", "0", "0", "9.0"), "cpu": "AMD EPYC", "cpu_features": "avx2"},
+        {**row("improved", "im1_kernel1", "0", "0", "9.5"), "cpu": "AMD EPYC", "cpu_features": "avx2 avx512f avx512_bf16"},
+    ]]  # fmt: skip
+    assert table.paired_runs(labelled, "improved_bf16", "improved", same_cpu=True) == ([], 1)
+
+
 def test_the_summary_replaces_only_what_stands_between_the_markers(benchmark_script, tmp_path):
     table = benchmark_script(SCRIPT)
     results = tmp_path / "RESULTS.md"

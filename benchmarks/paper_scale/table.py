@@ -40,6 +40,7 @@ from _common import RESULTS, ROOT, banked_methods, cpu_label, write_text  # noqa
 from lightning_deblur.commands.evaluate_tables import FAILURE_ISNR_DB  # noqa: E402
 from lightning_deblur.commands.pool import choose  # noqa: E402
 from lightning_deblur.core.alignment import LEVIN_MAX_SHIFT  # noqa: E402
+from lightning_deblur.core.provenance import cpu_tier  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "paper_scale" / "results" / "table.md"
 RESULTS_MD, README_MD = ROOT / "docs" / "RESULTS.md", ROOT / "README.md"
@@ -144,9 +145,12 @@ made on the development machine (an AMD EPYC), as their commits say."""
 
 
 def cpu(run: dict) -> str:
-    """The CPU that ran ``run`` (a runs.csv row, whose ``cpu`` column is its metrics.json's
-    record), without the trademark marks: ``'Intel(R) Xeon(R) Processor'`` → ``'Intel Xeon'``."""
-    return cpu_label(run["cpu"] or UNRECORDED_CPU)
+    """The CPU that ran ``run`` (a runs.csv row, whose ``cpu`` and ``cpu_features`` columns are
+    its metrics.json's record), without the trademark marks, and its most capable vector
+    extension where recorded (one model name covers CPUs of unlike speed and arithmetic):
+    ``'Intel(R) Xeon(R) Processor'`` → ``'Intel Xeon'``, with ``'avx2'`` → ``'AMD EPYC (avx2)'``."""
+    tier = cpu_tier(run.get("cpu_features", "").split())
+    return cpu_label(run["cpu"] or UNRECORDED_CPU) + (f" ({tier})" if tier else "")
 
 
 def cpu_counts(runs: list[dict]) -> str:

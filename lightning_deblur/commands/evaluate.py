@@ -300,6 +300,7 @@ def measure_input(
                 "wall_time_s": float(recorded.get("wall_time_s", math.nan)),
                 "cpu": software.get("cpu"),
                 "cpu_threads": software.get("cpu_threads"),
+                "cpu_features": " ".join(software["cpu_features"]) if software.get("cpu_features") else None,
                 "chosen_start": recorded.get("chosen_start"),
                 "restarts": recorded.get("restarts"),
                 "failed": float(isnr[index]) < failure_db,

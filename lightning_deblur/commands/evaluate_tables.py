@@ -33,6 +33,7 @@ RUN_FIELDS = [
     "wall_time_s",
     "cpu",
     "cpu_threads",
+    "cpu_features",
     "chosen_start",
     "restarts",
     "failed",
@@ -234,14 +235,15 @@ def write_runs_csv(path: Path, jobs: list[FoundRun]) -> Path:
 def read_runs_csv(path: str | Path) -> list[dict]:
     """Rows of a ``runs.csv``: numbers as floats (``nan`` where empty), ``seed``,
     ``cpu_threads``, ``chosen_start`` and ``restarts`` as int (``None`` where empty),
-    ``failed`` as bool, ``cpu`` as text (``""`` where the run did not record it)."""
+    ``failed`` as bool, ``cpu`` and ``cpu_features`` (space-separated) as text (``""`` where
+    the run did not record it)."""
     rows = read_csv(
         path,
         ("method", "input"),
         f"'{path}' not found; make it with `python -m lightning_deblur evaluate`",
         f"'{path}' is not a runs.csv of `evaluate` (no method and input columns, or no rows)",
     )
-    text_columns = {"method", "input", "run_dir", "cpu"}
+    text_columns = {"method", "input", "run_dir", "cpu", "cpu_features"}
     for row in rows:
         for key, value in row.items():
             if key in text_columns or key is None:
