@@ -51,8 +51,9 @@ def cpu_name() -> str:
 def cpu_features() -> list[str] | None:
     """Those of :data:`VECTOR_EXTENSIONS` the CPU has, in that order: ``['avx2']`` on an AMD
     EPYC without AVX-512, ``['avx2', 'avx512f', 'avx512_bf16', 'amx_bf16']`` on an Intel Xeon
-    with AMX, ``[]`` on a CPU with none of them (ARM); ``None`` where no flags are readable."""
-    flags = _cpuinfo_field("flags")
+    with AMX, ``[]`` on a CPU with none of them (ARM, whose list is called ``Features``);
+    ``None`` where no list is readable."""
+    flags = _cpuinfo_field("flags") or _cpuinfo_field("Features")
     if flags is None:
         return None
     present = set(flags.split())
