@@ -11,10 +11,13 @@ code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
+import logging
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -58,6 +61,36 @@ TRAINER_DEFAULTS = {
         "init_args": {"save_dir": DEFAULT_SAVE_DIR, "name": None, "default_hp_metric": False},
     },
 }
+
+
+LIGHTNING_NOTICES = (
+    ("lightning.pytorch.utilities.rank_zero", "💡 Tip: For seamless cloud logging"),
+    ("lightning.pytorch.utilities._pytree", "`isinstance(treespec, LeafSpec)` is deprecated"),
+)
+"""``(module, opening words)`` of the lines Lightning prints in every job that ask nothing
+of the job's user: the advertisement for its cloud logger (Lightning 2.6), and torch's
+FutureWarning about Lightning's own use of ``LeafSpec`` (newer torch). A batch of
+thousands of jobs would carry them in every ``stderr.log``."""
+
+
+@contextlib.contextmanager
+def lightning_notices_muted():
+    """Leave :data:`LIGHTNING_NOTICES` out of a job's output while the context lasts;
+    everything else Lightning and torch say still passes (and the filters go with the
+    context, so a Python caller's own logging and warnings are as they were)."""
+    (logger_name, advert), (warning_module, deprecation) = LIGHTNING_NOTICES
+    logger = logging.getLogger(logger_name)
+
+    def not_the_advert(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(advert)
+
+    logger.addFilter(not_the_advert)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=re.escape(deprecation), module=re.escape(warning_module))
+            yield
+    finally:
+        logger.removeFilter(not_the_advert)
 
 
 JOBLESS_TRAINER_OPTIONS = (
@@ -120,6 +153,10 @@ class DeblurCLI(LightningCLIWithCommands):
     """LightningCLI with the deblurring job's callbacks and input checks."""
 
     def __init__(self, args=None, run: bool = True) -> None:
+        with lightning_notices_muted():
+            self._build_and_run(args, run)
+
+    def _build_and_run(self, args, run: bool) -> None:
         super().__init__(
             DeblurJob,
             BlurredImage,
