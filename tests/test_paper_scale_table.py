@@ -158,11 +158,13 @@ def test_the_ledger_lists_the_papers_runs_with_cpu_threads_and_wall_time(benchma
         run("improved", "im4_kernel4", "Intel Xeon", "2", "5794.5"),
         run("fast_fused", "im4_kernel4", "AMD EPYC", "", "150"),  # ours: not in the ledger
         run("original", "im1_kernel1", "AMD EPYC", "", "6120"),  # before threads were recorded
+        run("original", "im2_kernel2", "Intel Xeon", "1", "6120"),
     ]
     lines = table.ledger_rows(runs)
     assert lines[2:] == [
         "| im1_kernel1 | 0 | original | 9.07 | 7.92 | — | ok | AMD EPYC | 1 h 42 min |",
-        "| im4_kernel4 | 0 | improved | 9.07 | 7.92 | — | ok | Intel Xeon (2) | 1 h 37 min |",
+        "| im2_kernel2 | 0 | original | 9.07 | 7.92 | — | ok | Intel Xeon, 1 thread | 1 h 42 min |",
+        "| im4_kernel4 | 0 | improved | 9.07 | 7.92 | — | ok | Intel Xeon, 2 threads | 1 h 37 min |",
     ]
     assert table.duration(2820) == "47 min"
 

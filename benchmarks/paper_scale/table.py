@@ -394,11 +394,12 @@ def ledger_rows(runs: list[dict]) -> list[str]:
     recorded) and wall time (the whole job process: time a run was paused counts too)."""
     mine = sorted((r for r in runs if r["method"] in PAPERS_METHODS), key=lambda r: (r["input"], r["seed"], r["method"]))
     lines = [
-        "| input | seed | method | aligned ISNR | plain ISNR | error ratio | verdict | CPU (threads) | wall time |",
+        "| input | seed | method | aligned ISNR | plain ISNR | error ratio | verdict | CPU, threads | wall time |",
         "|---|---:|---|---:|---:|---:|---|---|---:|",
     ]
     for r in mine:
-        threads = f" ({r['cpu_threads']})" if r.get("cpu_threads") else ""
+        count = r.get("cpu_threads")
+        threads = f", {count} thread{'' if count == '1' else 's'}" if count else ""
         lines.append(
             f"| {r['input']} | {r['seed']} | {r['method']} | {fmt(number(r['aligned_isnr']))} | {fmt(number(r['isnr']))} "
             f"| {fmt(number(r['error_ratio']))} | {r['verdict']} | {r['cpu']}{threads} | {duration(number(r['wall_time_s']))} |"
