@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +10,6 @@ import pytest
 import torch
 import yaml
 from conftest import CONF, blur, gaussian_kernel, read_metrics, run_fit, synthetic_sharp, write_easy_case
-from lightning import pytorch as pl
-from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 
 from lightning_deblur import __version__
@@ -282,18 +278,3 @@ def test_a_run_folder_is_claimed_with_an_exclusive_create(blurred_case, tmp_path
     run = run_fit(tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5")
     assert run.name == "version_1" and not any(other_jobs.iterdir())
     assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["logger"]["init_args"]["version"] is None
-
-
-def test_a_job_leaves_out_lightnings_notices_that_ask_nothing_of_its_user(blurred_case, tmp_path, caplog):
-    """The LitLogger advertisement and torch's LeafSpec deprecation (about Lightning's own
-    code) would be in every job's stderr; Lightning's other lines still come through, and
-    the filters end with the job."""
-    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
-        warnings.simplefilter("always")
-        run_fit(tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5")
-        after_the_job = pl.Trainer(logger=TensorBoardLogger(tmp_path / "bare"), enable_progress_bar=False)
-    logged = [record.getMessage() for record in caplog.records]
-    assert any(line.startswith("GPU available") for line in logged)
-    assert sum("litlogger" in line for line in logged) == 1  # only the bare Trainer's, after the job
-    assert not any("LeafSpec" in str(warning.message) for warning in caught)
-    assert after_the_job.loggers

@@ -3,9 +3,14 @@ the installed Lightning: an upgrade that moves one fails here, by name."""
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import pytest
+from conftest import run_fit
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from lightning_deblur.commands.fit import DeblurCLI, main
 from lightning_deblur.job import lightning_internals as internals
@@ -50,3 +55,18 @@ def test_the_command_line_lists_fit_and_our_commands(capsys):
     for name in ("fit", "batch", "synth", "evaluate", "figures"):
         assert f"\n    {name} " in listed
     assert "validate" not in listed and "predict" not in listed
+
+
+def test_a_job_leaves_out_lightnings_notices_that_ask_nothing_of_its_user(blurred_case, tmp_path, caplog):
+    """The LitLogger advertisement and torch's LeafSpec deprecation (about Lightning's own
+    code) would be in every job's stderr; Lightning's other lines still come through, and
+    the filters end with the job."""
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
+        warnings.simplefilter("always")
+        run_fit(tmp_path, "--data.image", str(blurred_case["image"]), "--data.kernel_size", "5")
+        after_the_job = Trainer(logger=TensorBoardLogger(tmp_path / "bare"), enable_progress_bar=False)
+    logged = [record.getMessage() for record in caplog.records]
+    assert any(line.startswith("GPU available") for line in logged)
+    assert sum("litlogger" in line for line in logged) == 1  # only the bare Trainer's, after the job
+    assert not any("LeafSpec" in str(warning.message) for warning in caught)
+    assert after_the_job.loggers

@@ -11,13 +11,10 @@ code 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import importlib
-import logging
 import re
 import sys
-import warnings
 from pathlib import Path
 
 import torch
@@ -38,7 +35,7 @@ from lightning_deblur.job.data import BlurredImage, Observation, load_observatio
 from lightning_deblur.job.deblur_job import DeblurJob
 from lightning_deblur.job.divergence import DivergenceGuard
 from lightning_deblur.job.image_logging import ImageLogging
-from lightning_deblur.job.lightning_internals import LightningCLIWithCommands
+from lightning_deblur.job.lightning_internals import LightningCLIWithCommands, lightning_notices_muted
 from lightning_deblur.job.outputs import ResultWriter
 from lightning_deblur.job.progress import JobProgressBar
 
@@ -61,36 +58,6 @@ TRAINER_DEFAULTS = {
         "init_args": {"save_dir": DEFAULT_SAVE_DIR, "name": None, "default_hp_metric": False},
     },
 }
-
-
-LIGHTNING_NOTICES = (
-    ("lightning.pytorch.utilities.rank_zero", "💡 Tip: For seamless cloud logging"),
-    ("lightning.pytorch.utilities._pytree", "`isinstance(treespec, LeafSpec)` is deprecated"),
-)
-"""``(module, opening words)`` of the lines Lightning prints in every job that ask nothing
-of the job's user: the advertisement for its cloud logger (Lightning 2.6), and torch's
-FutureWarning about Lightning's own use of ``LeafSpec`` (newer torch). A batch of
-thousands of jobs would carry them in every ``stderr.log``."""
-
-
-@contextlib.contextmanager
-def lightning_notices_muted():
-    """Leave :data:`LIGHTNING_NOTICES` out of a job's output while the context lasts;
-    everything else Lightning and torch say still passes (and the filters go with the
-    context, so a Python caller's own logging and warnings are as they were)."""
-    (logger_name, advert), (warning_module, deprecation) = LIGHTNING_NOTICES
-    logger = logging.getLogger(logger_name)
-
-    def not_the_advert(record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(advert)
-
-    logger.addFilter(not_the_advert)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=re.escape(deprecation), module=re.escape(warning_module))
-            yield
-    finally:
-        logger.removeFilter(not_the_advert)
 
 
 JOBLESS_TRAINER_OPTIONS = (
@@ -154,33 +121,30 @@ class DeblurCLI(LightningCLIWithCommands):
 
     def __init__(self, args=None, run: bool = True) -> None:
         with lightning_notices_muted():
-            self._build_and_run(args, run)
-
-    def _build_and_run(self, args, run: bool) -> None:
-        super().__init__(
-            DeblurJob,
-            BlurredImage,
-            args=args,
-            run=run,
-            seed_everything_default=0,
-            trainer_defaults=TRAINER_DEFAULTS,
-            save_config_kwargs={"overwrite": True},
-            # The job builds its own optimizer (two parameter groups) and schedules.
-            auto_configure_optimizers=False,
-            parser_kwargs={
-                "prog": program_name(),
-                "formatter_class": CommandLineHelpFormatter,
-                # Parse errors raise instead of printing usage; main() reports them in one line.
-                "exit_on_error": False,
-                "description": "Blind image deblurring with deep image priors. "
-                "`COMMAND --help` lists the options of a command.",
-                "fit": {
-                    "description": "Deblur one image (blind deconvolution with deep priors). The image and "
-                    "the method's options come first, the Trainer's last.",
-                    "usage": f"{program_name()} fit --data.image IMAGE --data.kernel_size K [options]",
+            super().__init__(
+                DeblurJob,
+                BlurredImage,
+                args=args,
+                run=run,
+                seed_everything_default=0,
+                trainer_defaults=TRAINER_DEFAULTS,
+                save_config_kwargs={"overwrite": True},
+                # The job builds its own optimizer (two parameter groups) and schedules.
+                auto_configure_optimizers=False,
+                parser_kwargs={
+                    "prog": program_name(),
+                    "formatter_class": CommandLineHelpFormatter,
+                    # Parse errors raise instead of printing usage; main() reports them in one line.
+                    "exit_on_error": False,
+                    "description": "Blind image deblurring with deep image priors. "
+                    "`COMMAND --help` lists the options of a command.",
+                    "fit": {
+                        "description": "Deblur one image (blind deconvolution with deep priors). The image and "
+                        "the method's options come first, the Trainer's last.",
+                        "usage": f"{program_name()} fit --data.image IMAGE --data.kernel_size K [options]",
+                    },
                 },
-            },
-        )
+            )
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:

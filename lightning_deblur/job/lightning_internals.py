@@ -6,6 +6,11 @@ so an upgrade that moves one fails there, by name, rather than somewhere in a jo
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import re
+import warnings
+
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
@@ -40,6 +45,37 @@ def train_bar(bar: TQDMProgressBar):
     """The tqdm bar of the training loop, or ``None`` before it is made (the public
     ``train_progress_bar`` raises then)."""
     return bar._train_progress_bar
+
+
+LIGHTNING_NOTICES = (
+    ("lightning.pytorch.utilities.rank_zero", "💡 Tip: For seamless cloud logging"),
+    ("lightning.pytorch.utilities._pytree", "`isinstance(treespec, LeafSpec)` is deprecated"),
+)
+"""``(module, opening words)`` of the lines Lightning prints in every job that ask nothing
+of the job's user: the advertisement for its cloud logger (Lightning 2.6, through the
+logger of its private ``rank_zero`` module), and torch's FutureWarning about the
+``LeafSpec`` its private ``_pytree`` module makes (newer torch). A batch of thousands of
+jobs would carry them in every ``stderr.log``."""
+
+
+@contextlib.contextmanager
+def lightning_notices_muted():
+    """Leave :data:`LIGHTNING_NOTICES` out of a job's output while the context lasts;
+    everything else Lightning and torch say still passes (and the filters go with the
+    context, so a Python caller's own logging and warnings are as they were)."""
+    (logger_name, advert), (warning_module, deprecation) = LIGHTNING_NOTICES
+    logger = logging.getLogger(logger_name)
+
+    def not_the_advert(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(advert)
+
+    logger.addFilter(not_the_advert)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=re.escape(deprecation), module=re.escape(warning_module))
+            yield
+    finally:
+        logger.removeFilter(not_the_advert)
 
 
 class LightningCLIWithCommands(LightningCLI):
