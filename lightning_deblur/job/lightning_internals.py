@@ -54,8 +54,8 @@ LIGHTNING_NOTICES = (
 """``(module, opening words)`` of the lines Lightning prints in every job that ask nothing
 of the job's user: the advertisement for its cloud logger (Lightning 2.6, through the
 logger of its private ``rank_zero`` module), and torch's FutureWarning about the
-``LeafSpec`` its private ``_pytree`` module makes (newer torch). A batch of thousands of
-jobs would carry them in every ``stderr.log``."""
+``LeafSpec`` its private ``_pytree`` module makes (newer torch). No setting turns either
+off, and a batch of thousands of jobs would carry them in every ``stderr.log``."""
 
 
 @contextlib.contextmanager
