@@ -47,23 +47,24 @@ def train_bar(bar: TQDMProgressBar):
     return bar._train_progress_bar
 
 
-LIGHTNING_NOTICES = (
-    ("lightning.pytorch.utilities.rank_zero", "💡 Tip: For seamless cloud logging"),
-    ("lightning.pytorch.utilities._pytree", "`isinstance(treespec, LeafSpec)` is deprecated"),
-)
-"""``(module, opening words)`` of the lines Lightning prints in every job that ask nothing
-of the job's user: the advertisement for its cloud logger (Lightning 2.6, through the
-logger of its private ``rank_zero`` module), and torch's FutureWarning about the
-``LeafSpec`` its private ``_pytree`` module makes (newer torch). No setting turns either
-off, and a batch of thousands of jobs would carry them in every ``stderr.log``."""
+LITLOGGER_ADVERT = ("lightning.pytorch.utilities.rank_zero", "💡 Tip: For seamless cloud logging")
+"""``(logger, opening words)`` of the advertisement for Lightning's cloud logger that the
+logger of its private ``rank_zero`` module prints in every job (Lightning 2.6)."""
+
+LEAFSPEC_DEPRECATION = ("lightning.pytorch.utilities._pytree", "`isinstance(treespec, LeafSpec)` is deprecated")
+"""``(module, opening words)`` of torch's FutureWarning (newer torch) about the ``LeafSpec``
+Lightning's private ``_pytree`` module makes in every job."""
 
 
 @contextlib.contextmanager
 def lightning_notices_muted():
-    """Leave :data:`LIGHTNING_NOTICES` out of a job's output while the context lasts;
-    everything else Lightning and torch say still passes (and the filters go with the
-    context, so a Python caller's own logging and warnings are as they were)."""
-    (logger_name, advert), (warning_module, deprecation) = LIGHTNING_NOTICES
+    """Leave :data:`LITLOGGER_ADVERT` and :data:`LEAFSPEC_DEPRECATION` out of a job's output
+    while the context lasts. They ask nothing of the job's user, no setting turns either
+    off, and a batch of thousands of jobs would carry them in every ``stderr.log``.
+    Everything else Lightning and torch say still passes, and the filters go with the
+    context, so a Python caller's own logging and warnings are as they were."""
+    logger_name, advert = LITLOGGER_ADVERT
+    warning_module, deprecation = LEAFSPEC_DEPRECATION
     logger = logging.getLogger(logger_name)
 
     def not_the_advert(record: logging.LogRecord) -> bool:
