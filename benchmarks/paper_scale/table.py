@@ -25,7 +25,6 @@ the paired differences and that rule's line into README.md, between their :data:
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 import subprocess
@@ -37,9 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_comm
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the package from this checkout
 from _common import RESULTS, ROOT, banked_methods, cpu_label, write_text  # noqa: E402
 
-from lightning_deblur.commands.evaluate_tables import FAILURE_ISNR_DB  # noqa: E402
+from lightning_deblur.commands.evaluate_tables import FAILURE_ISNR_DB, read_runs_csv  # noqa: E402
 from lightning_deblur.commands.pool import choose  # noqa: E402
 from lightning_deblur.core.alignment import LEVIN_MAX_SHIFT  # noqa: E402
+from lightning_deblur.core.manifest import read_manifest  # noqa: E402
 from lightning_deblur.core.provenance import cpu_tier  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "paper_scale" / "results" / "table.md"
@@ -80,8 +80,8 @@ POOL = {"improved": "improved", "fast": "fast_fused", "fast_kl2x10": "fast_kl2x1
 
 def evaluate(protocol: str, manifest: Path, max_shift: float = MAX_SHIFT, methods: list[str] | None = None) -> list[dict]:
     """``evaluate`` over the protocol's banked methods (or ``methods``) with shifts up to ``±max_shift`` px;
-    its runs.csv rows (empty when none). Levin's ±5 px goes to ``<bank>/eval``, another search to
-    ``<bank>/eval_shift<max_shift>``."""
+    its runs.csv rows as :func:`read_runs_csv` reads them (figures as floats, ``failed`` as bool; empty
+    when none). Levin's ±5 px goes to ``<bank>/eval``, another search to ``<bank>/eval_shift<max_shift>``."""
     root = RESULTS / f"paper_scale_{protocol}"
     methods = methods or (banked_methods(root) if root.is_dir() else [])
     if not methods:
@@ -95,8 +95,7 @@ def evaluate(protocol: str, manifest: Path, max_shift: float = MAX_SHIFT, method
         "--results", *(f"{m}={(root / m).relative_to(ROOT)}" for m in blind), *reference,
     ]  # fmt: skip
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    with open(output / "runs.csv", newline="") as file:
-        return list(csv.DictReader(file))
+    return read_runs_csv(output / "runs.csv")
 
 
 def search_edge_rows(protocol: str, manifest: Path, runs: list[dict]) -> list[str]:
@@ -104,7 +103,7 @@ def search_edge_rows(protocol: str, manifest: Path, runs: list[dict]) -> list[st
     (SelfDeblur's ``statistic_levin.m``): on the edge the best shift may lie outside and the score be
     understated. Empty when no run is on the edge."""
     def on_edge(run: dict) -> bool:
-        return max(abs(number(run["shift_y"])), abs(number(run["shift_x"]))) >= MAX_SHIFT
+        return max(abs(run["shift_y"]), abs(run["shift_x"])) >= MAX_SHIFT
     edge = [r for r in runs if on_edge(r)]
     if not edge:
         return []
@@ -118,8 +117,8 @@ def search_edge_rows(protocol: str, manifest: Path, runs: list[dict]) -> list[st
     for r in edge:
         w = wide[(r["method"], r["input"], r["seed"])]
         lines.append(
-            f"| {r['method']} | {r['input']} | {r['seed']} | {fmt(number(r['aligned_isnr']))} | ({r['shift_y']}, {r['shift_x']}) | "
-            f"{fmt(number(w['aligned_isnr']))} | ({w['shift_y']}, {w['shift_x']}) |"
+            f"| {r['method']} | {r['input']} | {r['seed']} | {fmt(r['aligned_isnr'])} | ({r['shift_y']:g}, {r['shift_x']:g}) | "
+            f"{fmt(w['aligned_isnr'])} | ({w['shift_y']:g}, {w['shift_x']:g}) |"
         )
     return lines
 
@@ -158,16 +157,6 @@ def cpu_counts(runs: list[dict]) -> str:
     return ", ".join(f"{name} {count}" for name, count in sorted(Counter(r["cpu"] for r in runs).items()))
 
 
-def number(value: str) -> float:
-    return float(value) if value not in ("", None) else math.nan
-
-
-def failed(run: dict) -> bool:
-    """Whether ``run`` (a runs.csv row) failed, as ``evaluate`` decided it (aligned ISNR below
-    :data:`FAILURE_ISNR_DB`): the one definition every count of failures in the table uses."""
-    return run["failed"] == "1"
-
-
 def mean_and_se(values: list[float]) -> tuple[float, float]:
     if not values:
         return math.nan, math.nan
@@ -189,15 +178,15 @@ def method_rows(protocol: str, runs: list[dict]) -> list[str]:
         inputs = sorted({r["input"] for r in mine})
         seeds = sorted({r["seed"] for r in mine})
         per_input_std = [
-            statistics.pstdev([number(r["aligned_isnr"]) for r in mine if r["input"] == name]) for name in inputs
+            statistics.pstdev([r["aligned_isnr"] for r in mine if r["input"] == name]) for name in inputs
         ]
-        ratios = [number(r["error_ratio"]) for r in mine if not math.isnan(number(r["error_ratio"]))]
+        ratios = [r["error_ratio"] for r in mine if not math.isnan(r["error_ratio"])]
         paper = PAPER.get((protocol, method))
         lines.append(
-            f"| {method} | {len(mine)} ({len(inputs)} × {len(seeds)}) | {fmt(statistics.fmean(number(r['aligned_isnr']) for r in mine))} "
-            f"| {fmt(statistics.fmean(number(r['isnr']) for r in mine))} "
+            f"| {method} | {len(mine)} ({len(inputs)} × {len(seeds)}) | {fmt(statistics.fmean(r['aligned_isnr'] for r in mine))} "
+            f"| {fmt(statistics.fmean(r['isnr'] for r in mine))} "
             f"| {fmt(statistics.fmean(per_input_std)) if len(seeds) > 1 else '— (one seed)'} "
-            f"| {sum(failed(r) for r in mine)} of {len(mine)} | {fmt(statistics.fmean(ratios)) if ratios else '—'} "
+            f"| {sum(r['failed'] for r in mine)} of {len(mine)} | {fmt(statistics.fmean(ratios)) if ratios else '—'} "
             f"| {cpu_counts(mine)} | {f'{paper[0]:.2f} / {paper[1]:.2f}' if paper else ''} |"
         )
     return lines
@@ -219,7 +208,7 @@ def paired_differences(runs: list[dict]) -> list[dict]:
     found = []
     for first, second, same_cpu in PAIRS:
         pairs, apart = paired_runs(runs, first, second, same_cpu)
-        diffs = [number(a["aligned_isnr"]) - number(b["aligned_isnr"]) for a, b in pairs]
+        diffs = [a["aligned_isnr"] - b["aligned_isnr"] for a, b in pairs]
         if diffs:
             label = f"{first} − {second}" + (" (same CPU)" if same_cpu else "")
             found.append({"label": label, "diffs": diffs, "left_out": apart})
@@ -240,7 +229,7 @@ def paired_rows(runs: list[dict]) -> list[str]:
     return lines + (["", *notes] if notes else [])
 
 
-def precision_rule_line(levin_runs: list[dict], seed: str = "0") -> str:
+def precision_rule_line(levin_runs: list[dict], seed: int = 0) -> str:
     """What :data:`PRECISION_RULE` says of the Levin runs at ``seed``: the pairs on one CPU so
     far, their mean difference and failures (aligned ISNR below 1 dB) per precision, and the
     default it gives: decided once all its pairs are in, or once no bf16 run still to come can
@@ -254,12 +243,12 @@ def precision_rule_line(levin_runs: list[dict], seed: str = "0") -> str:
     rule = f"Default precision by the rule fixed on {PRECISION_RULE['fixed']} (benchmarks/paper_scale/README.md)"
     if not pairs:
         return f"{rule}: no bf16 / float32 pair on one CPU yet."
-    mean = statistics.fmean(number(bf16["aligned_isnr"]) - number(float32["aligned_isnr"]) for bf16, float32 in pairs)
-    bf16_failures, float32_failures = (sum(failed(r) for r in side) for side in zip(*pairs))
+    mean = statistics.fmean(bf16["aligned_isnr"] - float32["aligned_isnr"] for bf16, float32 in pairs)
+    bf16_failures, float32_failures = (sum(r["failed"] for r in side) for side in zip(*pairs))
     keeps_bf16 = mean > PRECISION_RULE["lowest_mean_db"] and bf16_failures <= float32_failures
     paired_inputs = {float32["input"] for _, float32 in pairs}
     unpaired_float32 = [r for r in seeded if r["method"] == "improved" and r["input"] not in paired_inputs]
-    unpaired_failures = sum(failed(r) for r in unpaired_float32)
+    unpaired_failures = sum(r["failed"] for r in unpaired_float32)
     all_in = len(pairs) >= PRECISION_RULE["pairs"]
     settled_early = (
         not all_in
@@ -282,19 +271,18 @@ def precision_rule_line(levin_runs: list[dict], seed: str = "0") -> str:
     )
 
 
-def remaining_rows(runs_by_protocol: dict[str, list[dict]], seed: str = "0") -> list[str]:
+def remaining_rows(runs_by_protocol: dict[str, list[dict]], seed: int = 0) -> list[str]:
     """What the issue's targets still lack at ``seed``: original and improved in float32 on
     every input of both protocols (16 + 16, 8 of each on Levin), improved_bf16 on the 8 Levin
     inputs, and each of those paired with its float32 run on the same CPU."""
     names = {}
     for protocol, manifest in PROTOCOLS.items():
-        with open(manifest, newline="") as file:
-            names[protocol] = [row["name"] for row in csv.DictReader(file)]
+        names[protocol] = [row.name for row in read_manifest(manifest)]
 
     def run_of(protocol: str, method: str, name: str) -> dict | None:
         return next((r for r in runs_by_protocol.get(protocol, []) if (r["method"], r["input"], r["seed"]) == (method, name, seed)), None)
 
-    lines = ["| target | done | of | still to run (seed " + seed + ") |", "|---|---:|---:|---|"]
+    lines = [f"| target | done | of | still to run (seed {seed}) |", "|---|---:|---:|---|"]
     for method in ("original", "improved"):
         missing = {p: [n for n in names[p] if not run_of(p, method, n)] for p in PROTOCOLS}
         total = sum(len(names[p]) for p in PROTOCOLS)
@@ -325,8 +313,8 @@ def verdict_line(runs: list[dict]) -> str:
     """How the no-reference verdict (``lightning_deblur.core.verdict``: ``no-blur``,
     ``kernel-at-border``) fares on these runs: the runs it flags, the failures it catches."""
     flagged = [r for r in runs if r["verdict"] != "ok"]
-    failures = [r for r in runs if failed(r)]
-    caught = [r for r in flagged if failed(r)]
+    failures = [r for r in runs if r["failed"]]
+    caught = [r for r in flagged if r["failed"]]
     return (
         f"No-reference verdict: flags {len(flagged)} of {len(runs)} runs and catches {len(caught)} of "
         f"{len(failures)} {'failure' if len(failures) == 1 else 'failures'} (aligned ISNR below {FAILURE_ISNR_DB:g} dB)."
@@ -348,13 +336,13 @@ def pool_rows(runs: list[dict]) -> list[str]:
         "|---|---:|---|---:|" + "---:|" * len(POOL),
     ]
     for row in kept:
-        cells = [fmt(number(row[f"{member}_aligned_isnr"])) for member in POOL]
-        lines.append(f"| {row['name']} | {row['seed']} | {row['kept']} | {fmt(number(row['aligned_isnr']))} | " + " | ".join(cells) + " |")
+        cells = [fmt(row[f"{member}_aligned_isnr"]) for member in POOL]
+        lines.append(f"| {row['name']} | {row['seed']} | {row['kept']} | {fmt(row['aligned_isnr'])} | " + " | ".join(cells) + " |")
     best = sum(
-        number(row["aligned_isnr"]) >= max(number(row[f"{member}_aligned_isnr"]) for member in POOL) for row in kept
+        row["aligned_isnr"] >= max(row[f"{member}_aligned_isnr"] for member in POOL) for row in kept
     )
-    pool_mean = statistics.fmean(number(row["aligned_isnr"]) for row in kept)
-    improved_mean = statistics.fmean(number(row["improved_aligned_isnr"]) for row in kept)
+    pool_mean = statistics.fmean(row["aligned_isnr"] for row in kept)
+    improved_mean = statistics.fmean(row["improved_aligned_isnr"] for row in kept)
     lines += [
         "",
         f"Over these {len(kept)}: the pool {fmt(pool_mean)} dB, improved alone {fmt(improved_mean)} dB mean aligned ISNR; "
@@ -373,7 +361,7 @@ def per_run_rows(runs: list[dict]) -> list[str]:
     by_key = {(r["method"], r["input"], r["seed"]): r for r in runs}
     for name, seed in sorted({(r["input"], r["seed"]) for r in runs}):
         cells = [
-            fmt(number(run["aligned_isnr"])) + marks[run["cpu"]] if (run := by_key.get((m, name, seed))) else "—"
+            fmt(run["aligned_isnr"]) + marks[run["cpu"]] if (run := by_key.get((m, name, seed))) else "—"
             for m in methods
         ]
         lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
@@ -399,10 +387,10 @@ def ledger_rows(runs: list[dict]) -> list[str]:
     ]
     for r in mine:
         count = r.get("cpu_threads")
-        threads = f", {count} thread{'' if count == '1' else 's'}" if count else ""
+        threads = f", {count} thread{'' if count == 1 else 's'}" if count else ""
         lines.append(
-            f"| {r['input']} | {r['seed']} | {r['method']} | {fmt(number(r['aligned_isnr']))} | {fmt(number(r['isnr']))} "
-            f"| {fmt(number(r['error_ratio']))} | {r['verdict']} | {r['cpu']}{threads} | {duration(number(r['wall_time_s']))} |"
+            f"| {r['input']} | {r['seed']} | {r['method']} | {fmt(r['aligned_isnr'])} | {fmt(r['isnr'])} "
+            f"| {fmt(r['error_ratio'])} | {r['verdict']} | {r['cpu']}{threads} | {duration(r['wall_time_s'])} |"
         )
     return lines if mine else [f"No run of {', '.join(PAPERS_METHODS)} yet."]
 
@@ -434,7 +422,7 @@ def results_block(summaries: dict[str, list[str]]) -> list[str]:
     return lines
 
 
-def readme_block(runs_by_protocol: dict[str, list[dict]], seed: str = "0") -> list[str]:
+def readme_block(runs_by_protocol: dict[str, list[dict]], seed: int = 0) -> list[str]:
     """README.md's block: the papers' methods per input at ``seed`` (aligned ISNR, the CPUs
     that ran them), the paper's means, and the paired differences in a sentence each."""
     lines = [
@@ -446,7 +434,7 @@ def readme_block(runs_by_protocol: dict[str, list[dict]], seed: str = "0") -> li
         for name in dict.fromkeys(r["input"] for r in runs):
             row = [by_key.get((m, name)) for m in PAPERS_METHODS]
             if any(row):
-                cells = [fmt(number(r["aligned_isnr"])) if r else "—" for r in row]
+                cells = [fmt(r["aligned_isnr"]) if r else "—" for r in row]
                 cpus = " / ".join(sorted({r["cpu"] for r in row if r}))
                 lines.append(f"| {protocol} | {name} | " + " | ".join(cells) + f" | {cpus} |")
     for protocol in runs_by_protocol:
