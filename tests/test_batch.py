@@ -599,7 +599,7 @@ def test_an_interruption_still_reports_jobs_that_had_ended():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for leftover job processes")
-def test_sigterm_kills_running_jobs_keeps_finished_ones_and_the_batch_resumes(tmp_path, no_cluster):
+def test_sigterm_stops_running_jobs_keeps_finished_ones_and_the_batch_resumes(tmp_path, no_cluster):
     manifest = make_manifest(tmp_path, ["a", "b"])
     output = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -615,11 +615,12 @@ def test_sigterm_kills_running_jobs_keeps_finished_ones_and_the_batch_resumes(tm
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode != 0
+    _, err = process.communicate(timeout=90)
+    assert process.returncode == 143
     assert b"interrupted; run the same command again to resume" in err
-    assert not _job_processes(str(output))  # the running job was killed with the batch
-    assert not (output / "b" / "seed0" / "metrics.json").exists()
+    assert not _job_processes(str(output))  # the running job ended with the batch
+    # b's job was still starting (it ends at once) or stopped at a step; either way unfinished.
+    assert batch_summary.read_finished(output / "b" / "seed0") is None
     rows = {r["name"]: r["status"] for r in read_rows(output / "summary.csv")}
     assert rows == {"a": "done", "b": "pending"}
     finished = file_states(output / "a" / "seed0")
@@ -628,6 +629,66 @@ def test_sigterm_kills_running_jobs_keeps_finished_ones_and_the_batch_resumes(tm
     assert file_states(output / "a" / "seed0") == finished
     rows = {r["name"]: r["status"] for r in read_rows(output / "summary.csv")}
     assert rows == {"a": "skipped-done", "b": "done"}
+
+
+@pytest.mark.slow
+def test_a_stopped_batch_lets_its_running_jobs_save_their_checkpoints_at_the_step_reached(tmp_path, no_cluster):
+    manifest = make_manifest(tmp_path, ["a"])
+    output = tmp_path / "out"
+    run_dir = output / "a" / "seed0"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # A job far longer than the test, checkpointing every 20 steps: stopped mid-way, it must
+    # save where it got to, not leave the last periodic checkpoint to resume from.
+    args = [*batch_args(manifest, output), "--model.iterations", "100000", "--checkpoint.every_n_steps", "20"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightning_deblur", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (run_dir / "checkpoints" / "last.ckpt").exists():  # the job is training
+            assert process.poll() is None and time.monotonic() < deadline, "the job never wrote a checkpoint"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "stopped" and "by SIGTERM" in metrics["error"]
+    stopped_at = int(metrics["error"].split("stopped after ")[1].split()[0])
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == stopped_at
+    assert batch_processes.resumable_run(run_dir)
+    assert b"stopping 1 running job(s) at their next step" in err
+
+
+def test_a_stop_waits_for_jobs_to_end_and_kills_those_that_outlast_the_grace(tmp_path):
+    """The stop signals every running process, waits for those that end by themselves (a
+    job saving its checkpoint), and kills one that outlasts the grace period."""
+    saver = (
+        "import signal, sys, time, pathlib\n"
+        "def save(signum, frame):\n"
+        "    time.sleep(0.5)\n"  # a checkpoint takes a while
+        f"    pathlib.Path({str(tmp_path / 'saved')!r}).write_text('step 7')\n"
+        "    sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, save)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    deaf = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(60)\n"
+    running = batch_processes.RunningProcesses()
+    saving = running.start([sys.executable, "-c", saver], stdout=subprocess.PIPE)
+    ignoring = running.start([sys.executable, "-c", deaf], stdout=subprocess.PIPE)
+    for process in (saving, ignoring):
+        assert process.stdout.readline() == b"ready\n"  # its handler is in place
+    started = time.monotonic()
+    running.stop(grace_s=3.0)
+    assert 3.0 <= time.monotonic() - started < 20
+    assert saving.returncode == 143 and (tmp_path / "saved").read_text() == "step 7"
+    assert ignoring.wait(timeout=10) == -signal.SIGKILL  # killed (reaped here, as a job thread would)
+    with pytest.raises(batch_processes.Stopped):
+        running.start([sys.executable, "-c", "pass"])  # nothing starts after the stop
 
 
 def test_batch_options_and_fit_options_are_told_apart():

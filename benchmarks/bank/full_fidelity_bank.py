@@ -213,9 +213,9 @@ def run_batches(commands: list[list[str]], env: dict, concurrent: bool) -> list[
     """Run the methods' ``batch`` commands, side by side or one after the other; their exit codes.
 
     A SIGTERM to this script is passed on to the running batches, which stop the way
-    ``batch`` stops on its own SIGTERM (jobs killed, summary written, resumable); batches
-    not started yet are not started. Without this, a batch would run on after the
-    script that started it was killed.
+    ``batch`` stops on its own SIGTERM (jobs stopped at their next step with their
+    checkpoints, summary written, resumable); batches not started yet are not started.
+    Without this, a batch would run on after the script that started it was killed.
     """
     running: list[subprocess.Popen] = []
     stopping = threading.Event()

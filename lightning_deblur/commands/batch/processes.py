@@ -1,5 +1,5 @@
 """Running jobs: one ``fit`` process per job on a device slot, resumed from its checkpoint
-when it has one, killed with the batch; a pool of threads runs the jobs on the slots."""
+when it has one, stopped with the batch; a pool of threads runs the jobs on the slots."""
 
 from __future__ import annotations
 
@@ -77,11 +77,19 @@ class Stopped(Exception):
     """The batch is stopping (SIGTERM, Ctrl-C): no job may start."""
 
 
+STOP_GRACE_S = 30.0
+"""Seconds a stopping batch gives its running jobs to stop by themselves before it kills
+them. A job told to stop (SIGTERM) ends at its next step boundary, saves its checkpoint
+at the step reached and writes its results with status ``stopped``: a step at 255×255 takes
+up to about 2.5 s on a 2-core CPU, the checkpoint and results a few more. A job still
+importing or setting up when the signal comes simply ends (nothing to lose)."""
+
+
 class RunningProcesses:
-    """The ``fit`` processes running now, so that stopping the batch can kill them all.
+    """The ``fit`` processes running now, so that stopping the batch can stop them all.
 
     Starting and stopping share one lock: a process is either started before the stop
-    (and killed by it) or not started at all.
+    (and stopped by it) or not started at all.
     """
 
     def __init__(self) -> None:
@@ -101,11 +109,33 @@ class RunningProcesses:
         with self._lock:
             self._processes.discard(process)
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop every running job as a signal stops one (SIGTERM: it saves its checkpoint at
+        the step reached), wait up to ``grace_s`` seconds for them all, then kill those still
+        running. An interruption of the wait (a second Ctrl-C) kills them at once."""
         with self._lock:
             self.stopped = True
-            for process in self._processes:
-                process.kill()
+            processes = list(self._processes)
+        for process in processes:
+            process.send_signal(signal.SIGTERM)  # a no-op for a process that has ended
+        if processes:
+            print(
+                f"batch: stopping {len(processes)} running job(s) at their next step, with their checkpoints "
+                f"(killed after {grace_s:g} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+        deadline = time.monotonic() + grace_s
+        try:
+            for process in processes:
+                try:
+                    process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
 
 
 def _die_with_the_batch() -> None:
@@ -136,7 +166,7 @@ def run_fit(command: list[str], run_dir: Path, env: dict, timeout_s: float | Non
         ``(exit code, timed out, seconds)``; a negative exit code means killed by that signal.
 
     Raises:
-        Stopped: the batch is stopping (before the start, or the job was killed by the stop).
+        Stopped: the batch is stopping (before the start, or the job was stopped by the stop).
     """
     started = time.perf_counter()
     timed_out = False
@@ -255,8 +285,8 @@ def run_jobs(
     A pool of threads, each running one job process at a time: a thread takes a free slot
     (slots are handed out in turn, so fewer jobs than places still use every device), runs
     the job, and gives the slot back. An exception here (SIGTERM turned into SystemExit,
-    Ctrl-C) kills the running jobs, drops the waiting ones and propagates once every
-    thread has returned.
+    Ctrl-C) stops the running jobs (:meth:`RunningProcesses.stop`: each saves its checkpoint
+    at the step reached), drops the waiting ones and propagates once every thread has returned.
     """
     free: queue.SimpleQueue[Slot] = queue.SimpleQueue()
     for _ in range(jobs_per_device):
@@ -286,7 +316,7 @@ def run_jobs(
     except BaseException:
         # Jobs that ended before the interruption but were not reported yet (their thread
         # had already handed the slot on) are reported now, so the summary calls them done;
-        # those still running are killed first and are not.
+        # those still running are stopped first and are not.
         ended = [f for f in futures if f.done() and f not in reported]
         running.stop()
         for future in ended:

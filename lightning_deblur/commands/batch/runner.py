@@ -93,7 +93,7 @@ def run_batch(
 
     Raises:
         InputError: bad options, found before anything is written.
-        SystemExit: 1 when a job failed; ``128 + signal`` on SIGTERM (running jobs killed,
+        SystemExit: 1 when a job failed; ``128 + signal`` on SIGTERM (running jobs stopped with their checkpoints,
             finished ones kept, the batch resumable).
     """
     from tqdm import tqdm
