@@ -173,7 +173,8 @@ def report(
 
 
 def _raise_on_sigterm():
-    """Turn SIGTERM into an exception in the batch process, so that its running jobs are killed."""
+    """Turn SIGTERM into an exception in the batch process, so that its running jobs are
+    stopped (:meth:`~.processes.RunningProcesses.stop`)."""
 
     def handler(signum, frame):
         raise SystemExit(128 + signum)
