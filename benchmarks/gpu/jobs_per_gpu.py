@@ -59,10 +59,11 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             # SIGTERM, which the bank runner passes on to its batch, which stops its jobs:
             # a SIGKILL here would leave the jobs running and sharing the device with what
-            # comes next (seen on a GPU machine).
+            # comes next (seen on a GPU machine). The batch gives its jobs up to
+            # STOP_GRACE_S (30 s) to stop at a step before it kills them: wait longer.
             process.terminate()
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
             code = "timeout"
