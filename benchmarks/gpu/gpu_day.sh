@@ -119,8 +119,10 @@ if [ "$bank_seconds" -gt 0 ]; then
     start=$(date +%s)
     timeout -s TERM -k 20 "$bank_seconds" "$python" benchmarks/bank/full_fidelity_bank.py "${bank_args[@]}"
     echo "gpu_day: bank ran $(( $(date +%s) - start )) s"
-    # Finished runs only (metrics.json is written last), without events and checkpoints.
-    finished=$(cd "$out" && find bank -name metrics.json -printf '%h\n' 2>/dev/null | sort)
+    # Finished runs only (metrics.json is written last; a job stopped at the time limit
+    # writes one too, saying "stopped"), without events and checkpoints.
+    finished=$(cd "$out" && find bank -name metrics.json -exec grep -l '"status": "done"' {} + 2>/dev/null \
+               | xargs -r -n1 dirname | sort)
     if [ -n "$finished" ]; then
         (cd "$out" && echo "$finished" | tar czf bank.tgz --exclude='events.out.tfevents*' --exclude=checkpoints -T -)
         rm -rf "$out/bank"
