@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from lightning_deblur.commands.evaluate import stopped_before_its_end
 from lightning_deblur.core.imagefiles import atomic_write
 from lightning_deblur.core.provenance import code_commit, cpu_features, cpu_name, cpu_tier
 
@@ -49,8 +50,12 @@ def fit_into(config: Path, folder: Path, name: str, *extra: str, code: Path = RO
 
 
 def banked_methods(root: Path) -> list[str]:
-    """The method folders under a bank root that hold runs, sorted by name."""
-    return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and any(p.glob("*/seed*/metrics.json")))
+    """The method folders under a bank root that hold runs ``evaluate`` scores (a metrics.json
+    that does not say stopped), sorted by name."""
+    def scored(metrics: Path) -> bool:
+        return not stopped_before_its_end(metrics.parent)
+
+    return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and any(map(scored, p.glob("*/seed*/metrics.json"))))
 
 
 def kernel_signals(k: torch.Tensor) -> dict:

@@ -191,10 +191,16 @@ def test_unfinished_runs_are_skipped_and_bad_input_is_one_line(layout, tmp_path,
     unfinished = layout["runs"] / "lazy" / "grey" / "seed7"
     unfinished.mkdir()
     shutil.copy(layout["runs"] / "lazy" / "grey" / "seed0" / "deblurred.png", unfinished)
+    # A job stopped before its end (a signal, a time budget) writes its files and a
+    # metrics.json that says so: an estimate part of the way, not a result to score.
+    stopped = layout["runs"] / "lazy" / "grey" / "seed8"
+    shutil.copytree(layout["runs"] / "lazy" / "grey" / "seed0", stopped)
+    write_json(stopped / "metrics.json", {"status": "stopped", "wall_time_s": 1.0})
     summary = evaluate(str(layout["data"] / "manifest.csv"), f"lazy={layout['runs'] / 'lazy'}", str(tmp_path / "e"))
     assert summary["methods"]["lazy"]["runs"] == 4
-    assert "unfinished" in capsys.readouterr().err
+    assert "2 unfinished run(s) of 'lazy' skipped" in capsys.readouterr().err
     shutil.rmtree(unfinished)
+    shutil.rmtree(stopped)
 
     manifest = str(layout["data"] / "manifest.csv")
     for argv, message in (

@@ -6,6 +6,7 @@ its summaries between the markers of RESULTS and README, nowhere else."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -276,3 +277,15 @@ def test_evaluates_runs_csv_is_read_as_the_package_reads_it(benchmark_script, mo
     run["cpu"] = table.cpu(run)
     assert table.ledger_rows([run])[2] == "| im1_kernel1 | 0 | original | 0.61 | -0.50 | — | ok | AMD EPYC (avx2), 2 threads | 1 h 00 min |"
     assert table.verdict_line([run]).endswith("catches 0 of 1 failure (aligned ISNR below 1 dB).")
+
+
+def test_a_method_whose_only_run_was_stopped_before_its_end_is_not_banked(benchmark_script, tmp_path):
+    common = benchmark_script("_common.py")
+    for method, status in (("original", "done"), ("improved", "stopped"), ("fast", "failed")):
+        folder = tmp_path / method / "kodim02" / "seed0"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"status": status}))
+    (tmp_path / "nonblind" / "kodim02" / "seed0").mkdir(parents=True)  # started, nothing written yet
+    # A stopped run is an estimate part of the way, which evaluate skips: banked, the method would
+    # leave evaluate no run to score. A diverged (failed) run is the method's result for its seed.
+    assert common.banked_methods(tmp_path) == ["fast", "original"]

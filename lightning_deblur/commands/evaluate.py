@@ -15,14 +15,16 @@ list (``--results '[original=runs/o, improved=runs/i]'``), appended one at a tim
 Results layout (what ``batch`` writes; easy to make by hand): each method has a root
 folder with one folder per job, ``<root>/<input name>/seed<k>/``, holding
 
-- ``metrics.json``: its presence marks a finished run (only ``wall_time_s`` is read);
+- ``metrics.json``: its presence marks a finished run, unless it says ``"status":
+  "stopped"`` (stopped before its end, to be resumed); of its figures only ``wall_time_s``
+  is read;
 - ``deblurred.png``: the ``H × W`` result (8/16 bit, grey or RGB);
 - ``kernel.npy``: the estimated kernel.
 
 Input names are the manifest's ``name`` column. Plain ``fit`` logs
 (``<root>/<input name>/version_<k>/``) are read too, ``k`` standing for the seed, when
-an input folder has no ``seed<k>`` folders. Folders without ``metrics.json`` are skipped
-as unfinished (with a warning); anything else in the root (``summary.csv``, folders of
+an input folder has no ``seed<k>`` folders. Folders without ``metrics.json``, or with a
+stopped one, are skipped as unfinished (with a warning); anything else in the root (``summary.csv``, folders of
 inputs not in the manifest) is ignored. ``--true_kernel_results`` has the same layout
 but needs only ``deblurred.png`` (a non-blind deconvolution with the true kernel): each
 run is compared with the true-kernel result of its own seed if there is one, else with
@@ -146,12 +148,15 @@ def find_jobs(method: str, root: Path, names: list[str], option: str = "--result
         if not input_dir.is_dir():
             continue
         for seed, folder in seed_folders(input_dir):
-            if (folder / "metrics.json").is_file():
+            if (folder / "metrics.json").is_file() and not stopped_before_its_end(folder):
                 jobs.append(FoundRun(method, name, seed, folder))
             else:
                 unfinished.append(folder)
     if unfinished:
-        _warn(f"{len(unfinished)} unfinished run(s) of '{method}' skipped (no metrics.json), e.g. {unfinished[0]}")
+        _warn(
+            f"{len(unfinished)} unfinished run(s) of '{method}' skipped (no metrics.json, or one that says "
+            f"stopped: resume it to its end), e.g. {unfinished[0]}"
+        )
     if not jobs:
         raise InputError(
             f"no finished runs of the manifest's inputs in '{root}' (method '{method}'); {option} wants folders "
@@ -207,6 +212,17 @@ def _check_sizes(size: tuple[int, int], border: int, name: str) -> None:
             f"input '{name}' is {size[0]}×{size[1]}: a {border} px border leaves less than the {SSIM_WINDOW}×"
             f"{SSIM_WINDOW} SSIM window; use a smaller --border (and --max_shift)"
         )
+
+
+def stopped_before_its_end(folder: Path) -> bool:
+    """Whether the job in ``folder`` was stopped before its plan's end (a signal, a time
+    budget, ``--trainer.max_steps``): its metrics.json says ``"status": "stopped"`` and its
+    files hold an estimate part of the way, to be resumed, not a result. A diverged job
+    (``failed``) is the method's result for its seed and is scored."""
+    try:
+        return json.loads((folder / "metrics.json").read_text()).get("status") == "stopped"
+    except (ValueError, OSError, AttributeError):
+        return False  # unreadable: scored, with the warning _recorded gives
 
 
 def _recorded(folder: Path) -> dict:
