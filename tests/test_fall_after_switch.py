@@ -8,17 +8,19 @@ from pathlib import Path
 import pytest
 
 from lightning_deblur.core.curve_table import write_curve
+from lightning_deblur.core.imagefiles import write_json
 
 SCRIPT = "paper_scale/fall_after_switch.py"
 
 
-def write_run(run: Path, rows: list[tuple[int, int, float, float]]) -> None:
-    """rows: (scale, step_in_scale, aligned_psnr, kernel_peak)."""
+def write_run(run: Path, rows: list[tuple[int, int, float, float]], status: str = "done") -> None:
+    """rows: (scale, step_in_scale, aligned_psnr, kernel_peak); ``status``: its metrics.json's."""
     run.mkdir(parents=True)
     write_curve(run / "curve.csv", [
         {"step": 100 * step, "scale": scale, "step_in_scale": step_in_scale, "aligned_psnr": psnr, "kernel_peak": peak}
         for step, (scale, step_in_scale, psnr, peak) in enumerate(rows, start=1)
     ])  # fmt: skip
+    write_json(run / "metrics.json", {"status": status, "final_loss": 0.1})
 
 
 def test_the_fall_is_measured_from_the_finest_scales_switch_on(tmp_path, benchmark_script):
@@ -53,3 +55,12 @@ def test_a_single_scale_run_is_refused_although_it_has_a_step_2000(tmp_path, cap
     assert script.main([str(tmp_path / "run")]) == 2
     printed = capsys.readouterr()
     assert "1 scale(s), not the improved config's 3" in printed.err and printed.out == ""
+
+
+def test_a_run_stopped_part_of_the_way_is_refused_in_one_line(tmp_path, capsys, benchmark_script):
+    script = benchmark_script(SCRIPT)
+    # Past the switch, but stopped at step 3000 of 5000 (a signal): its end is not the run's end.
+    write_run(tmp_path / "run", [(2, 2000, 24.0, 0.11), (2, 3000, 25.0, 0.2)], status="stopped")
+    assert script.main([str(tmp_path / "run")]) == 2
+    printed = capsys.readouterr()
+    assert "is not finished" in printed.err and printed.err.count("\n") == 1 and printed.out == ""

@@ -22,6 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lightning_deblur.commands.batch.summary import read_finished
 from lightning_deblur.core.curve_table import read_curve
 from lightning_deblur.core.planning import ScalesSpec
 from lightning_deblur.core.schedule import IMPROVED_WEIGHTS
@@ -57,8 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = []  # every run read before anything is printed: a bad folder leaves only its one-line error
     for run in args.runs:
+        if read_finished(run) is None:  # a running or stopped job's curve ends part of the way
+            print(
+                f"fall_after_switch: {run} is not finished (no metrics.json, or one that does not say done); "
+                "give finished run folders",
+                file=sys.stderr,
+            )
+            return 2
         if not (run / "curve.csv").is_file():
-            print(f"fall_after_switch: {run} has no curve.csv; give a finished run folder", file=sys.stderr)
+            print(f"fall_after_switch: {run} has no curve.csv (run with --curve.every_n_steps 0, or before curves were recorded)", file=sys.stderr)
             return 2
         try:
             rows.append((run, fall_after_switch(run)))
