@@ -24,8 +24,8 @@ folder with one folder per job, ``<root>/<input name>/seed<k>/``, holding
 Input names are the manifest's ``name`` column. Plain ``fit`` logs
 (``<root>/<input name>/version_<k>/``) are read too, ``k`` standing for the seed, when
 an input folder has no ``seed<k>`` folders. Folders without ``metrics.json``, or with a
-stopped one, are skipped as unfinished (with a warning); anything else in the root (``summary.csv``, folders of
-inputs not in the manifest) is ignored. ``--true_kernel_results`` has the same layout
+stopped one, are skipped as unfinished (with a warning); anything else in the root
+(``summary.csv``, folders of inputs not in the manifest) is ignored. ``--true_kernel_results`` has the same layout
 but needs only ``deblurred.png`` (a non-blind deconvolution with the true kernel): each
 run is compared with the true-kernel result of its own seed if there is one, else with
 the lowest seed's.
