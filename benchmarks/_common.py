@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from lightning_deblur.commands.evaluate import stopped_before_its_end
+from lightning_deblur.commands.batch.summary import read_json_object, stopped_before_its_end
 from lightning_deblur.core.imagefiles import atomic_write
 from lightning_deblur.core.provenance import code_commit, cpu_features, cpu_name, cpu_tier
 
@@ -53,7 +53,7 @@ def banked_methods(root: Path) -> list[str]:
     """The method folders under a bank root that hold runs ``evaluate`` scores (a metrics.json
     that does not say stopped), sorted by name."""
     def scored(metrics: Path) -> bool:
-        return not stopped_before_its_end(metrics.parent)
+        return not stopped_before_its_end(read_json_object(metrics))
 
     return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and any(map(scored, p.glob("*/seed*/metrics.json"))))
 

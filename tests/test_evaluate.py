@@ -232,7 +232,7 @@ def test_runs_csv_round_trip_keeps_empty_cells_as_nan(layout, tmp_path):
 
 def test_keeping_the_sparsest_run_per_input_is_scored_against_the_oracle():
     def run(name: str, seed: int, sparsity: float, isnr: float) -> FoundRun:
-        return FoundRun("m", name, seed, Path("."), {"gradient_sparsity": sparsity, "aligned_isnr": isnr})
+        return FoundRun("m", name, seed, Path("."), figures={"gradient_sparsity": sparsity, "aligned_isnr": isnr})
 
     runs = [
         run("a", 0, 1.02, 0.5), run("a", 1, 0.98, 2.0), run("a", 2, 1.00, 1.5),  # the sparsest is the best

@@ -71,6 +71,7 @@ from pathlib import Path
 
 import torch
 
+from lightning_deblur.commands.batch.summary import stopped_before_its_end
 from lightning_deblur.commands.evaluate_tables import FAILURE_ISNR_DB, FoundRun, markdown, summarize, write_runs_csv
 from lightning_deblur.commands.function_cli import function_parser, options_of
 from lightning_deblur.core.alignment import (
@@ -148,10 +149,11 @@ def find_jobs(method: str, root: Path, names: list[str], option: str = "--result
         if not input_dir.is_dir():
             continue
         for seed, folder in seed_folders(input_dir):
-            if (folder / "metrics.json").is_file() and not stopped_before_its_end(folder):
-                jobs.append(FoundRun(method, name, seed, folder))
-            else:
+            recorded = _recorded(folder) if (folder / "metrics.json").is_file() else None
+            if recorded is None or stopped_before_its_end(recorded):
                 unfinished.append(folder)
+            else:
+                jobs.append(FoundRun(method, name, seed, folder, recorded))
     if unfinished:
         _warn(
             f"{len(unfinished)} unfinished run(s) of '{method}' skipped (no metrics.json, or one that says "
@@ -212,17 +214,6 @@ def _check_sizes(size: tuple[int, int], border: int, name: str) -> None:
             f"input '{name}' is {size[0]}×{size[1]}: a {border} px border leaves less than the {SSIM_WINDOW}×"
             f"{SSIM_WINDOW} SSIM window; use a smaller --border (and --max_shift)"
         )
-
-
-def stopped_before_its_end(folder: Path) -> bool:
-    """Whether the job in ``folder`` was stopped before its plan's end (a signal, a time
-    budget, ``--trainer.max_steps``): its metrics.json says ``"status": "stopped"`` and its
-    files hold an estimate part of the way, to be resumed, not a result. A diverged job
-    (``failed``) is the method's result for its seed and is scored."""
-    try:
-        return json.loads((folder / "metrics.json").read_text()).get("status") == "stopped"
-    except (ValueError, OSError, AttributeError):
-        return False  # unreadable: scored, with the warning _recorded gives
 
 
 def _recorded(folder: Path) -> dict:
@@ -299,7 +290,7 @@ def measure_input(
                 kernel_err = float(
                     kernel_error(torch.from_numpy(estimate_kernel), torch.from_numpy(truth), max_shift, step)[0]
                 )
-            recorded = _recorded(job.folder)
+            recorded = job.recorded
             # The same seed takes another trajectory on another CPU or thread count.
             software = recorded.get("software") or {}
             job.figures = {

@@ -54,6 +54,8 @@ class FoundRun:
     input: str
     seed: int
     folder: Path
+    recorded: dict = field(default_factory=dict)
+    """What the job wrote of itself in its metrics.json (wall time, chosen start, software)."""
     figures: dict = field(default_factory=dict)
 
 

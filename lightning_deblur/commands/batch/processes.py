@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lightning_deblur.commands.batch.jobs import BatchJob, fit_arguments
-from lightning_deblur.commands.batch.summary import _read_json, read_finished
+from lightning_deblur.commands.batch.summary import read_finished, read_json_object, stopped_before_its_end
 from lightning_deblur.core.imagefiles import write_json
 
 
@@ -45,7 +45,7 @@ def _failure(run_dir: Path, code: int, timed_out: bool, timeout_s: float | None)
     if code != 0:
         return last or f"exit code {code}"
     if read_finished(run_dir) is None:
-        metrics = _read_json(run_dir / "metrics.json")
+        metrics = read_json_object(run_dir / "metrics.json")
         if metrics.get("error"):
             return str(metrics["error"])
         if "final_loss" in metrics:
@@ -238,7 +238,7 @@ def resumable_run(run_dir: Path) -> bool:
     and no ``metrics.json``, or one that says ``stopped`` (a time budget, a signal)."""
     if not (run_dir / "checkpoints" / "last.ckpt").is_file():
         return False
-    return metrics_file_state(run_dir) is None or _read_json(run_dir / "metrics.json").get("status") == "stopped"
+    return metrics_file_state(run_dir) is None or stopped_before_its_end(read_json_object(run_dir / "metrics.json"))
 
 
 def run_job(job: BatchJob, spec: RunSpec, slot: Slot, running: RunningProcesses) -> dict:

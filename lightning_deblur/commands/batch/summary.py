@@ -81,12 +81,23 @@ def read_finished(run_dir: Path) -> dict | None:
     return metrics
 
 
-def _read_json(path: Path) -> dict:
+def read_json_object(path: Path) -> dict:
+    """The JSON object in ``path`` (a job's ``metrics.json`` or ``batch.json``), or ``{}``
+    when the file is missing, unreadable or holds something else."""
     try:
         payload = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     return payload if isinstance(payload, dict) else {}
+
+
+def stopped_before_its_end(metrics: dict) -> bool:
+    """Whether a job's ``metrics.json`` (as a dict) says it was stopped before its plan's end
+    (a signal, a time budget, ``--trainer.max_steps``): ``"status": "stopped"``. Its folder
+    then holds an estimate part of the way and a checkpoint to resume from, not a result.
+    A diverged job (``failed``) did reach its end: ``batch`` retries it, while ``evaluate``
+    scores it as the method's result for its seed."""
+    return metrics.get("status") == "stopped"
 
 
 def summary_row(job: BatchJob, output_dir: Path, status: str, **values) -> dict:
@@ -103,7 +114,7 @@ def summary_row(job: BatchJob, output_dir: Path, status: str, **values) -> dict:
     }
     if status in FINISHED_STATUSES:
         metrics = read_finished(run_dir) or {}
-        record = _read_json(run_dir / "batch.json")
+        record = read_json_object(run_dir / "batch.json")
         row["wall_time_s"] = record.get("wall_time_s", "")
         row["device"] = record.get("device", metrics.get("device", ""))
         for key, value in metrics.items():
