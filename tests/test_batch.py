@@ -691,6 +691,38 @@ def test_a_stop_waits_for_jobs_to_end_and_kills_those_that_outlast_the_grace(tmp
         running.start([sys.executable, "-c", "pass"])  # nothing starts after the stop
 
 
+def test_a_job_past_its_timeout_is_told_to_stop_and_killed_only_if_it_does_not(tmp_path):
+    """A timed-out job gets SIGTERM first (a fit saves its checkpoint at the step reached),
+    and SIGKILL only when it outlasts the grace period (a hang)."""
+    saver = (
+        "import signal, sys, time, pathlib\n"
+        "def save(signum, frame):\n"
+        f"    pathlib.Path({str(tmp_path / 'saved')!r}).write_text('step 7')\n"
+        "    sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, save)\n"
+        "time.sleep(60)\n"
+    )
+    deaf = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n"
+    running = batch_processes.RunningProcesses()
+    code, timed_out, seconds = batch_processes.run_fit(
+        [sys.executable, "-c", saver], tmp_path, dict(os.environ), 3.0, running, grace_s=20.0
+    )
+    assert timed_out and code == 143 and (tmp_path / "saved").read_text() == "step 7"
+    assert seconds < 20  # it ended by itself within the grace, not killed at its end
+    code, timed_out, seconds = batch_processes.run_fit(
+        [sys.executable, "-c", deaf], tmp_path, dict(os.environ), 3.0, running, grace_s=2.0
+    )
+    assert timed_out and code == -signal.SIGKILL and seconds >= 5.0
+
+
+def test_a_timed_out_job_says_where_it_stopped_when_it_saved_its_checkpoint(tmp_path):
+    assert batch_processes._failure(tmp_path, -signal.SIGKILL, True, 30.0) == "timed out after 30 s"
+    metrics = {"status": "stopped", "iterations": 212, "error": "stopped after 212 of 5000 steps by SIGTERM"}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    error = batch_processes._failure(tmp_path, 143, True, 30.0)
+    assert error == "timed out after 30 s; stopped at step 212 with its checkpoint (the batch's next run resumes it)"
+
+
 def test_batch_options_and_fit_options_are_told_apart():
     argv = ["--config", "a.yaml", "--model.iterations", "3", "--config+", "b.yaml", "--seeds=0-2",
             "--trainer.precision", "bf16-mixed", "--output_dir", "o"]  # fmt: skip

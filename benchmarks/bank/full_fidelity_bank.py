@@ -285,7 +285,7 @@ def main() -> None:
     runner.add_argument("--seeds", default="0-1", help="seeds of every input: 0-1, 2 or 0,3")
     runner.add_argument("--devices", default="auto", help="batch --devices: N or auto")
     runner.add_argument("--jobs_per_device", type=int, default=1)
-    runner.add_argument("--timeout", type=float, default=None, help="seconds after which a job is killed")
+    runner.add_argument("--timeout", type=float, default=None, help="seconds after which a job is stopped at its checkpoint (batch --timeout)")
     runner.add_argument("--concurrent", action="store_true", help="run the methods' batches side by side")
     runner.add_argument("--root", default=str(BANK), help="where the bank lives")
     runner.add_argument("--protocol", default=str(PROTOCOL / "manifest.csv"), help="the inputs' manifest")

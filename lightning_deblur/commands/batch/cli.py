@@ -64,7 +64,9 @@ def batch(
         seeds: seeds of every image: 0-9, 0,3,5 or 3.
         devices: device slots: N or auto (every GPU, or 1 CPU slot).
         jobs_per_device: jobs run at once on each device: N or auto (4 per GPU, 1 per CPU slot).
-        timeout: seconds after which a job is killed and marked failed.
+        timeout: seconds after which a job is stopped and marked failed: told to stop (as by SIGTERM:
+            it saves its checkpoint at the step reached, and the batch's next run resumes it), killed
+            if still running 30 s later.
         members: a pool file (e.g. configs/pool.yaml; instead of --config): every job is
             run once by each member method, into OUTPUT_DIR/<member>/, and per (input, seed)
             the result with the lowest gradient sparsity is kept (OUTPUT_DIR/pool.csv).

@@ -35,6 +35,12 @@ def _failure(run_dir: Path, code: int, timed_out: bool, timeout_s: float | None)
     """Why a finished ``fit`` process did not leave a finished job, or ``None`` if it did."""
     last = _last_line(run_dir / "stderr.log")
     if timed_out:
+        metrics = read_json_object(run_dir / "metrics.json")
+        if stopped_before_its_end(metrics):
+            return (
+                f"timed out after {timeout_s:g} s; stopped at step {metrics.get('iterations')} with its checkpoint "
+                "(the batch's next run resumes it)"
+            )
         return f"timed out after {timeout_s:g} s"
     if code < 0:
         try:
@@ -159,8 +165,19 @@ if sys.platform.startswith("linux"):
     _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 
 
-def run_fit(command: list[str], run_dir: Path, env: dict, timeout_s: float | None, running: RunningProcesses):
+def run_fit(
+    command: list[str],
+    run_dir: Path,
+    env: dict,
+    timeout_s: float | None,
+    running: RunningProcesses,
+    grace_s: float = STOP_GRACE_S,
+):
     """Run ``command`` with its output appended to ``run_dir/std{out,err}.log``.
+
+    A job still running after ``timeout_s`` seconds is stopped as a stopping batch stops it
+    (SIGTERM: it saves its checkpoint at the step reached, so that work is not lost) and
+    killed if it has not ended ``grace_s`` seconds later (a job that hangs).
 
     Returns:
         ``(exit code, timed out, seconds)``; a negative exit code means killed by that signal.
@@ -176,8 +193,12 @@ def run_fit(command: list[str], run_dir: Path, env: dict, timeout_s: float | Non
             process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             timed_out = True
-            process.kill()
-            process.wait()
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         finally:
             running.done(process)
     if running.stopped:
