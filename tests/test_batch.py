@@ -461,7 +461,7 @@ def test_names_that_read_as_null_or_as_options_get_their_own_folders(tmp_path, n
 
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes for a job that never ends")
-def test_a_job_past_the_timeout_is_killed_and_failed_while_the_others_finish(tmp_path, no_cluster, capsys):
+def test_a_job_past_the_timeout_is_stopped_and_failed_while_the_others_finish(tmp_path, no_cluster, capsys):
     manifest = make_manifest(tmp_path, ["fine", "stuck"], hanging=("stuck",))
     output = tmp_path / "out"
 
