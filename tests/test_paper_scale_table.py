@@ -133,6 +133,11 @@ def test_the_readme_block_has_the_papers_methods_per_input_and_the_paired_differ
     ]
     assert "| *levin8* | *paper: mean over Levin's 32* | *7.62* | *8.23* |  | |" in lines
     assert "- levin8, improved − original: +0.13 ± 0.37 dB over 2 pairs." in lines
+    assert not any("(same CPU)" in line for line in lines)  # both pairs on one CPU: the figure above, not twice
+    lines = table.readme_block({"levin8": [*levin, scored("original", "im4_kernel4", 9.0, "Intel Xeon"),
+                                           scored("improved", "im4_kernel4", 10.0, "AMD EPYC")]})  # fmt: skip
+    assert "- levin8, improved − original: +0.42 ± 0.36 dB over 3 pairs." in lines
+    assert "- levin8, improved − original (same CPU): +0.13 ± 0.37 dB over 2 pairs." in lines
 
 
 def test_the_verdict_line_counts_flagged_runs_and_caught_failures(benchmark_script):
@@ -178,7 +183,13 @@ def test_a_precision_pair_counts_only_where_both_ran_on_one_cpu(benchmark_script
     lines = table.paired_rows(runs)
     assert "| improved − original | 1 | 0.50 ± — | 1 of 1 |" in lines
     assert "| improved_bf16 − improved (same CPU) | 2 | -4.30 ± 4.52 | 1 of 2 |" in lines
+    assert not any("improved − original (same CPU)" in line for line in lines)  # its only pair spans two CPUs
     assert lines[-1] == "improved_bf16 − improved (same CPU) leaves out 1 pair(s) run on different CPUs."
+    runs.append(scored("original", "im1_kernel1", 9.26, "AMD EPYC"))  # a second method pair, on one CPU
+    lines = table.paired_rows(runs)
+    assert "| improved − original | 2 | 0.50 ± 0.00 | 2 of 2 |" in lines
+    assert "| improved − original (same CPU) | 1 | 0.50 ± — | 1 of 1 |" in lines
+    assert "improved − original (same CPU) leaves out 1 pair(s) run on different CPUs." in lines
 
 
 def test_the_precision_rule_is_decided_early_only_when_no_bf16_run_to_come_can_change_it(benchmark_script):
